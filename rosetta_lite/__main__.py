@@ -1,0 +1,3 @@
+from rosetta_lite.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,140 @@
+"""The one command line: ``python -m rosetta_lite COMMAND``.
+
+    python -m rosetta_lite world --out runs/world.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+
+def _world(args: argparse.Namespace) -> int:
+    from rosetta_lite.files import atomic_path
+    from rosetta_lite.viz import world_figure
+    from rosetta_lite.world import ShapesWorld
+
+    batch = ShapesWorld(size=args.size).batch(args.n, seed=args.seed)
+    fig = world_figure(batch)
+    with atomic_path(args.out) as tmp:
+        fig.savefig(tmp, format="png", dpi=args.dpi)
+    print(f"wrote {args.n} Shapes World samples ({args.size} px, seed {args.seed}) with masks to {args.out}")
+    return 0
+
+
+def _bench_world(args: argparse.Namespace) -> int:
+    import hashlib
+
+    import torch
+
+    from rosetta_lite.world import ShapesWorld
+
+    torch.set_num_threads(args.threads)
+    world = ShapesWorld(size=args.size)
+    world.batch(64, seed=0)  # warm-up
+    start = time.perf_counter()
+    batch = world.batch(args.images, seed=args.seed)
+    seconds = time.perf_counter() - start
+    digest = hashlib.sha256(batch.images_uint8.numpy().tobytes()).hexdigest()
+    report = {"benchmark": "world", "size": args.size, "images": args.images,
+              "seconds": round(seconds, 3), "images_per_s": round(args.images / seconds, 1),
+              "target_images_per_s": 2000, "sha256_of_bytes": digest,
+              "same_bytes_on_rerun": digest == hashlib.sha256(
+                  world.batch(args.images, seed=args.seed).images_uint8.numpy().tobytes()).hexdigest()}
+    print(json.dumps(report, indent=None if args.json else 2))
+    return 0
+
+
+def _layers(args: argparse.Namespace) -> int:
+    import timm
+    import torch
+
+    from rosetta_lite.capture import list_layers
+
+    model = timm.create_model(args.model, pretrained=False).eval()
+    size = args.input_size
+    for info in list_layers(model, torch.zeros(1, 3, size, size)):
+        print(f"{info.name:40s} {info.module:20s} {info.shape}")
+    return 0
+
+
+def _book(args: argparse.Namespace) -> int:
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    script = Path(sys.executable).parent / "jupyter-book"
+    script = str(script) if script.exists() else shutil.which("jupyter-book")
+    if script is None:
+        raise FileNotFoundError("jupyter-book is not installed: pip install -r requirements.txt")
+    command = [script, "build", str(root), "--warningiserror", "--keep-going"]
+    if args.all:
+        command.append("--all")
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=root)
+    print(f"book build took {time.perf_counter() - start:.0f} s; open {root / '_build/html/index.html'}")
+    return done.returncode
+
+
+def _notebooks(args: argparse.Namespace) -> int:
+    from rosetta_lite.notebooks import refresh
+
+    for path in args.paths:
+        refresh(path)
+        print(f"refreshed {path}: executed, outputs kept only for checked cells")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m rosetta_lite", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    world = commands.add_parser("world", help="render Shapes World samples with their masks to a PNG")
+    world.add_argument("--out", default="runs/world.png")
+    world.add_argument("--n", type=int, default=8, help="samples (default 8)")
+    world.add_argument("--size", type=int, default=32, help="pixels, 16 or more (default 32)")
+    world.add_argument("--seed", type=int, default=0)
+    world.add_argument("--dpi", type=int, default=100)
+    world.set_defaults(run=_world)
+
+    bench = commands.add_parser("bench", help="benchmarks that print JSON")
+    bench_kinds = bench.add_subparsers(dest="bench", required=True)
+    bench_world = bench_kinds.add_parser("world", help="Shapes World throughput and determinism")
+    bench_world.add_argument("--images", type=int, default=5000)
+    bench_world.add_argument("--size", type=int, default=32)
+    bench_world.add_argument("--seed", type=int, default=0)
+    bench_world.add_argument("--threads", type=int, default=2)
+    bench_world.add_argument("--json", action="store_true", help="one line of JSON")
+    bench_world.set_defaults(run=_bench_world)
+
+    layers = commands.add_parser("layers", help="list a timm model's capturable layers and map shapes")
+    layers.add_argument("model", help="a timm model name, e.g. resnet50 (built with untrained weights)")
+    layers.add_argument("--input-size", type=int, default=224)
+    layers.set_defaults(run=_layers)
+
+    book = commands.add_parser("book", help="build the book (executes every chapter), warnings as errors")
+    book.add_argument("--all", action="store_true", help="rebuild every page, not only changed ones")
+    book.set_defaults(run=_book)
+
+    notebooks = commands.add_parser("notebooks", help="maintain the chapters")
+    notebook_actions = notebooks.add_subparsers(dest="action", required=True)
+    refresh = notebook_actions.add_parser("refresh", help="execute, keep only the outputs nbval checks")
+    refresh.add_argument("paths", nargs="+")
+    refresh.set_defaults(run=_notebooks)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m rosetta_lite`` and ``rosetta-lite``.
+
+        main(["world", "--out", "runs/world.png"])
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, PermissionError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

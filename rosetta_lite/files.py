@@ -1,0 +1,45 @@
+"""Atomic file writes: a crash leaves the old file or the new one, never half of one.
+
+    with atomic_path("runs/table.safetensors") as tmp: save_file(tensors, tmp)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path``.
+
+        with atomic_path("out/fig.png") as tmp: fig.savefig(tmp, format="png")
+    """
+    target = Path(path)
+    writable_dir(target.parent)
+    handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def writable_dir(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` if needed and check that files can be written there.
+
+        out = writable_dir("runs/mine")
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise PermissionError(f"cannot create output folder {str(folder)!r}: {error.strerror}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"output folder {str(folder)!r} is not writable; choose another with --out")
+    return folder
