@@ -88,8 +88,8 @@ class Trace:
             value = output.detach() if self.detach else output
             if self.spatial:
                 value = to_maps(value, self.model, name, self._batch, self._input_hw, self.token_layout)
-            if self.clone and value.data_ptr() == output.data_ptr():
-                value = value.clone()
+            if self.clone and value.untyped_storage().data_ptr() == output.untyped_storage().data_ptr():
+                value = value.clone()  # keeps the strides: channels-last views stay channels-last
             self.outputs[name] = value
             if self.stop and len(self.outputs) == len(set(self.layers)):
                 raise _StopForward
@@ -142,7 +142,8 @@ def to_maps(value: torch.Tensor, model: nn.Module, name: str, batch: int | None 
         raise CaptureError(f"layer {name!r} has {tokens_bnc.shape[1]} tokens; with {layout.prefix} prefix "
                            f"tokens they do not fill a {rows} x {cols} grid")
     b, _, c = grid_bnc.shape
-    return grid_bnc.transpose(1, 2).reshape(b, c, rows, cols)
+    # a channels-last view of the tokens: no copy, and the layout mining wants
+    return grid_bnc.reshape(b, rows, cols, c).permute(0, 3, 1, 2)
 
 
 def token_layout(model: nn.Module, name: str, n_tokens: int,

@@ -88,6 +88,50 @@ def _notebooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_summary(summary: dict) -> None:
+    print(f"mined {summary['images']} images -> {summary['out']}")
+    for label in ("trained", "control"):
+        if label not in summary:
+            continue
+        part = summary[label]
+        units = ", ".join(f"{m} {n}" for m, n in part["units"].items())
+        buddies = ", ".join(f"{m} {n}" for m, n in part["best_buddies"].items())
+        print(f"  {label:8s} units: {units}")
+        print(f"  {'':8s} best buddies with the generator: {buddies}")
+        print(f"  {'':8s} Rosetta neurons: {part['rosetta_neurons']}, clusters: {part['clusters']}")
+
+
+def _mine(args: argparse.Namespace) -> int:
+    from rosetta_lite.runs import mine_zoo
+
+    summary = mine_zoo(args.zoo, args.images, args.out, k=args.k, mode=args.mode, control=not args.no_control,
+                       generator=args.generator, encoders=args.encoders, batch_size=args.batch_size,
+                       seed=args.seed, start=args.start, grid=args.grid, device=args.device,
+                       progress=not args.json)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        _print_summary(summary)
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rosetta_lite.mine import ACCUMULATORS, MiningResult
+    from rosetta_lite.runs import save_dictionaries
+
+    results = [MiningResult.load(Path(folder) / ACCUMULATORS) for folder in args.folders]
+    merged = results[0]
+    for other in results[1:]:
+        merged.merge(other)
+    from rosetta_lite.files import writable_dir
+
+    merged.save(writable_dir(args.out) / ACCUMULATORS)
+    _print_summary(save_dictionaries(merged, args.out, k=args.k, mode=args.mode))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rosetta_lite", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -115,6 +159,31 @@ def build_parser() -> argparse.ArgumentParser:
     layers.add_argument("--input-size", type=int, default=224)
     layers.set_defaults(run=_layers)
 
+    mine = commands.add_parser("mine", help="mine a zoo: correlations, best buddies, the Rosetta dictionary")
+    mine.add_argument("--zoo", default="lite", choices=["lite", "full", "lite-untrained", "full-untrained"],
+                      help="which zoo; *-untrained: the same architectures with seeded untrained weights")
+    mine.add_argument("--images", type=int, default=2000)
+    mine.add_argument("--out", default="runs/mine", help="folder for the dictionary and checkpoints")
+    mine.add_argument("--k", type=int, default=1, help="best buddies: mutual K nearest neighbours")
+    mine.add_argument("--mode", default="mutual", choices=["mutual", "asymmetric"])
+    mine.add_argument("--batch-size", type=int, default=32)
+    mine.add_argument("--seed", type=int, default=0, help="latent stream")
+    mine.add_argument("--start", type=int, default=0, help="first latent (shards cover disjoint ranges)")
+    mine.add_argument("--grid", type=int, default=None, help="common map side (default: the largest map)")
+    mine.add_argument("--generator", default=None)
+    mine.add_argument("--encoders", nargs="+", default=None)
+    mine.add_argument("--no-control", action="store_true", help="skip the untrained control zoo")
+    mine.add_argument("--device", default="cpu")
+    mine.add_argument("--json", action="store_true", help="print the summary as JSON")
+    mine.set_defaults(run=_mine)
+
+    merge = commands.add_parser("merge", help="merge mining runs over disjoint latent ranges")
+    merge.add_argument("folders", nargs="+", help="output folders of mine runs")
+    merge.add_argument("--out", required=True)
+    merge.add_argument("--k", type=int, default=1)
+    merge.add_argument("--mode", default="mutual", choices=["mutual", "asymmetric"])
+    merge.set_defaults(run=_merge)
+
     book = commands.add_parser("book", help="build the book (executes every chapter), warnings as errors")
     book.add_argument("--all", action="store_true", help="rebuild every page, not only changed ones")
     book.set_defaults(run=_book)
@@ -135,6 +204,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, PermissionError, FileNotFoundError) as error:
+    except (ValueError, PermissionError, FileNotFoundError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

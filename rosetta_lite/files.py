@@ -22,6 +22,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     writable_dir(target.parent)
     handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes private files; results are ordinary files
     try:
         yield tmp
         os.replace(tmp, target)

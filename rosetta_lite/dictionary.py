@@ -1,0 +1,181 @@
+"""The Rosetta dictionary: clusters of shared units, saved as JSON plus safetensors.
+
+    d = build_dictionary(result, k=3); d.save("runs/mine"); d = RosettaDictionary.load("runs/mine")
+
+``dictionary.json`` holds the schema version, mining and matching settings, every
+model's layers and units, dead units, best buddies and the ranked clusters;
+``dictionary.safetensors`` holds the correlation tables and each unit's mean and
+standard deviation on the mining grid (inversion normalises maps with them).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from rosetta_lite.files import atomic_path, writable_dir
+from rosetta_lite.match import best_buddies, cluster_units, rosetta_units
+from rosetta_lite.mine import MiningResult
+
+SCHEMA_VERSION = 1
+JSON_NAME, TENSORS_NAME = "dictionary.json", "dictionary.safetensors"
+
+
+class DictionaryError(ValueError):
+    """A dictionary file that is missing, corrupt or of another schema version."""
+
+
+@dataclass
+class Cluster:
+    """One concept: generator units and, per encoder, their best-buddy units (flat indices)."""
+
+    id: int
+    generator_units: list[int]
+    members: dict[str, list[int]]
+    score: float  # mean correlation of the cluster's (generator, encoder) best-buddy pairs
+    pair_corr: dict[str, float] = field(default_factory=dict)  # per encoder, mean over its pairs
+    concept: str | None = None
+    iou: float | None = None
+
+
+@dataclass
+class RosettaDictionary:
+    """Clusters of Rosetta neurons with what is needed to use them later.
+
+        d = RosettaDictionary.load("runs/mine"); d.clusters[0]; d.unit_name("lite-gan", 17)
+    """
+
+    settings: dict
+    models: dict[str, dict]  # name -> {"layers": [...], "units": [channels per layer]}
+    clusters: list[Cluster]
+    buddies: dict[str, list[list]]  # encoder -> [[g_unit, d_unit, corr], ...]
+    dead: dict[str, list[int]]
+    tensors: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
+
+    @property
+    def generator(self) -> str:
+        return self.settings["generator"]
+
+    @property
+    def encoders(self) -> list[str]:
+        return list(self.settings["encoders"])
+
+    def correlation(self, encoder: str) -> torch.Tensor:
+        """(generator units, encoder units) Pearson table, float32."""
+        return self.tensors[f"corr/{encoder}"]
+
+    def unit_stats(self, model: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-unit mean and standard deviation on the mining grid, for normalising maps."""
+        return self.tensors[f"mean/{model}"], self.tensors[f"std/{model}"]
+
+    def unit(self, model: str, index: int) -> tuple[str, int]:
+        """(layer, channel) of a flat unit index."""
+        spec = self.models[model]
+        for layer, count in zip(spec["layers"], spec["units"]):
+            if index < count:
+                return layer, index
+            index -= count
+        raise IndexError(f"{model} has {sum(spec['units'])} units; no unit {index}")
+
+    def unit_name(self, model: str, index: int) -> str:
+        layer, channel = self.unit(model, index)
+        return f"{model}:{layer}:{channel}"
+
+    def summary(self) -> dict:
+        """Counts for a quick look: units per model, best buddies per encoder, Rosetta neurons, clusters."""
+        return {"units": {m: sum(v["units"]) for m, v in self.models.items()},
+                "dead_units": {m: len(v) for m, v in self.dead.items()},
+                "best_buddies": {e: len(v) for e, v in self.buddies.items()},
+                "rosetta_neurons": self.rosetta_count(), "clusters": len(self.clusters)}
+
+    def rosetta_count(self) -> int:
+        return sum(len(c.generator_units) for c in self.clusters)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write dictionary.json and dictionary.safetensors into ``folder`` (atomically)."""
+        folder = writable_dir(folder)
+        data = {"schema_version": SCHEMA_VERSION, "settings": self.settings, "models": self.models,
+                "dead": self.dead, "buddies": self.buddies, "clusters": [asdict(c) for c in self.clusters]}
+        with atomic_path(folder / TENSORS_NAME) as tmp:
+            save_file({k: v.contiguous() for k, v in self.tensors.items()}, tmp,
+                      metadata={"schema_version": str(SCHEMA_VERSION)})
+        with atomic_path(folder / JSON_NAME) as tmp:
+            Path(tmp).write_text(json.dumps(data, indent=1))
+        return folder / JSON_NAME
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "RosettaDictionary":
+        """Read a dictionary saved by ``save``; other schema versions and corrupt files are refused."""
+        folder = Path(folder)
+        path = folder / JSON_NAME if folder.is_dir() else folder
+        tensors_path = path.with_name(TENSORS_NAME)
+        if not path.exists():
+            raise DictionaryError(f"no dictionary at {path}; mine one with: python -m rosetta_lite mine --out {folder}")
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise DictionaryError(f"{path} is corrupt (not valid JSON: {error}); mine it again") from None
+        version = data.get("schema_version") if isinstance(data, dict) else None
+        if version != SCHEMA_VERSION:
+            raise DictionaryError(f"{path} has schema version {version!r}; this rosetta_lite reads version "
+                                  f"{SCHEMA_VERSION}: mine it again with this version")
+        try:
+            tensors = load_file(str(tensors_path))
+        except Exception as error:  # noqa: BLE001 - any failure to parse means the file is unusable
+            raise DictionaryError(f"{tensors_path} is missing or corrupt ({error}); mine it again") from None
+        clusters = [Cluster(**c) for c in data["clusters"]]
+        return cls(data["settings"], data["models"], clusters, data["buddies"], data["dead"], tensors)
+
+
+def build_dictionary(result: MiningResult, k: int = 1, *, mode: str = "mutual", k_other: int = 5,
+                     cluster_k: int | None = None, encoders: list[str] | None = None) -> RosettaDictionary:
+    """Best buddies of the generator with every encoder, Rosetta neurons and their clusters.
+
+        d = build_dictionary(mine(gan, encoders, images=2000), k=3)
+
+    ``encoders`` picks which mined encoders form the dictionary (default: all), e.g. the
+    trained zoo or its untrained control.
+    """
+    s = result.settings
+    g = s.generator
+    chosen = list(encoders or s.encoders)
+    unknown = [e for e in chosen if e not in result.pairs]
+    if unknown:
+        raise ValueError(f"encoders {unknown} were not mined; mined: {s.encoders}")
+    g_dead = result.self_pair.dead_a()
+    tensors, buddies, dead = {}, {}, {g: g_dead.nonzero().flatten().tolist()}
+    g_mean, g_var = result.self_pair.mean_a, result.self_pair.variance_a()
+    tensors[f"mean/{g}"], tensors[f"std/{g}"] = g_mean.float(), g_var.sqrt().float()
+    tensors["corr_self"] = result.self_pair.correlation().float()
+    pair_lists = {}
+    for encoder in chosen:
+        acc = result.pairs[encoder]
+        corr = acc.correlation()
+        d_dead = acc.dead_b()
+        dead[encoder] = d_dead.nonzero().flatten().tolist()
+        pairs = best_buddies(corr, k, mode=mode, k_other=k_other, dead_a=acc.dead_a(), dead_b=d_dead)
+        pair_lists[encoder] = pairs
+        buddies[encoder] = [[a, b, round(float(corr[a, b]), 6)] for a, b in pairs]
+        tensors[f"corr/{encoder}"] = corr.float()
+        tensors[f"mean/{encoder}"], tensors[f"std/{encoder}"] = acc.mean_b.float(), acc.variance_b().sqrt().float()
+    rosetta = rosetta_units(pair_lists)
+    groups = cluster_units(rosetta, result.self_pair.correlation(), cluster_k or k, dead_g=g_dead, mode=mode)
+    clusters = []
+    for units in groups:
+        members = {e: sorted({d for u in units for d in rosetta[u][e]}) for e in chosen}
+        per_encoder = {e: [float(tensors[f"corr/{e}"][u, d]) for u in units for d in rosetta[u][e]]
+                       for e in chosen}
+        pair_corr = {e: round(sum(v) / len(v), 6) for e, v in per_encoder.items()}
+        every = [c for v in per_encoder.values() for c in v]
+        clusters.append(Cluster(0, units, members, round(sum(every) / len(every), 6), pair_corr))
+    clusters.sort(key=lambda c: -c.score)
+    for rank, cluster in enumerate(clusters):
+        cluster.id = rank
+    settings = asdict(s) | {"encoders": chosen, "mined_encoders": s.encoders, "k": k, "mode": mode,
+                            "k_other": k_other, "cluster_k": cluster_k or k}
+    models = {name: {"layers": s.layers[name], "units": s.units[name]} for name in [g, *chosen]}
+    return RosettaDictionary(settings, models, clusters, buddies, dead, tensors)

@@ -1,0 +1,115 @@
+"""The full-scale zoo: the paper's ImageNet models through timm and open_clip.
+
+    member = build_full("dino-vitb16", pretrained=False)   # real shapes, untrained weights
+
+Pretrained weights are a download from the model hubs: they load where the hub is
+reachable (e.g. Colab) or from a local file (``zoo.load(name, weights="file")``).
+Offline, asking for them fails at once with a message that says so.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import torch
+
+from rosetta_lite.zoo.member import Member, Spec, ZooError
+from rosetta_lite.zoo.preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Preprocess
+
+RESNET_LAYERS = [f"layer{i}" for i in range(1, 5)]
+VIT_B_LAYERS = [f"blocks.{i}.mlp.act" for i in range(12)]
+DINO_RESNET50_URL = "https://dl.fbaipublicfiles.com/dino/dino_resnet50_pretrain/dino_resnet50_pretrain.pth"
+
+# name: (timm architecture, timm pretrained tag or None, default layers, trained for)
+TIMM_MEMBERS = {
+    "resnet50": ("resnet50", "a1_in1k", RESNET_LAYERS, "ImageNet classification (class-supervised)"),
+    "dino-resnet50": ("resnet50", None, RESNET_LAYERS, "DINO self-supervision (weights: DINO's release)"),
+    "dino-vitb16": ("vit_base_patch16_224", "dino", VIT_B_LAYERS, "DINO self-supervision"),
+    "mae-vitb16": ("vit_base_patch16_224", "mae", VIT_B_LAYERS, "masked autoencoding (MAE)"),
+}
+
+
+def hub_unavailable_reason() -> str | None:
+    """Why pretrained weights cannot be downloaded here, or None if the hub seems reachable."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return "HF_HUB_OFFLINE is set"
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=3).close()
+    except OSError as error:
+        return f"huggingface.co is not reachable ({error.__class__.__name__})"
+    return None
+
+
+def _offline_error(name: str, reason: str) -> ZooError:
+    return ZooError(
+        f"{name}: pretrained weights are a download and {reason}. Run where the model hubs are "
+        f"reachable (e.g. Colab), or point at a local file: zoo.load({name!r}, weights='path/to/weights'); "
+        f"for untrained weights of the real shapes use zoo.load({name!r}, pretrained=False)")
+
+
+def _state_dict(path: str) -> dict[str, torch.Tensor]:
+    if not Path(path).exists():
+        raise ZooError(f"weights file {path!r} does not exist")
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "teacher"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    return {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
+
+
+def _timm_member(name: str, pretrained: bool, seed: int, weights: str | None) -> Member:
+    import timm
+
+    arch, tag, layers, trained_for = TIMM_MEMBERS[name]
+    torch.manual_seed(seed)
+    model = timm.create_model(arch, pretrained=False, num_classes=0)
+    if weights is not None:
+        model.load_state_dict(_state_dict(weights), strict=False)
+    elif pretrained:
+        reason = hub_unavailable_reason()
+        if reason:
+            raise _offline_error(name, reason)
+        if tag is None:
+            state = torch.hub.load_state_dict_from_url(DINO_RESNET50_URL, map_location="cpu")
+            model.load_state_dict(state, strict=False)
+        else:
+            model = timm.create_model(f"{arch}.{tag}", pretrained=True, num_classes=0)
+    cfg = model.pretrained_cfg or {}
+    prep = Preprocess(size=224, mean=tuple(cfg.get("mean", IMAGENET_MEAN)), std=tuple(cfg.get("std", IMAGENET_STD)))
+    return Member(name, "encoder", "full", model.eval(), list(layers), prep, trained_for=trained_for,
+                  pretrained=pretrained or weights is not None)
+
+
+def _clip_member(pretrained: bool, seed: int, weights: str | None) -> Member:
+    import open_clip
+
+    torch.manual_seed(seed)
+    source = weights
+    if weights is None and pretrained:
+        reason = hub_unavailable_reason()
+        if reason:
+            raise _offline_error("clip-rn50", reason)
+        source = "openai"
+    model = open_clip.create_model("RN50", pretrained=source)
+    return Member("clip-rn50", "encoder", "full", model.eval(), [f"visual.layer{i}" for i in range(1, 5)],
+                  Preprocess(size=224, mean=CLIP_MEAN, std=CLIP_STD),
+                  trained_for="matching images with captions (CLIP, OpenAI weights)",
+                  pretrained=source is not None, forward=lambda m, x: m.encode_image(x))
+
+
+def _spec(name: str, kind: str, trained_for: str, build) -> Spec:
+    def wrapped(pretrained: bool = True, seed: int = 0, weights: str | None = None) -> Member:
+        return build(name, pretrained, seed, weights)
+
+    return Spec(name, kind, "full", trained_for, wrapped)
+
+
+SPECS = [_spec(name, "encoder", spec[3], _timm_member) for name, spec in TIMM_MEMBERS.items()]
+SPECS.append(_spec("clip-rn50", "encoder", "matching images with captions (CLIP, OpenAI weights)",
+                   lambda name, pretrained, seed, weights: _clip_member(pretrained, seed, weights)))

@@ -1,0 +1,71 @@
+"""The lite zoo: a GAN and five encoders trained by the project on the Shapes World.
+
+    member = build_lite("lite-vit-dino", pretrained=True)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rosetta_lite.zoo import lite_arch
+from rosetta_lite.zoo.member import Member, Spec, ZooError
+from rosetta_lite.zoo.preprocess import Preprocess
+from rosetta_lite.zoo.weights import entry, retrain_command, verified_state_dict
+
+TRAINED_FOR = {
+    "lite-gan": "generating Shapes World scenes (adversarial, style-modulated generator)",
+    "lite-resnet-sup": "shape classification with labels (paper: class-supervised ResNet50)",
+    "lite-resnet-dino": "self-supervised, no labels (paper: DINO ResNet50)",
+    "lite-vit-dino": "self-supervised, no labels (paper: DINO ViT)",
+    "lite-vit-mae": "masked-patch pixel reconstruction (paper: MAE ViT)",
+    "lite-clip": "matching images with captions, contrastive (paper: CLIP ResNet50)",
+}
+
+
+def _clip_images(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model.encode_image(x)
+
+
+def _build_generator(pretrained: bool, seed: int) -> Member:
+    from rosetta_lite.zoo.gan_arch import GENERATOR_LAYERS, LiteGenerator
+
+    info = entry("lite-gan") if pretrained else {}
+    torch.manual_seed(seed)
+    model = LiteGenerator(**info.get("config", {}))
+    if pretrained:
+        model.load_state_dict(verified_state_dict("lite-gan"))
+    return Member("lite-gan", "generator", "lite", model.eval(), list(GENERATOR_LAYERS),
+                  trained_for=TRAINED_FOR["lite-gan"], pretrained=pretrained,
+                  quality=info.get("quality", {}), z_dim=model.z_dim)
+
+
+def _build_encoder(name: str, pretrained: bool, seed: int) -> Member:
+    info = entry(name) if pretrained else {}
+    torch.manual_seed(seed)
+    model = lite_arch.build_member(name)
+    if pretrained:
+        missing, unexpected = model.load_state_dict(verified_state_dict(name), strict=False)
+        if missing or unexpected:
+            raise ZooError(f"weights of {name!r} do not fit its architecture (missing {missing[:3]}, "
+                           f"unexpected {unexpected[:3]}); retrain with: {retrain_command(name)}")
+    settings = lite_arch.PREPROCESS[name]
+    return Member(name, "encoder", "lite", model.eval(), list(lite_arch.DEFAULT_LAYERS[name]),
+                  Preprocess(size=settings["size"], mean=settings["mean"], std=settings["std"]),
+                  trained_for=TRAINED_FOR[name], pretrained=pretrained, quality=info.get("quality", {}),
+                  forward=_clip_images if name == "lite-clip" else None)
+
+
+def _spec(name: str) -> Spec:
+    kind = "generator" if name == "lite-gan" else "encoder"
+
+    def build(pretrained: bool = True, seed: int = 0, weights: str | None = None) -> Member:
+        if weights is not None:
+            raise ZooError(f"{name} loads its shipped weights; weights= is for full-scale members")
+        if kind == "generator":
+            return _build_generator(pretrained, seed)
+        return _build_encoder(name, pretrained, seed)
+
+    return Spec(name, kind, "lite", TRAINED_FOR[name], build)
+
+
+SPECS = [_spec(name) for name in TRAINED_FOR]

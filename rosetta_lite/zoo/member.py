@@ -1,0 +1,78 @@
+"""What a zoo member is: a model with its layers, preprocessing and role.
+
+    member = Member("net", "encoder", "lite", model, ["layer1"], Preprocess(32)); member.encode(x)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from rosetta_lite.zoo.preprocess import Preprocess
+
+
+class ZooError(RuntimeError):
+    """A member that cannot be loaded: unknown name, missing or corrupt weights, no hub."""
+
+
+@dataclass
+class Member:
+    """A loaded model of the zoo.
+
+        m = zoo.load("lite-gan"); z = m.sample_latents(8, seed=0); images = m.generate(z)
+
+    ``encode(images)`` runs an encoder on images in [0, 1] (its own preprocessing first);
+    record its ``layers`` with :class:`rosetta_lite.capture.Trace` around the call.
+    Generators: ``sample_latents(n, seed)`` and ``generate(z)`` (images in [0, 1],
+    differentiable in z); their ``layers`` are recorded around ``generate``.
+    """
+
+    name: str
+    kind: str  # "generator" or "encoder"
+    scale: str  # "lite" or "full"
+    model: nn.Module
+    layers: list[str]
+    preprocess: Preprocess | None = None
+    trained_for: str = ""
+    pretrained: bool = True
+    quality: dict = field(default_factory=dict)
+    forward: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)
+    z_dim: int | None = None
+
+    @property
+    def is_generator(self) -> bool:
+        return self.kind == "generator"
+
+    def encode(self, images_bchw: torch.Tensor) -> torch.Tensor:
+        """Run the encoder on images in [0, 1], shaped (B, 3, H, W)."""
+        if self.is_generator:
+            raise ZooError(f"{self.name} is a generator: call generate(z), not encode(images)")
+        x = self.preprocess(images_bchw)
+        return self.forward(self.model, x) if self.forward else self.model(x)
+
+    def sample_latents(self, n: int, seed: int = 0) -> torch.Tensor:
+        """``n`` latents from a seeded normal distribution, (n, z_dim)."""
+        if not self.is_generator:
+            raise ZooError(f"{self.name} is an encoder: it has no latents")
+        generator = torch.Generator().manual_seed(seed)
+        return torch.randn(n, self.z_dim, generator=generator)
+
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1], (B, 3, H, W), from latents (B, z_dim); differentiable in z."""
+        if not self.is_generator:
+            raise ZooError(f"{self.name} is an encoder: call encode(images), not generate(z)")
+        return self.forward(self.model, z) if self.forward else self.model(z)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How to build a member: ``build(pretrained, seed, weights)`` returns a :class:`Member`."""
+
+    name: str
+    kind: str
+    scale: str
+    trained_for: str
+    build: Callable[..., Member]

@@ -1,0 +1,47 @@
+"""Look-up of zoo members by name.
+
+    names()                 # every member, lite first
+    load("lite-clip")       # a Member
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from rosetta_lite.zoo import full, lite
+from rosetta_lite.zoo.member import Member, Spec, ZooError
+
+_SPECS: dict[str, Spec] = {spec.name: spec for spec in lite.SPECS + full.SPECS}
+
+
+def names(scale: str | None = None, kind: str | None = None) -> list[str]:
+    """Member names, optionally only one scale ("lite", "full") or kind ("generator", "encoder").
+
+        names("lite", "encoder")
+    """
+    return [s.name for s in _SPECS.values() if scale in (None, s.scale) and kind in (None, s.kind)]
+
+
+def _spec(name: str) -> Spec:
+    if name not in _SPECS:
+        close = difflib.get_close_matches(name, list(_SPECS), n=3, cutoff=0.4)
+        hint = f" Did you mean {close}?" if close else ""
+        raise ZooError(f"unknown zoo member {name!r}.{hint} Known: {names()}")
+    return _SPECS[name]
+
+
+def load(name: str, pretrained: bool = True, seed: int = 0, weights: str | None = None) -> Member:
+    """Build a member in eval mode; ``pretrained=False`` gives seeded untrained weights.
+
+        gan = load("lite-gan"); control = load("lite-vit-dino", pretrained=False, seed=1)
+    """
+    return _spec(name).build(pretrained=pretrained, seed=seed, weights=weights)
+
+
+def describe(scale: str | None = None) -> list[dict]:
+    """One row per member: name, kind, scale, what it was trained for.
+
+        pandas.DataFrame(describe("lite"))
+    """
+    return [{"name": s.name, "kind": s.kind, "scale": s.scale, "trained for": s.trained_for}
+            for s in _SPECS.values() if scale in (None, s.scale)]
