@@ -154,6 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench_world.add_argument("--json", action="store_true", help="one line of JSON")
     bench_world.set_defaults(run=_bench_world)
 
+    bench_mining = bench_kinds.add_parser("mining", help="mining speed, exactness and memory vs baselines")
+    bench_mining.add_argument("--zoo", default="lite", choices=["lite", "full", "lite-untrained", "full-untrained"])
+    bench_mining.add_argument("--images", type=int, default=256)
+    bench_mining.add_argument("--batch-size", type=int, default=32)
+    bench_mining.add_argument("--exact-images", type=int, default=64, help="images for the float64 check")
+    bench_mining.add_argument("--rss-images", type=int, default=64, help="memory at this count and 10x it")
+    bench_mining.add_argument("--threads", type=int, default=2)
+    bench_mining.add_argument("--json", action="store_true", help="one line of JSON")
+    bench_mining.set_defaults(run=lambda args: __import__("rosetta_lite.bench_mining", fromlist=["main"]).main(args))
+
     layers = commands.add_parser("layers", help="list a timm model's capturable layers and map shapes")
     layers.add_argument("model", help="a timm model name, e.g. resnet50 (built with untrained weights)")
     layers.add_argument("--input-size", type=int, default=224)

@@ -22,6 +22,7 @@ from rosetta_lite.match import best_buddies, cluster_units, rosetta_units
 from rosetta_lite.mine import MiningResult
 
 SCHEMA_VERSION = 1
+CONTROL_SUFFIX = "@untrained"  # names of the control zoo's encoders: "<encoder>@untrained"
 JSON_NAME, TENSORS_NAME = "dictionary.json", "dictionary.safetensors"
 
 
@@ -162,20 +163,83 @@ def build_dictionary(result: MiningResult, k: int = 1, *, mode: str = "mutual", 
         buddies[encoder] = [[a, b, round(float(corr[a, b]), 6)] for a, b in pairs]
         tensors[f"corr/{encoder}"] = corr.float()
         tensors[f"mean/{encoder}"], tensors[f"std/{encoder}"] = acc.mean_b.float(), acc.variance_b().sqrt().float()
+    settings = asdict(s) | {"encoders": chosen, "mined_encoders": s.encoders, "k": k, "mode": mode,
+                            "k_other": k_other, "cluster_k": cluster_k or k}
+    models = {name: {"layers": s.layers[name], "units": s.units[name]} for name in [g, *chosen]}
+    clusters = _clusters(pair_lists, tensors, g_dead, cluster_k or k, mode)
+    return RosettaDictionary(settings, models, clusters, buddies, dead, tensors)
+
+
+def _clusters(pair_lists: dict[str, list[tuple[int, int]]], tensors: dict[str, torch.Tensor],
+              g_dead: torch.Tensor, cluster_k: int, mode: str) -> list[Cluster]:
+    """Rosetta neurons of the given best buddies, clustered by BB(G, G), ranked by mean correlation."""
     rosetta = rosetta_units(pair_lists)
-    groups = cluster_units(rosetta, result.self_pair.correlation(), cluster_k or k, dead_g=g_dead, mode=mode)
+    groups = cluster_units(rosetta, tensors["corr_self"], cluster_k, dead_g=g_dead, mode=mode)
     clusters = []
     for units in groups:
-        members = {e: sorted({d for u in units for d in rosetta[u][e]}) for e in chosen}
+        members = {e: sorted({d for u in units for d in rosetta[u][e]}) for e in pair_lists}
         per_encoder = {e: [float(tensors[f"corr/{e}"][u, d]) for u in units for d in rosetta[u][e]]
-                       for e in chosen}
+                       for e in pair_lists}
         pair_corr = {e: round(sum(v) / len(v), 6) for e, v in per_encoder.items()}
         every = [c for v in per_encoder.values() for c in v]
         clusters.append(Cluster(0, units, members, round(sum(every) / len(every), 6), pair_corr))
     clusters.sort(key=lambda c: -c.score)
     for rank, cluster in enumerate(clusters):
         cluster.id = rank
-    settings = asdict(s) | {"encoders": chosen, "mined_encoders": s.encoders, "k": k, "mode": mode,
-                            "k_other": k_other, "cluster_k": cluster_k or k}
-    models = {name: {"layers": s.layers[name], "units": s.units[name]} for name in [g, *chosen]}
-    return RosettaDictionary(settings, models, clusters, buddies, dead, tensors)
+    return clusters
+
+
+def _control_twin(control: RosettaDictionary, encoder: str) -> str | None:
+    return next((c for c in control.encoders if c.removesuffix(CONTROL_SUFFIX) == encoder), None)
+
+
+def chance_levels(trained: RosettaDictionary, control: RosettaDictionary, quantile: float = 0.99) -> dict[str, float]:
+    """Per encoder, the ``quantile`` of the control's best-buddy correlations with the generator.
+
+        levels = chance_levels(trained, control)   # {"lite-clip": 0.41, ...}
+
+    A best buddy is a maximum over many candidate units, so its chance level is the
+    distribution of best-buddy correlations of the same architectures, untrained.
+    """
+    levels = {}
+    for encoder in trained.encoders:
+        twin = _control_twin(control, encoder)
+        if twin is None:
+            raise ValueError(f"the control dictionary has no untrained copy of {encoder}; it has {control.encoders}")
+        corr = torch.tensor([row[2] for row in control.buddies[twin]], dtype=torch.float64)
+        levels[encoder] = float(corr.quantile(quantile)) if len(corr) else -1.0
+    return levels
+
+
+def above_chance(trained: RosettaDictionary, control: RosettaDictionary, quantile: float = 0.99) -> RosettaDictionary:
+    """The dictionary rebuilt from the best buddies whose correlation exceeds the control's level.
+
+        strict = above_chance(trained, control)
+    """
+    levels = chance_levels(trained, control, quantile)
+    buddies = {e: [row for row in rows if row[2] > levels[e]] for e, rows in trained.buddies.items()}
+    pair_lists = {e: [(int(a), int(b)) for a, b, _ in rows] for e, rows in buddies.items()}
+    g_dead = torch.zeros(sum(trained.models[trained.generator]["units"]), dtype=torch.bool)
+    g_dead[trained.dead[trained.generator]] = True
+    settings = dict(trained.settings) | {"above_chance": {"quantile": quantile, "levels": levels}}
+    clusters = _clusters(pair_lists, trained.tensors, g_dead, trained.settings["cluster_k"], trained.settings["mode"])
+    return RosettaDictionary(settings, trained.models, clusters, buddies, trained.dead, trained.tensors)
+
+
+def chance_report(trained: RosettaDictionary, control: RosettaDictionary, quantile: float = 0.99) -> dict:
+    """Per encoder: best buddies in the trained and the control zoo, the chance level, how many exceed it.
+
+        chance_report(*load_dictionaries("runs/mine"))
+    """
+    levels = chance_levels(trained, control, quantile)
+    report = {}
+    for encoder in trained.encoders:
+        twin = _control_twin(control, encoder)
+        rows = trained.buddies[encoder]
+        report[encoder] = {"best_buddies": len(rows), "control_best_buddies": len(control.buddies[twin]),
+                           "chance_level": round(levels[encoder], 4),
+                           "above_chance": sum(row[2] > levels[encoder] for row in rows)}
+    strict = above_chance(trained, control, quantile)
+    report["rosetta_neurons"] = {"trained": trained.rosetta_count(), "control": control.rosetta_count(),
+                                 "trained_above_chance": strict.rosetta_count()}
+    return report

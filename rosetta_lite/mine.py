@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from rosetta_lite.capture import Trace
 from rosetta_lite.files import atomic_path, writable_dir
+from rosetta_lite.resample import Resampler
 from rosetta_lite.stats import CoMoments, Centred, centre
 from rosetta_lite.zoo.member import Member
 
@@ -111,7 +112,7 @@ class MiningResult:
         except Exception as error:  # noqa: BLE001 - any failure to parse means the file is unusable
             raise ValueError(f"{path} is not a readable mining accumulator file ({error})") from None
         pairs = {name: CoMoments.from_state_dict(tensors, f"pair/{name}/") for name in settings.encoders}
-        return cls(settings, pairs, CoMoments.from_state_dict(tensors, "self/", same=True),
+        return cls(settings, pairs, CoMoments.from_state_dict(tensors, "self/"),
                    int(meta["batches_done"]))
 
 
@@ -165,8 +166,12 @@ def _map_sides(member: Member, probe: torch.Tensor) -> dict[str, tuple[int, int,
     return {layer: tuple(maps[layer].shape[1:]) for layer in member.layers}
 
 
-def plan(generator: Member, encoders: list[Member], grid: int | None = None) -> tuple[dict, dict, dict]:
-    """Layers, units per layer and the common grid of every (generator, encoder) pair."""
+def plan(generator: Member, encoders: list[Member], grid: int | None = None) -> tuple[dict, dict, dict, dict]:
+    """Layers, units per layer, map sides per layer, and the common grid of every table.
+
+    The grid of a (generator, encoder) table is the largest map of the pair (or ``grid``);
+    the generator's own table (clustering needs it) uses the generator's largest map.
+    """
     with torch.no_grad():
         z = generator.sample_latents(2, seed=0)
         g_shapes = _map_sides(generator, z)
@@ -175,10 +180,34 @@ def plan(generator: Member, encoders: list[Member], grid: int | None = None) -> 
     shapes[generator.name] = g_shapes
     layers = {name: list(s) for name, s in shapes.items()}
     units = {name: [s[layer][0] for layer in s] for name, s in shapes.items()}
+    sides = {name: [s[layer][1] if s[layer][1] == s[layer][2] else None for layer in s]
+             for name, s in shapes.items()}
     g_side = max(max(s[1:]) for s in g_shapes.values())
     grids = {e.name: grid or max(g_side, max(max(s[1:]) for s in shapes[e.name].values())) for e in encoders}
-    grids[generator.name] = grid or g_side  # the (G, G) table that clustering needs
-    return layers, units, grids
+    grids[generator.name] = grid or g_side
+    return layers, units, sides, grids
+
+
+def size_groups(layers: list[str], units: list[int], sides: list[int | None], grid: int) -> list[tuple]:
+    """Layers of one model grouped by map side: [(side, layers, column slice or index), ...].
+
+    Maps of the grid's side, and non-square maps (resized to the grid first), form the
+    grid group; every other side meets the generator's rows carried to that side.
+    """
+    offsets = [0]
+    for count in units:
+        offsets.append(offsets[-1] + count)
+    groups: dict[int, tuple[list[str], list[int]]] = {}
+    for layer, side, first, last in zip(layers, sides, offsets[:-1], offsets[1:]):
+        key = grid if side is None else side
+        names, columns = groups.setdefault(key, ([], []))
+        names.append(layer)
+        columns.extend(range(first, last))
+    result = []
+    for side, (names, columns) in groups.items():
+        contiguous = columns == list(range(columns[0], columns[-1] + 1))
+        result.append((side, names, slice(columns[0], columns[-1] + 1) if contiguous else torch.tensor(columns)))
+    return result
 
 
 def mine(generator: Member, encoders: list[Member], images: int, *, out: str | Path | None = None,
@@ -189,6 +218,8 @@ def mine(generator: Member, encoders: list[Member], images: int, *, out: str | P
 
         result = mine(gan, encoders, images=2000, out="runs/mine")
 
+    Every table equals the Pearson correlation of the maps bilinearly resized to its
+    grid, computed without resizing the smaller maps (:mod:`rosetta_lite.resample`).
     With ``out``, accumulators are checkpointed every ``checkpoint_every`` batches and a
     restarted run with the same settings resumes from the last checkpoint.
     """
@@ -204,35 +235,35 @@ def mine(generator: Member, encoders: list[Member], images: int, *, out: str | P
     out = writable_dir(out) if out is not None else None
     for member in [generator, *encoders]:
         member.model.to(device)
-    layers, units, grids = plan(generator, encoders, grid)
+    layers, units, sides, grids = plan(generator, encoders, grid)
     settings = MiningSettings(generator.name, names, layers, units, grids, seed, start, images, batch_size,
                               control_seed, device)
     result = _resume(out, settings) if (out is not None and resume) else None
     if result is None:
         n_g = sum(units[generator.name])
         result = MiningResult(settings, {e: CoMoments(n_g, sum(units[e])) for e in names},
-                              CoMoments(n_g, n_g, same=True))
+                              CoMoments(n_g, n_g))
+    groups = {name: size_groups(layers[name], units[name], sides[name], grids[name]) for name in layers}
+    resamplers = {side: Resampler(side, device) for side in set(grids.values())}
     batches = (images + batch_size - 1) // batch_size
-    bar = tqdm(total=images, desc="mining", unit="img", disable=not progress, initial=min(
-        result.batches_done * batch_size, images))
+    bar = tqdm(total=images, desc="mining", unit="img", disable=not progress,
+               initial=min(result.batches_done * batch_size, images))
     with torch.no_grad():
         for batch in range(result.batches_done, batches):
             first = start + batch * batch_size
             count = min(batch_size, start + images - first)
             z = latents(generator, seed, first, count).to(device)
             generated, g_maps = record_generator(generator, z)
-            g_rows_by_side = {}  # the generator's rows, made and centred once per grid side
-
-            def g_rows(side: int) -> Centred:
-                if side not in g_rows_by_side:
-                    g_rows_by_side[side] = centre(maps_to_rows(g_maps, generator.layers, side), in_place=True)
-                return g_rows_by_side[side]
-
-            for encoder in encoders:
-                side = grids[encoder.name]
-                d_rows = maps_to_rows(record_encoder(encoder, generated), encoder.layers, side)
-                result.pairs[encoder.name].update(g_rows(side), centre(d_rows, in_place=True))
-            result.self_pair.update(g_rows(grids[generator.name]))
+            g_rows = _GeneratorRows(g_maps, generator.layers, resamplers)
+            tables = [(e.name, record_encoder(e, generated), result.pairs[e.name]) for e in encoders]
+            tables.append((generator.name, g_maps, result.self_pair))
+            for name, maps, accumulator in tables:
+                resampler = resamplers[grids[name]]
+                blocks = []
+                for side, group, columns in groups[name]:
+                    rows = resampler.centre(maps_to_rows(maps, group, side), side)
+                    blocks.append((g_rows.on(resampler.grid, side), rows, columns))
+                accumulator.update_blocks(blocks)
             result.batches_done = batch + 1
             bar.update(count)
             if out is not None and (result.batches_done % checkpoint_every == 0):
@@ -242,6 +273,21 @@ def mine(generator: Member, encoders: list[Member], images: int, *, out: str | P
         result.save(out / ACCUMULATORS)
         (out / CHECKPOINT).unlink(missing_ok=True)
     return result
+
+
+class _GeneratorRows:
+    """The generator's rows of one batch: centred once per grid, carried once per map side."""
+
+    def __init__(self, maps: dict[str, torch.Tensor], layers: list[str], resamplers: dict[int, Resampler]) -> None:
+        self.maps, self.layers, self.resamplers = maps, layers, resamplers
+        self.cache: dict[tuple[int, int], Centred] = {}
+
+    def on(self, grid: int, side: int) -> Centred:
+        if (grid, grid) not in self.cache:
+            self.cache[grid, grid] = centre(maps_to_rows(self.maps, self.layers, grid), in_place=True)
+        if (grid, side) not in self.cache:
+            self.cache[grid, side] = self.resamplers[grid].adjoint(self.cache[grid, grid], side)
+        return self.cache[grid, side]
 
 
 def _resume(out: Path, settings: MiningSettings) -> MiningResult | None:

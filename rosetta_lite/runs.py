@@ -12,11 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from rosetta_lite import zoo
-from rosetta_lite.dictionary import RosettaDictionary, build_dictionary
+from rosetta_lite.dictionary import CONTROL_SUFFIX, RosettaDictionary, build_dictionary
 from rosetta_lite.files import writable_dir
 from rosetta_lite.mine import MiningResult, mine
 
-CONTROL_SUFFIX = "@untrained"
 
 
 ZOOS = ("lite", "full", "lite-untrained", "full-untrained")

@@ -15,8 +15,13 @@ from dataclasses import dataclass
 
 import torch
 
-#: a unit whose variance is at most this (in its own units, squared) is dead
-DEAD_VARIANCE = 1e-12
+#: a unit is dead when its standard deviation is at most this fraction of its mean's size
+#: (or zero): a constant up to float32 rounding, whatever the scale of the model's units
+DEAD_RELATIVE_STD = 1e-6
+
+
+def _dead(variance: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    return (variance <= 0) | (variance <= (DEAD_RELATIVE_STD * mean).square())
 
 
 @dataclass
@@ -90,13 +95,32 @@ class CoMoments:
         """
         a = rows_a if isinstance(rows_a, Centred) else centre(rows_a)
         b = a if self.same else (rows_b if isinstance(rows_b, Centred) else centre(rows_b))
-        if a.rows.shape[1] != self.n_a or b.rows.shape[1] != self.n_b or a.count != b.count:
+        if a.rows.shape[1] != self.n_a or b.rows.shape[1] != self.n_b or a.rows.shape[0] != b.rows.shape[0]:
             raise ValueError(f"expected rows (N, {self.n_a}) and (N, {self.n_b}), got {tuple(a.rows.shape)} "
                              f"and {tuple(b.rows.shape)}")
-        # the one matrix multiply per pair and batch, on centred float32 data; the
-        # residual sums correct for the float32 mean not being exactly the batch mean
-        cross = (a.rows.T @ b.rows).to(torch.float64).cpu() - torch.outer(a.residual, b.residual) / a.count
-        self._merge(a.count, a.mean, b.mean, a.m2, b.m2, cross)
+        self.update_blocks([(a, b, slice(None))])
+
+    def update_blocks(self, blocks: list[tuple[Centred, Centred, "slice | torch.Tensor"]]) -> None:
+        """Add a batch whose b units come in column blocks, each meeting its own view of a.
+
+            acc.update_blocks([(g_on_8x8, vit_rows, slice(0, 2048))])
+
+        Every block's ``a`` carries the same statistics (one batch of a, possibly carried
+        to another raster by :class:`rosetta_lite.resample.Resampler`); one multiply per
+        block, on centred float32 rows. The residual sums correct for the float32 mean
+        not being exactly the batch mean.
+        """
+        first = blocks[0][0]
+        count = first.count
+        cross = torch.empty(self.n_a, self.n_b, dtype=torch.float64)
+        mean_b, m2_b = torch.empty(self.n_b, dtype=torch.float64), torch.empty(self.n_b, dtype=torch.float64)
+        for a, b, columns in blocks:
+            if a.count != count or b.count != count:
+                raise ValueError("every block of a batch must count the same samples")
+            product = (a.rows.T @ b.rows).to(torch.float64).cpu()
+            cross[:, columns] = product - torch.outer(a.residual, b.residual) / count
+            mean_b[columns], m2_b[columns] = b.mean, b.m2
+        self._merge(count, first.mean, mean_b, first.m2, m2_b, cross)
 
     def _merge(self, n, mean_a, mean_b, m2_a, m2_b, cross) -> None:
         total = self.count + n
@@ -125,11 +149,11 @@ class CoMoments:
         return self.m2_b / max(self.count, 1)
 
     def dead_a(self) -> torch.Tensor:
-        """Units of a with (almost) zero variance: no correlation is defined for them."""
-        return self.variance_a() <= DEAD_VARIANCE
+        """Units of a that are constant (up to rounding): no correlation is defined for them."""
+        return _dead(self.variance_a(), self.mean_a)
 
     def dead_b(self) -> torch.Tensor:
-        return self.variance_b() <= DEAD_VARIANCE
+        return _dead(self.variance_b(), self.mean_b)
 
     def correlation(self) -> torch.Tensor:
         """Pearson correlation (n_a, n_b), float64; rows and columns of dead units are 0."""
