@@ -148,11 +148,12 @@ def jaccard(a: set, b: set) -> float:
 
 
 def peak_rss_mb(zoo: str, images: int, batch_size: int) -> float:
-    """Peak resident memory of a mining run in a fresh process."""
-    code = ("import resource, torch; torch.set_num_threads(2)\n"
+    """Peak resident memory of a mining run in a fresh process (VmHWM: getrusage keeps the parent's peak)."""
+    code = ("import torch; torch.set_num_threads(2)\n"
             "from rosetta_lite.runs import zoo_members\nfrom rosetta_lite.mine import mine\n"
             f"gan, enc = zoo_members({zoo!r})\nmine(gan, enc, {images}, batch_size={batch_size}, progress=False)\n"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+            "peak = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
+            "print(int(peak.split()[1]) / 1024)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return round(float(done.stdout.strip().splitlines()[-1]), 1)
 

@@ -132,6 +132,17 @@ def _merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_concepts(args: argparse.Namespace) -> int:
+    from rosetta_lite.concepts import concept_report, format_report
+    from rosetta_lite.runs import load_dictionaries
+
+    trained, control = load_dictionaries(args.folder)
+    report = concept_report(trained, control, pretrained=False if args.untrained else None, n_images=args.images,
+                            seed=args.seed, min_iou=args.min_iou)
+    print(json.dumps(report) if args.json else format_report(report))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rosetta_lite", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -203,6 +214,16 @@ def build_parser() -> argparse.ArgumentParser:
     refresh = notebook_actions.add_parser("refresh", help="execute, keep only the outputs nbval checks")
     refresh.add_argument("paths", nargs="+")
     refresh.set_defaults(run=_notebooks)
+    evaluate = commands.add_parser("eval", help="evaluate a mining run against the Shapes World's ground truth")
+    eval_kinds = evaluate.add_subparsers(dest="eval", required=True)
+    concepts = eval_kinds.add_parser("concepts", help="label each Rosetta cluster with a concept (IoU with masks)")
+    concepts.add_argument("--run", dest="folder", default="runs/mine", help="output folder of a mine run")
+    concepts.add_argument("--images", type=int, default=300, help="Shapes World images (default 300)")
+    concepts.add_argument("--seed", type=int, default=7, help="world stream (default 7, the evaluation stream)")
+    concepts.add_argument("--min-iou", type=float, default=0.2, help="label when mean IoU above chance >= this")
+    concepts.add_argument("--untrained", action="store_true", help="the run mined --zoo lite-untrained")
+    concepts.add_argument("--json", action="store_true", help="print the report as JSON")
+    concepts.set_defaults(run=_eval_concepts)
     return parser
 
 

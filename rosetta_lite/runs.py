@@ -61,6 +61,7 @@ def mine_zoo(scale: str = "lite", images: int = 2000, out: str | Path = "runs/mi
     controls = control_members(trained, control_seed) if control else []
     result = mine(gan, trained + controls, images, out=out,
                   control_seed=control_seed if control else None, **mine_options)
+    result.settings.extra["zoo"] = scale
     return save_dictionaries(result, out, k=k, mode=mode)
 
 

@@ -77,3 +77,108 @@ def heatmap_figure(images_bchw: torch.Tensor, maps: dict[str, torch.Tensor], uni
         ax.set_xticks([]), ax.set_yticks([])
     fig.tight_layout()
     return fig
+
+
+def setup_notebook() -> None:
+    """Make plotly figures render in the static book (the ``notebook`` renderer embeds plotly.js).
+
+        setup_notebook()
+    """
+    import plotly.io as pio
+
+    pio.renderers.default = "notebook"
+
+
+def correlation_heatmap(corr_gd: torch.Tensor, generator: str, encoder: str, max_units: int = 200,
+                        title: str | None = None):
+    """An interactive heat map of a (generator units x encoder units) correlation table.
+
+        correlation_heatmap(d.correlation("lite-clip"), "lite-gan", "lite-clip").show()
+
+    Rows and columns are ordered by each unit's best correlation and cut to ``max_units``,
+    so the strongest structure is on screen; hover shows the unit indices.
+    """
+    import plotly.graph_objects as go
+
+    table = corr_gd.float()
+    rows = table.abs().amax(1).argsort(descending=True)[:max_units]
+    cols = table.abs().amax(0).argsort(descending=True)[:max_units]
+    shown = table[rows][:, cols]
+    figure = go.Figure(go.Heatmap(
+        z=shown.numpy(), x=[str(int(c)) for c in cols], y=[str(int(r)) for r in rows], zmin=-1, zmax=1,
+        colorscale="RdBu_r", colorbar={"title": "Pearson r"},
+        hovertemplate=f"{generator} unit %{{y}}<br>{encoder} unit %{{x}}<br>r = %{{z:.3f}}<extra></extra>"))
+    figure.update_layout(title=title or f"{generator} x {encoder}: the {len(rows)} x {len(cols)} most correlated units",
+                         xaxis={"title": f"{encoder} unit", "type": "category", "showticklabels": False},
+                         yaxis={"title": f"{generator} unit", "type": "category", "showticklabels": False},
+                         width=640, height=560)
+    return figure
+
+
+def unit_grid(images_bchw: torch.Tensor, columns: dict[str, torch.Tensor], row_labels: list[str] | None = None,
+              title: str | None = None) -> plt.Figure:
+    """Rows of (image, then one heat map per column) with the maps laid over the image.
+
+        unit_grid(images, {"lite-gan 12": maps_b_hw, "lite-clip 40": maps2_b_hw})
+
+    ``columns`` maps a title to maps (B, H, W) at the image size, one per row.
+    """
+    n, cols = images_bchw.shape[0], 1 + len(columns)
+    fig, axes = plt.subplots(n, cols, figsize=(1.6 * cols, 1.6 * n + 0.5), squeeze=False)
+    for row in range(n):
+        image = images_bchw[row].permute(1, 2, 0).clamp(0, 1).numpy()
+        axes[row, 0].imshow(image)
+        if row_labels:
+            axes[row, 0].set_ylabel(row_labels[row], fontsize=8)
+        for col, (name, maps) in enumerate(columns.items(), start=1):
+            axes[row, col].imshow(image)
+            axes[row, col].imshow(maps[row].numpy(), cmap="magma", alpha=0.7)
+            if row == 0:
+                axes[row, col].set_title(name, fontsize=7)
+    for ax in axes.flat:
+        ax.set_xticks([]), ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def dictionary_figure(dictionary, generator, encoders: dict, z: torch.Tensor, clusters: list[int] | None = None,
+                      size: int = 64) -> plt.Figure:
+    """The paper's Figure 2: one row per concept, one column per model, heat maps on one image.
+
+        dictionary_figure(d, gan, {e.name: e for e in encoders}, gan.sample_latents(1, seed=3))
+
+    Each row shows, for the first generated image of ``z``, the cluster's first generator
+    unit and, for every encoder, its member unit most correlated with that generator unit.
+    """
+    from rosetta_lite.units import unit_maps
+
+    chosen = clusters if clusters is not None else list(range(min(6, len(dictionary.clusters))))
+    with torch.no_grad():
+        native = generator.generate(z[:1]).clamp(0, 1)
+    image = torch.nn.functional.interpolate(native, size=(size, size), mode="bilinear", align_corners=False)
+    columns = [dictionary.generator] + dictionary.encoders
+    fig, axes = plt.subplots(len(chosen), 1 + len(columns), figsize=(1.5 * (1 + len(columns)), 1.5 * len(chosen) + 0.6),
+                             squeeze=False)
+    picture = image[0].permute(1, 2, 0).numpy()
+    for row, index in enumerate(chosen):
+        cluster = dictionary.clusters[index]
+        g_unit = cluster.generator_units[0]
+        axes[row, 0].imshow(picture)
+        label = cluster.concept or f"cluster {cluster.id}"
+        axes[row, 0].set_ylabel(f"{label}\n" + (f"IoU {cluster.iou:.2f}" if cluster.iou is not None else
+                                                f"r {cluster.score:.2f}"), fontsize=7)
+        maps = [unit_maps(generator, z[:1], [g_unit], dictionary, size)[0, 0]]
+        for encoder in dictionary.encoders:
+            corr = dictionary.correlation(encoder)
+            best = max(cluster.members[encoder], key=lambda unit: float(corr[g_unit, unit]))
+            maps.append(unit_maps(encoders[encoder], native, [best], dictionary, size, name=encoder)[0, 0])
+        for col, heat in enumerate(maps, start=1):
+            axes[row, col].imshow(heat.numpy(), cmap="magma")
+            if row == 0:
+                axes[row, col].set_title(columns[col - 1].replace("@untrained", "\n(untrained)"), fontsize=7)
+    for ax in axes.flat:
+        ax.set_xticks([]), ax.set_yticks([])
+    fig.tight_layout()
+    return fig

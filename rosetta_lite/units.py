@@ -1,0 +1,42 @@
+"""Maps of chosen units on chosen inputs, standardised with the mining statistics.
+
+    maps_bnhw = unit_maps(gan, z, [12, 40], dictionary)   # generator: latents in
+    maps_bnhw = unit_maps(clip, images, [7], dictionary)   # encoder: images in [0, 1] in
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from rosetta_lite.dictionary import RosettaDictionary
+from rosetta_lite.mine import record_encoder, record_generator
+from rosetta_lite.zoo.member import Member
+
+
+def unit_maps(member: Member, inputs: torch.Tensor, units: list[int], dictionary: RosettaDictionary,
+              size: int | None = None, name: str | None = None) -> torch.Tensor:
+    """Maps (B, len(units), size, size) of flat unit indices, as z-scores of the mining statistics.
+
+        unit_maps(gan, gan.sample_latents(4), d.clusters[0].generator_units, d)
+
+    ``name`` is the member's name in the dictionary (default ``member.name``); ``size``
+    defaults to the mining grid of the member.
+    """
+    name = name or member.name
+    if name not in dictionary.models:
+        raise ValueError(f"{name!r} is not in this dictionary; it has {list(dictionary.models)}")
+    grid = dictionary.settings["grid"].get(name) or max(dictionary.settings["grid"].values())
+    size = size or grid
+    with torch.no_grad():
+        maps = record_generator(member, inputs)[1] if member.is_generator else record_encoder(member, inputs)
+    mean, std = dictionary.unit_stats(name)
+    out = []
+    for unit in units:
+        layer, channel = dictionary.unit(name, unit)
+        layer_map = maps[layer][:, channel:channel + 1].float()
+        # standardise on the mining grid, where the statistics were taken, then show at ``size``
+        on_grid = F.interpolate(layer_map, size=(grid, grid), mode="bilinear", align_corners=False)
+        standard = (on_grid - mean[unit]) / std[unit].clamp_min(1e-12)
+        out.append(F.interpolate(standard, size=(size, size), mode="bilinear", align_corners=False))
+    return torch.cat(out, 1)
