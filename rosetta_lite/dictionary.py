@@ -93,6 +93,21 @@ class RosettaDictionary:
                 "best_buddies": {e: len(v) for e, v in self.buddies.items()},
                 "rosetta_neurons": self.rosetta_count(), "clusters": len(self.clusters)}
 
+    def buddy_counts(self, ks: tuple[int, ...] = (1, 2, 3, 5), mode: str = "mutual") -> dict[str, dict[int, int]]:
+        """Best buddies per encoder for several K, from the saved tables.
+
+            d.buddy_counts((1, 3))   # {"lite-clip": {1: 12, 3: 40}, ...}
+        """
+        g_dead = torch.zeros(self.correlation(self.encoders[0]).shape[0], dtype=torch.bool)
+        g_dead[self.dead[self.generator]] = True
+        counts = {}
+        for encoder in self.encoders:
+            corr = self.correlation(encoder)
+            d_dead = torch.zeros(corr.shape[1], dtype=torch.bool)
+            d_dead[self.dead[encoder]] = True
+            counts[encoder] = {k: len(best_buddies(corr, k, mode=mode, dead_a=g_dead, dead_b=d_dead)) for k in ks}
+        return counts
+
     def rosetta_count(self) -> int:
         return sum(len(c.generator_units) for c in self.clusters)
 

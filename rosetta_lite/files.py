@@ -46,3 +46,15 @@ def writable_dir(folder: str | os.PathLike) -> Path:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise PermissionError(f"output folder {str(folder)!r} is not writable; choose another with --out")
     return folder
+
+
+def project_path(path: str | os.PathLike) -> Path:
+    """A path relative to the project's root when running from a checkout, else to the working folder.
+
+        project_path("runs/lite")   # the same folder from notebooks/ and from the root
+    """
+    path = Path(path)
+    if path.is_absolute():
+        return path
+    root = Path(__file__).resolve().parent.parent
+    return (root / path) if (root / "pyproject.toml").exists() else (Path.cwd() / path)

@@ -35,8 +35,9 @@ def zoo_members(scale: str, generator: str | None = None,
     if generator is None:
         raise ValueError(f"the {scale} zoo has no generator yet; name one with --generator")
     encoders = encoders or zoo.names(scale, "encoder")
+    # untrained members get distinct seeds, so that two copies of one architecture differ
     return (zoo.load(generator, pretrained=pretrained),
-            [zoo.load(name, pretrained=pretrained) for name in encoders])
+            [zoo.load(name, pretrained=pretrained, seed=index) for index, name in enumerate(encoders)])
 
 
 def control_members(encoders: list[zoo.Member], seed: int) -> list[zoo.Member]:

@@ -182,3 +182,69 @@ def dictionary_figure(dictionary, generator, encoders: dict, z: torch.Tensor, cl
         ax.set_xticks([]), ax.set_yticks([])
     fig.tight_layout()
     return fig
+
+
+def best_correlation_figure(trained, control=None) -> plt.Figure:
+    """Per encoder, the distribution of each generator unit's best correlation, trained vs untrained.
+
+        best_correlation_figure(*load_dictionaries("runs/lite"))
+    """
+    fig, axes = plt.subplots(1, len(trained.encoders), figsize=(2.6 * len(trained.encoders), 2.4), squeeze=False)
+    for ax, encoder in zip(axes[0], trained.encoders):
+        best = trained.correlation(encoder).amax(1).numpy()
+        ax.hist(best, bins=30, range=(0, 1), alpha=0.7, label="trained")
+        if control is not None:
+            twin = next(e for e in control.encoders if e.startswith(encoder))
+            ax.hist(control.correlation(twin).amax(1).numpy(), bins=30, range=(0, 1), alpha=0.6, label="untrained")
+        ax.set_title(encoder, fontsize=8)
+        ax.set_xlabel("best r of a generator unit", fontsize=7)
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def best_buddy_figure(dictionary, generator, encoder, pairs: int = 4, images: int = 3, seed: int = 0,
+                      size: int = 64) -> plt.Figure:
+    """The strongest best-buddy pairs of one encoder: each pair's two maps on the same images.
+
+        best_buddy_figure(d, gan, clip, pairs=4)
+    """
+    from rosetta_lite.units import unit_maps
+
+    rows = dictionary.buddies[encoder.name][:pairs]
+    z = generator.sample_latents(images, seed=seed)
+    with torch.no_grad():
+        native = generator.generate(z).clamp(0, 1)
+    shown = torch.nn.functional.interpolate(native, size=(size, size), mode="bilinear", align_corners=False)
+    g_maps = unit_maps(generator, z, [r[0] for r in rows], dictionary, size)
+    d_maps = unit_maps(encoder, native, [r[1] for r in rows], dictionary, size)
+    columns = {}
+    for i, (g_unit, d_unit, corr) in enumerate(rows):
+        columns[f"G {dictionary.unit_name(dictionary.generator, g_unit).split(':', 1)[1]}\nr = {corr:.2f}"] = g_maps[:, i]
+        columns[f"{encoder.name}\n{dictionary.unit_name(encoder.name, d_unit).split(':', 1)[1]}"] = d_maps[:, i]
+    return unit_grid(shown, columns)
+
+
+def dictionary_explorer(dictionary, generator, encoders: dict):
+    """An ipywidgets explorer: pick a concept and an image seed, see its units' maps.
+
+        dictionary_explorer(d, gan, members)   # interactive in Jupyter; the book shows Figure 2
+    """
+    import ipywidgets as widgets
+
+    options = [(f"{c.id}: {c.concept or 'unlabelled'} (r {c.score:.2f})", c.id) for c in dictionary.clusters]
+    concept = widgets.Dropdown(options=options, description="concept")
+    seed = widgets.IntSlider(value=0, min=0, max=50, description="image seed")
+    output = widgets.Output()
+
+    def draw(*_):
+        with output:
+            output.clear_output(wait=True)
+            fig = dictionary_figure(dictionary, generator, encoders, generator.sample_latents(1, seed=seed.value),
+                                    clusters=[concept.value])
+            plt.show(fig)
+
+    concept.observe(draw, "value")
+    seed.observe(draw, "value")
+    draw()
+    return widgets.VBox([widgets.HBox([concept, seed]), output])
