@@ -143,6 +143,29 @@ def _eval_concepts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from rosetta_lite.train.recipes import ORDER, train_member
+
+    if args.all == bool(args.name):
+        raise ValueError(f"name one member or pass --all; members: {list(ORDER)}")
+    names = list(ORDER) if args.all else [args.name]
+    start = time.perf_counter()
+    reports = []
+    for name in names:
+        report = train_member(name, args.out, steps=args.steps, seed=args.seed, progress=not args.json,
+                              install_weights=args.install)
+        reports.append(report)
+        if not args.json:
+            gates = ", ".join(f"{k} {'pass' if v else 'FAIL'}" for k, v in report["gates"].items()) or "none"
+            print(f"{name}: {report['train_seconds']:.0f} s, quality {report['quality']}, gates: {gates}")
+    total = round(time.perf_counter() - start, 1)
+    if args.json:
+        print(json.dumps({"members": reports, "seconds": total}))
+    else:
+        print(f"trained {len(names)} member(s) in {total:.0f} s" + (" and installed them" if args.install else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rosetta_lite", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -204,6 +227,16 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--k", type=int, default=1)
     merge.add_argument("--mode", default="mutual", choices=["mutual", "asymmetric"])
     merge.set_defaults(run=_merge)
+
+    train = commands.add_parser("train", help="train lite zoo members from their recipes, measure their gates")
+    train.add_argument("name", nargs="?", help="a lite member, e.g. lite-resnet-sup")
+    train.add_argument("--all", action="store_true", help="every member, encoders first, then the GAN")
+    train.add_argument("--out", default="runs/zoo", help="checkpoints and weights (resumes from here)")
+    train.add_argument("--steps", type=int, default=None, help="override the recipe's steps")
+    train.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
+    train.add_argument("--install", action="store_true", help="copy the weights into the package's manifest")
+    train.add_argument("--json", action="store_true")
+    train.set_defaults(run=_train)
 
     book = commands.add_parser("book", help="build the book (executes every chapter), warnings as errors")
     book.add_argument("--all", action="store_true", help="rebuild every page, not only changed ones")

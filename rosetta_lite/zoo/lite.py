@@ -10,7 +10,7 @@ import torch
 from rosetta_lite.zoo import lite_arch
 from rosetta_lite.zoo.member import Member, Spec, ZooError
 from rosetta_lite.zoo.preprocess import Preprocess
-from rosetta_lite.zoo.weights import entry, retrain_command, verified_state_dict
+from rosetta_lite.zoo.weights import entry, retrain_command, verified_file, verified_state_dict
 
 TRAINED_FOR = {
     "lite-gan": "generating Shapes World scenes (adversarial, style-modulated generator)",
@@ -31,9 +31,12 @@ def _build_generator(pretrained: bool, seed: int) -> Member:
 
     info = entry("lite-gan") if pretrained else {}
     torch.manual_seed(seed)
-    model = LiteGenerator(**info.get("config", {}))
     if pretrained:
-        model.load_state_dict(verified_state_dict("lite-gan"))
+        from rosetta_lite.train.gan import load_generator
+
+        model = load_generator(verified_file("lite-gan"))  # its constructor config is in the file
+    else:
+        model = LiteGenerator()
     return Member("lite-gan", "generator", "lite", model.eval(), list(GENERATOR_LAYERS),
                   trained_for=TRAINED_FOR["lite-gan"], pretrained=pretrained,
                   quality=info.get("quality", {}), z_dim=model.z_dim)

@@ -127,8 +127,11 @@ def build_lite_clip() -> nn.Module:
     stride-1 first conv and no stem average pool, so ``visual.layer1..4`` give 32, 16, 8
     and 4 pixel maps; the attention pool is sized for the 4 x 4 map (open_clip builds
     it for ``image_size // 32``, so the tower is built for 128 px and then told it sees
-    32 px). Text: open_clip's SimpleTokenizer vocabulary (49,408 BPE tokens), context 32,
-    width 32, 4 heads, 2 layers (the token table is most of the 1.96 M parameters). Tokenize with ``open_clip.tokenizer.SimpleTokenizer(32)``.
+    32 px). Blocks that downsample use 2 x 2 max pools where open_clip has average pools
+    (same module names, no parameters), as the lite ResNet does. Text: open_clip's
+    SimpleTokenizer vocabulary (49,408 BPE tokens), context 32, width 32, 4 heads, 2 layers
+    (the token table is most of the 1.96 M parameters).
+    Tokenize with ``clip_tokenizer()`` (``open_clip.tokenizer.SimpleTokenizer(32)``).
     """
     import open_clip
     from open_clip.model import CLIPTextCfg, CLIPVisionCfg
@@ -145,6 +148,11 @@ def build_lite_clip() -> nn.Module:
                              padding=1, bias=False)
     visual.avgpool = nn.Identity()
     visual.image_size = IMAGE_SIZE
+    for layer in (visual.layer2, visual.layer3, visual.layer4):
+        for block in layer:  # max instead of average pooling where a block downsamples
+            if block.stride > 1:
+                block.avgpool = nn.MaxPool2d(block.stride)
+                block.downsample[0] = nn.MaxPool2d(block.stride)
     return model
 
 

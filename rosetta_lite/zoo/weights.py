@@ -57,7 +57,15 @@ def entry(name: str, folder: Path = WEIGHTS_DIR) -> dict:
 def verified_state_dict(name: str, folder: Path = WEIGHTS_DIR) -> dict[str, torch.Tensor]:
     """Load ``name``'s weights after checking the file against its manifest checksum.
 
-        state = verified_state_dict("lite-gan"); generator.load_state_dict(state)
+        state = verified_state_dict("lite-resnet-sup"); net.load_state_dict(state)
+    """
+    return load_file(verified_file(name, folder))
+
+
+def verified_file(name: str, folder: Path = WEIGHTS_DIR) -> Path:
+    """The path of ``name``'s weights file, after checking it against its manifest checksum.
+
+        path = verified_file("lite-gan")
     """
     info = entry(name, folder)
     path = folder / info["file"]
@@ -66,7 +74,7 @@ def verified_state_dict(name: str, folder: Path = WEIGHTS_DIR) -> dict[str, torc
     if sha256(path) != info["sha256"]:
         raise ZooError(f"weights file {path} of {name!r} is corrupt (SHA-256 differs from the manifest); "
                        f"restore it with git (git checkout -- {path.name}) or retrain: {retrain_command(name)}")
-    return load_file(path)
+    return path
 
 
 def install(name: str, source: Path, record: dict, folder: Path = WEIGHTS_DIR) -> Path:

@@ -1,0 +1,215 @@
+"""Gate measurements of the lite zoo's encoders; each function returns floats.
+
+    from rosetta_lite.evaluate_encoders import classification_accuracy
+    acc = classification_accuracy(net, "lite-resnet-sup")       # world seed 7, held out
+
+Every measurement draws its images from the evaluation stream (world seed 7) that no
+training run uses (training seeds are >= 1000). Functions take images in [0, 1] and
+normalise them per member (``rosetta_lite.zoo.lite_arch.normalize``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rosetta_lite.zoo.lite_arch import normalize
+
+EVAL_SEED = 7
+
+
+def _world(size: int = 32, **settings):
+    from rosetta_lite.world import ShapesWorld
+
+    return ShapesWorld(size=size, **settings)
+
+
+def _batches(n: int, batch_size: int, seed: int, start: int, world=None):
+    world = world or _world()
+    for s in range(start, start + n, batch_size):
+        yield world.batch(min(batch_size, start + n - s), seed=seed, start=s)
+
+
+@torch.no_grad()
+def encode(model: nn.Module, member: str, images: torch.Tensor) -> torch.Tensor:
+    """A member's global feature vector for images in [0, 1]: (B, D).
+
+    ResNets: average-pooled last stage (before any classifier); ViTs: the final
+    normalised class token; CLIP: the image embedding (``encode_image``).
+    """
+    x = normalize(images, member)
+    if hasattr(model, "encode_image"):
+        return model.encode_image(x)
+    if hasattr(model, "forward_head"):
+        return model.forward_head(model.forward_features(x), pre_logits=True)
+    return model(x)
+
+
+@torch.no_grad()
+def classification_accuracy(model: nn.Module, member: str = "lite-resnet-sup", n: int = 2000,
+                            seed: int = EVAL_SEED, batch_size: int = 250, **world_settings) -> float:
+    """Fraction of held-out scenes whose label (largest object's shape) ``model`` predicts.
+
+    ``world_settings`` (e.g. ``max_objects=1``) go to ``ShapesWorld``.
+    """
+    model.eval()
+    correct = 0
+    for batch in _batches(n, batch_size, seed, 0, _world(**world_settings)):
+        logits = model(normalize(batch.images, member))
+        correct += int((logits.argmax(1) == batch.labels).sum())
+    return correct / n
+
+
+def fit_linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
+                     test_y: torch.Tensor, classes: Optional[int] = None, weight_decay: float = 1e-4,
+                     iters: int = 200) -> float:
+    """Multinomial logistic regression (L-BFGS on standardised features); test accuracy."""
+    classes = classes or int(max(train_y.max(), test_y.max())) + 1
+    mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
+    a, b = ((train_x - mean) / std).double(), ((test_x - mean) / std).double()
+    w = torch.zeros(a.shape[1], classes, dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, bias], lr=1, max_iter=iters, history_size=20,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(a @ w + bias, train_y) + weight_decay * (w * w).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    with torch.no_grad():
+        return float(((b @ w + bias).argmax(1) == test_y).double().mean())
+
+
+@torch.no_grad()
+def linear_probe_accuracy(model: nn.Module, member: str, n_train: int = 4000, n_test: int = 2000,
+                          seed: int = EVAL_SEED, batch_size: int = 250,
+                          feature_fn: Optional[Callable] = None, **world_settings) -> float:
+    """Shape accuracy of a linear probe on frozen features (``encode``) of held-out scenes.
+
+    The probe trains on scenes 0..n_train-1 of the evaluation stream and is tested on
+    the next n_test scenes; the encoder never saw either (it trained on seeds >= 1000).
+    ``world_settings`` (e.g. ``max_objects=1``: one object, so the label is unambiguous)
+    go to ``ShapesWorld``.
+    """
+    model.eval()
+    feature_fn = feature_fn or (lambda images: encode(model, member, images))
+    feats, labels = [], []
+    for batch in _batches(n_train + n_test, batch_size, seed, 0, _world(**world_settings)):
+        feats.append(feature_fn(batch.images).float().flatten(1))
+        labels.append(batch.labels)
+    x, y = torch.cat(feats), torch.cat(labels)
+    return fit_linear_probe(x[:n_train], y[:n_train], x[n_train:], y[n_train:])
+
+
+SHAPE_TEMPLATES: tuple[str, ...] = (
+    "a {size} {colour} {shape}",
+    "a {size} {colour} {shape} on {ground} ground under a {sky} sky",
+)
+
+
+def shape_prompts(shape: str, templates: Sequence[str] = SHAPE_TEMPLATES) -> list[str]:
+    """Prompts naming one shape in the world's caption style, over sizes, colours and scenes.
+
+    Zero-shot CLIP averages the text embeddings of all prompts of a class (prompt
+    ensembling, as in the CLIP paper); these prompts never name the image's own colours.
+    """
+    from rosetta_lite.world import COLOURS, GROUNDS, SKIES
+
+    grounds, skies = list(GROUNDS), list(SKIES)
+    out = []
+    for t in templates:
+        for i, colour in enumerate(COLOURS):
+            for size in ("small", "medium", "large"):
+                out.append(t.format(size=size, colour=colour, shape=shape,
+                                    ground=grounds[i % len(grounds)], sky=skies[(i // 2) % len(skies)]))
+    return out
+
+
+@torch.no_grad()
+def clip_text_classifier(model: nn.Module, tokenizer, class_names: Sequence[str],
+                         prompts: Optional[Callable[[str], list[str]]] = None) -> torch.Tensor:
+    """(C, D) unit class embeddings: mean of the normalised embeddings of each class's prompts."""
+    prompts = prompts or shape_prompts
+    rows = []
+    for name in class_names:
+        t = F.normalize(model.encode_text(tokenizer(prompts(name))), dim=-1).mean(0)
+        rows.append(F.normalize(t, dim=-1))
+    return torch.stack(rows)
+
+
+@torch.no_grad()
+def zero_shot_accuracy(model: nn.Module, tokenizer, member: str = "lite-clip", n: int = 2000,
+                       seed: int = EVAL_SEED, batch_size: int = 250,
+                       prompts: Optional[Callable[[str], list[str]]] = None) -> float:
+    """Zero-shot shape classification of held-out scenes from text prompts (no labels used)."""
+    model.eval()
+    world = _world()
+    classifier = clip_text_classifier(model, tokenizer, world.class_names, prompts)
+    correct = 0
+    for batch in _batches(n, batch_size, seed, 0, world):
+        img = F.normalize(model.encode_image(normalize(batch.images, member)), dim=-1)
+        correct += int(((img @ classifier.T).argmax(1) == batch.labels).sum())
+    return correct / n
+
+
+@torch.no_grad()
+def retrieval_top_k(model: nn.Module, tokenizer, member: str = "lite-clip", n: int = 1000,
+                    group: int = 100, k: int = 5, seed: int = EVAL_SEED) -> dict[str, float]:
+    """Caption-to-image (and image-to-caption) top-k retrieval within groups of ``group`` scenes.
+
+    Returns {"text_to_image": ..., "image_to_text": ...}: the fraction of queries whose
+    true partner is among the k best of the group. Chance is k / group.
+    """
+    model.eval()
+    t2i = i2t = 0
+    for batch in _batches(n, group, seed, 0):
+        img = F.normalize(model.encode_image(normalize(batch.images, member)), dim=-1)
+        txt = F.normalize(model.encode_text(tokenizer(batch.captions)), dim=-1)
+        sim = txt @ img.T  # (texts, images)
+        target = torch.arange(len(batch))[:, None]
+        kk = min(k, len(batch))
+        t2i += int((sim.topk(kk, dim=1).indices == target).any(1).sum())
+        i2t += int((sim.T.topk(kk, dim=1).indices == target).any(1).sum())
+    return {"text_to_image": t2i / n, "image_to_text": i2t / n}
+
+
+def psnr(mse: float, peak: float = 1.0) -> float:
+    return float("inf") if mse <= 0 else 10 * math.log10(peak * peak / mse)
+
+
+@torch.no_grad()
+def mae_psnr(mae: nn.Module, n: int = 1000, seed: int = EVAL_SEED, batch_size: int = 250,
+             mask_seed: int = 0) -> dict[str, float]:
+    """PSNR (pixels in [0, 1]) of a masked autoencoder's reconstruction of the masked patches.
+
+    ``mae`` is a ``rosetta_lite.train.mae.MaskedAutoencoder``. Baselines on the same
+    masked patches: each image's mean colour of its visible patches ("mean_colour"),
+    and the evaluation set's global mean colour ("global_mean").
+    """
+    mae.eval()
+    gen = torch.Generator().manual_seed(mask_seed)
+    err = base = glob = 0.0
+    count = 0
+    batches = list(_batches(n, batch_size, seed, 0))
+    global_mean = torch.cat([b.images for b in batches]).mean(dim=(0, 2, 3))  # (3,)
+    for batch in batches:
+        pred, target, mask = mae.reconstruct(batch.images, gen)  # pixels (B, N, P*P*3) in [0, 1]
+        m = mask.bool()
+        c = 3
+        tp = target.view(*target.shape[:2], -1, c)  # (B, N, P*P, 3)
+        visible = (~m).float()[..., None, None]
+        mean_col = (tp * visible).sum((1, 2)) / (visible.sum((1, 2)) * tp.shape[2]).clamp_min(1)
+        err += float(((pred.clamp(0, 1) - target) ** 2)[m].sum())
+        base += float(((mean_col[:, None, None, :] - tp) ** 2)[m].sum())
+        glob += float(((global_mean - tp) ** 2)[m].sum())
+        count += int(m.sum()) * target.shape[-1]
+    return {"psnr_masked": psnr(err / count), "psnr_mean_colour": psnr(base / count),
+            "psnr_global_mean": psnr(glob / count)}

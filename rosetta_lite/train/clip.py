@@ -1,0 +1,99 @@
+"""lite-clip: an open_clip CLIP (tiny custom config) trained on the world's captions.
+
+    from rosetta_lite.train.clip import train_lite_clip
+    result = train_lite_clip("runs/zoo", steps=500, seed=1000)
+
+Images and their captions ("a large red circle and a small blue cross on green ground
+under a grey sky") are embedded by ``build_lite_clip()``'s two towers and pulled
+together with open_clip's ``ClipLoss`` (symmetric InfoNCE over the batch, learned
+temperature). Text goes through open_clip's own BPE tokenizer (``SimpleTokenizer``,
+whose vocabulary ships in the wheel: no download). Scenes in a batch differ in colours,
+ground and sky, so captions can be matched without looking at shapes (measured: top-5
+retrieval 100% but zero-shot shape accuracy 21%); each image therefore also gets two
+hard negative captions, its own caption with one shape word swapped (the largest
+object's, and a random object's), in an extra image-to-text cross-entropy. Augmentation is horizontal flips
+only: crops could cut out objects the caption names, colour changes would falsify it.
+The whole CLIP model (both towers) is saved as ``lite-clip.safetensors``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from rosetta_lite.train.common import Recipe, augment, run_recipe, seed_everything
+from rosetta_lite.zoo.lite_arch import build_lite_clip, clip_tokenizer, normalize
+
+MEMBER = "lite-clip"
+
+
+def shape_swapped_captions(batch, gen: torch.Generator, largest: bool = True) -> list[str]:
+    """Each caption with one object's shape word changed (the largest object's, or a random one's).
+
+    Hard negatives: within a batch, scenes differ in colours, ground and sky, so plain
+    contrastive training can match captions without ever looking at shapes.
+    """
+    shapes = list(batch.class_names)
+    out = []
+    for caption, objects in zip(batch.captions, batch.objects):
+        if largest:
+            obj = max(objects, key=lambda o: o["pixels"])
+        else:
+            obj = objects[int(torch.randint(len(objects), (1,), generator=gen))]
+        others = [s for s in shapes if s != obj["shape"]]
+        new = others[int(torch.randint(len(others), (1,), generator=gen))]
+        phrase = f"a {obj['size']} {obj['colour']} "
+        out.append(caption.replace(phrase + obj["shape"], phrase + new, 1))
+    return out
+
+
+def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 2e-3,
+                hard_negatives: float = 1.0) -> Recipe:
+    from open_clip import ClipLoss
+
+    seed_everything(seed)
+    model = build_lite_clip()
+    tokenizer = clip_tokenizer()
+    loss_fn = ClipLoss()
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "logit_scale" in name or "embedding" in name else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98))
+
+    def step(batch, step_index, gen):
+        x = augment(batch.images, gen, scale=(1.0, 1.0), flip=True)
+        img, txt, scale = model(normalize(x, MEMBER), tokenizer(batch.captions))
+        loss = loss_fn(img, txt, scale)
+        out = {"clip_loss": loss.detach(), "logit_scale": scale.detach()}
+        if hard_negatives > 0:
+            negs = shape_swapped_captions(batch, gen, True) + shape_swapped_captions(batch, gen, False)
+            neg = F.normalize(model.encode_text(tokenizer(negs)), dim=-1).view(2, len(batch), -1)
+            hard = scale * torch.einsum("bd,kbd->bk", img, neg)  # (B, 2)
+            logits = torch.cat([scale * img @ txt.T, hard], 1)
+            hard_loss = F.cross_entropy(logits, torch.arange(len(batch)))
+            out["hard_loss"] = hard_loss.detach()
+            loss = loss + hard_negatives * hard_loss
+        out["loss"] = loss
+        return out
+
+    def clamp_scale(step_index):
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, 4.6052)  # temperature >= 0.01, as open_clip's training does
+
+    return Recipe(member=MEMBER, modules={"clip": model}, optimizer=opt, step_fn=step,
+                  export=lambda: model, batch_size=batch_size, lr=lr, warmup=30,
+                  after_step=clamp_scale,
+                  config={"method": "clip", "hard_negatives": hard_negatives,
+                          "loss": "open_clip.ClipLoss + weight x image-to-text CE with 2 shape-swapped "
+                                  "captions per image as extra negatives",
+                          "tokenizer": "open_clip.tokenizer.SimpleTokenizer(context_length=32)"})
+
+
+def train_lite_clip(out_dir, steps: int = 500, seed: int = 1000, progress: bool = True,
+                    checkpoint_every: int = 50, resume: bool = True, batch_size: int = 128,
+                    stop_after: int | None = None) -> dict:
+    """Train ``lite-clip``; writes the whole CLIP model to ``<out_dir>/lite-clip.safetensors``."""
+    recipe = make_recipe(seed=seed, batch_size=batch_size)
+    return run_recipe(recipe, out_dir, steps=steps, seed=seed, progress=progress,
+                      checkpoint_every=checkpoint_every, resume=resume, stop_after=stop_after)

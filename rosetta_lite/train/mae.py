@@ -1,0 +1,156 @@
+"""lite-vit-mae: the lite ViT trained as a masked autoencoder; the encoder is the member.
+
+    from rosetta_lite.train.mae import train_lite_vit_mae
+    result = train_lite_vit_mae("runs/zoo", steps=600, seed=1000)
+
+MAE (He et al. 2022) at 32 px: the image is cut into 8 x 8 patches of 4 x 4 pixels; a
+random 75% of the patches are hidden, the encoder (a timm VisionTransformer, built by
+``build_lite_vit``) sees only the visible ones plus the class token, and a small
+decoder (dim 64, 2 blocks) fills in the pixels of every patch from the encoded
+visible tokens and mask tokens. The loss is the mean squared error on the hidden
+patches, in the member's normalised pixel space. Only the encoder is saved as
+``lite-vit-mae.safetensors``; the checkpoint keeps the decoder (``mae_psnr`` needs it).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rosetta_lite.train.common import Recipe, augment, load_checkpoint, checkpoint_path, run_recipe, seed_everything
+from rosetta_lite.zoo.lite_arch import PREPROCESS, build_lite_vit, normalize
+
+MEMBER = "lite-vit-mae"
+
+
+class MaskedAutoencoder(nn.Module):
+    """A timm ViT encoder with MAE masking and a small pixel decoder.
+
+        mae = MaskedAutoencoder(build_lite_vit()); loss = mae.loss(images, generator)
+    """
+
+    def __init__(self, encoder: nn.Module, decoder_dim: int = 64, decoder_depth: int = 2,
+                 decoder_heads: int = 4, mask_ratio: float = 0.75, member: str = MEMBER) -> None:
+        super().__init__()
+        from timm.models.vision_transformer import Block
+
+        if not 0 < mask_ratio < 1:
+            raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
+        self.encoder, self.mask_ratio, self.member = encoder, mask_ratio, member
+        self.patch = encoder.patch_embed.patch_size[0]
+        self.num_patches = encoder.patch_embed.num_patches
+        dim = encoder.embed_dim
+        self.decoder_embed = nn.Linear(dim, decoder_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
+        self.decoder_pos = nn.Parameter(torch.zeros(1, self.num_patches + 1, decoder_dim))
+        self.decoder_blocks = nn.Sequential(*[Block(decoder_dim, decoder_heads, mlp_ratio=4.0)
+                                              for _ in range(decoder_depth)])
+        self.decoder_norm = nn.LayerNorm(decoder_dim)
+        self.decoder_pred = nn.Linear(decoder_dim, self.patch * self.patch * 3)
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        nn.init.trunc_normal_(self.decoder_pos, std=0.02)
+        stats = PREPROCESS[member]
+        self.register_buffer("mean", torch.tensor(stats["mean"]), persistent=False)
+        self.register_buffer("std", torch.tensor(stats["std"]), persistent=False)
+
+    def patchify(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, N, p*p*3), patches in row-major order, channels last."""
+        b, c, h, w = x.shape
+        p = self.patch
+        x = x.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1)
+        return x.reshape(b, (h // p) * (w // p), p * p * c)
+
+    def random_masking(self, b: int, gen: torch.Generator):
+        """ids_keep (B, K), mask (B, N) with 1 = hidden, ids_restore (B, N)."""
+        n = self.num_patches
+        keep = max(1, int(round(n * (1 - self.mask_ratio))))
+        noise = torch.rand(b, n, generator=gen)
+        ids_shuffle = noise.argsort(1)
+        ids_restore = ids_shuffle.argsort(1)
+        mask = torch.ones(b, n)
+        mask[:, :keep] = 0
+        return ids_shuffle[:, :keep], torch.gather(mask, 1, ids_restore), ids_restore
+
+    def encode_visible(self, x: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:
+        enc = self.encoder
+        tokens = enc.patch_embed(x) + enc.pos_embed[:, 1:]
+        tokens = torch.gather(tokens, 1, ids_keep[..., None].expand(-1, -1, tokens.shape[-1]))
+        cls = (enc.cls_token + enc.pos_embed[:, :1]).expand(tokens.shape[0], -1, -1)
+        tokens = enc.norm_pre(torch.cat([cls, tokens], 1))
+        return enc.norm(enc.blocks(tokens))
+
+    def decode(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
+        x = self.decoder_embed(latent)
+        b, n = ids_restore.shape
+        masked = self.mask_token.expand(b, n + 1 - x.shape[1], -1)
+        patches = torch.cat([x[:, 1:], masked], 1)
+        patches = torch.gather(patches, 1, ids_restore[..., None].expand(-1, -1, x.shape[-1]))
+        x = torch.cat([x[:, :1], patches], 1) + self.decoder_pos
+        x = self.decoder_norm(self.decoder_blocks(x))
+        return self.decoder_pred(x[:, 1:])
+
+    def forward(self, images: torch.Tensor, gen: torch.Generator):
+        """Images in [0, 1] -> (prediction, target, mask) in normalised pixel space."""
+        x = normalize(images, self.member)
+        ids_keep, mask, ids_restore = self.random_masking(x.shape[0], gen)
+        pred = self.decode(self.encode_visible(x, ids_keep), ids_restore)
+        return pred, self.patchify(x), mask
+
+    def loss(self, images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        pred, target, mask = self(images, gen)
+        per_patch = ((pred - target) ** 2).mean(-1)
+        return (per_patch * mask).sum() / mask.sum()
+
+    def _unnormalise(self, patches: torch.Tensor) -> torch.Tensor:
+        p = patches.view(*patches.shape[:2], -1, 3)
+        return (p * self.std + self.mean).view(patches.shape)
+
+    @torch.no_grad()
+    def reconstruct(self, images: torch.Tensor, gen: torch.Generator):
+        """(prediction, target, mask) with patches as pixels in [0, 1]: (B, N, p*p*3), (B, N)."""
+        pred, target, mask = self(images, gen)
+        return self._unnormalise(pred), self._unnormalise(target), mask
+
+    @torch.no_grad()
+    def reconstruct_images(self, images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Visible patches from the input, hidden ones from the decoder: (B, 3, H, W)."""
+        pred, target, mask = self.reconstruct(images, gen)
+        mixed = torch.where(mask.bool()[..., None], pred.clamp(0, 1), target)
+        b, _, h, w = images.shape
+        p = self.patch
+        x = mixed.view(b, h // p, w // p, p, p, 3).permute(0, 5, 1, 3, 2, 4)
+        return x.reshape(b, 3, h, w)
+
+
+def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 1.5e-3) -> Recipe:
+    seed_everything(seed)
+    mae = MaskedAutoencoder(build_lite_vit())
+    opt = torch.optim.AdamW(mae.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.05)
+
+    def step(batch, step_index, gen):
+        x = augment(batch.images, gen, scale=(0.5, 1.0))
+        return {"loss": mae.loss(x, gen)}
+
+    return Recipe(member=MEMBER, modules={"mae": mae}, optimizer=opt, step_fn=step,
+                  export=lambda: mae.encoder, batch_size=batch_size, lr=lr, warmup=20,
+                  config={"method": "mae", "mask_ratio": mae.mask_ratio, "decoder": "dim 64, 2 blocks",
+                          "loss": "MSE on hidden patches (normalised pixels)"})
+
+
+def train_lite_vit_mae(out_dir, steps: int = 600, seed: int = 1000, progress: bool = True,
+                       checkpoint_every: int = 100, resume: bool = True, batch_size: int = 128,
+                       stop_after: int | None = None) -> dict:
+    """Train ``lite-vit-mae``; writes the encoder to ``<out_dir>/lite-vit-mae.safetensors``."""
+    recipe = make_recipe(seed=seed, batch_size=batch_size)
+    return run_recipe(recipe, out_dir, steps=steps, seed=seed, progress=progress,
+                      checkpoint_every=checkpoint_every, resume=resume, stop_after=stop_after)
+
+
+def load_mae(out_dir) -> MaskedAutoencoder:
+    """The full masked autoencoder (encoder + decoder) from a recipe's checkpoint."""
+    ckpt = load_checkpoint(checkpoint_path(out_dir, MEMBER))
+    if ckpt is None:
+        raise FileNotFoundError(f"no {MEMBER} checkpoint in {out_dir}; train it first")
+    mae = MaskedAutoencoder(build_lite_vit())
+    mae.load_state_dict(ckpt["modules"]["mae"])
+    return mae.eval()

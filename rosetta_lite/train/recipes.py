@@ -1,0 +1,159 @@
+"""The lite zoo's recipes: train a member, measure its quality gates, install its weights.
+
+    report = train_member("lite-resnet-sup", "runs/zoo", install=True)
+
+``python -m rosetta_lite train NAME`` and ``train --all`` call this. Training draws world
+seeds >= 1000; every quality figure is measured on world seed 7, never trained on.
+Encoders are trained before the GAN: its gate is judged in ``lite-resnet-sup``'s features.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from rosetta_lite.zoo import lite_arch
+from rosetta_lite.zoo.weights import install
+
+#: the quality gates of the lite zoo issue, by member: figure name -> lowest passing value
+GATES: dict[str, dict[str, float]] = {
+    "lite-resnet-sup": {"accuracy": 0.95},
+    "lite-resnet-dino": {"probe": 0.85},
+    "lite-vit-dino": {"probe": 0.85},
+    "lite-vit-mae": {},  # PSNR on masked patches is reported against the mean-colour baseline
+    "lite-clip": {"zero_shot": 0.80, "retrieval_top5_text_to_image": 0.50},
+    "lite-gan": {"precision_ratio": 0.85, "recall_ratio": 0.70, "class_frequency_gap_max": -0.10},
+}
+ORDER = ("lite-resnet-sup", "lite-resnet-dino", "lite-vit-dino", "lite-vit-mae", "lite-clip", "lite-gan")
+
+
+@dataclass(frozen=True)
+class RecipeSpec:
+    """How to train one member: the module function, its default steps and options."""
+
+    module: str
+    function: str
+    steps: int
+    seed: int = 1000
+    options: dict = field(default_factory=dict)
+
+    def train(self, out_dir: Path, steps: int, seed: int, progress: bool) -> dict:
+        import importlib
+
+        train = getattr(importlib.import_module(self.module), self.function)
+        return train(out_dir, steps=steps, seed=seed, progress=progress, **self.options)
+
+
+RECIPES: dict[str, RecipeSpec] = {
+    "lite-resnet-sup": RecipeSpec("rosetta_lite.train.supervised", "train_lite_resnet_sup", 1000),
+    "lite-resnet-dino": RecipeSpec("rosetta_lite.train.selfsup", "train_lite_resnet_dino", 600),
+    "lite-vit-dino": RecipeSpec("rosetta_lite.train.selfsup", "train_lite_vit_dino", 400),
+    "lite-vit-mae": RecipeSpec("rosetta_lite.train.mae", "train_lite_vit_mae", 600),
+    "lite-clip": RecipeSpec("rosetta_lite.train.clip", "train_lite_clip", 500),
+    "lite-gan": RecipeSpec("rosetta_lite.train.gan", "train_gan", 2750, seed=0),
+}
+
+
+def measure_quality(name: str, out_dir: Path) -> dict:
+    """The member's quality figures, measured on held-out world images (seed 7).
+
+        measure_quality("lite-clip", Path("runs/zoo"))
+    """
+    from rosetta_lite import evaluate_encoders as ev
+    from rosetta_lite.train.common import load_weights
+
+    weights = Path(out_dir) / f"{name}.safetensors"
+    if name == "lite-gan":
+        return gan_quality(weights, Path(out_dir) / "lite-resnet-sup.safetensors")
+    net = load_weights(lite_arch.build_member(name), weights).eval()
+    figures = {"probe": ev.linear_probe_accuracy(net, name)}
+    if name == "lite-resnet-sup":
+        figures["accuracy"] = ev.classification_accuracy(net)
+    if name == "lite-clip":
+        tokenizer = lite_arch.clip_tokenizer()
+        figures["zero_shot"] = ev.zero_shot_accuracy(net, tokenizer)
+        retrieval = ev.retrieval_top_k(net, tokenizer)
+        figures["retrieval_top5_text_to_image"] = retrieval["text_to_image"]
+        figures["retrieval_top5_image_to_text"] = retrieval["image_to_text"]
+    if name == "lite-vit-mae":
+        from rosetta_lite.train.mae import load_mae
+
+        figures.update({f"mae_{k}": v for k, v in ev.mae_psnr(load_mae(out_dir)).items()})
+    return {k: round(float(v), 4) for k, v in figures.items()}
+
+
+def gan_quality(generator_weights: Path, classifier_weights: Path, n: int = 2000, seed: int = 7) -> dict:
+    """Precision/recall (k = 3) and Frechet distance in the classifier's penultimate features.
+
+        gan_quality(Path("runs/zoo/lite-gan.safetensors"), Path("runs/zoo/lite-resnet-sup.safetensors"))
+
+    Figures for GAN samples against world images, beside the same figures for two
+    disjoint sets of world images; class frequencies judged by the classifier.
+    """
+    from rosetta_lite.evaluate_encoders import encode
+    from rosetta_lite.gan_quality import frechet_distance, knn_precision_recall
+    from rosetta_lite.train.common import load_weights
+    from rosetta_lite.train.gan import load_generator
+    from rosetta_lite.world import ShapesWorld
+
+    classifier = load_weights(lite_arch.build_member("lite-resnet-sup"), classifier_weights).eval()
+    generator = load_generator(generator_weights).eval()
+    world = ShapesWorld(32)
+
+    def features(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats, labels = [], []
+        with torch.no_grad():
+            for part in images.split(500):
+                feats.append(encode(classifier, "lite-resnet-sup", part))
+                labels.append(classifier(lite_arch.normalize(part, "lite-resnet-sup")).argmax(1))
+        return torch.cat(feats), torch.cat(labels)
+
+    with torch.no_grad():
+        latents = torch.randn(n, generator.z_dim, generator=torch.Generator().manual_seed(seed))
+        fake = torch.cat([generator(z).clamp(0, 1) for z in latents.split(500)])
+    real_a, labels_a = features(world.batch(n, seed=seed).images)
+    real_b, _ = features(world.batch(n, seed=seed + 1).images)
+    fake_f, labels_f = features(fake)
+    p0, r0 = knn_precision_recall(real_a, real_b, k=3)
+    p, r = knn_precision_recall(real_a, fake_f, k=3)
+    freq_world = torch.bincount(labels_a, minlength=6).double() / n
+    freq_gan = torch.bincount(labels_f, minlength=6).double() / n
+    gap = float((freq_world - freq_gan).abs().max())
+    return {"precision": round(p, 4), "recall": round(r, 4), "precision_world": round(p0, 4),
+            "recall_world": round(r0, 4), "precision_ratio": round(p / p0, 4), "recall_ratio": round(r / r0, 4),
+            "frechet": round(frechet_distance(real_a, fake_f), 3),
+            "frechet_world": round(frechet_distance(real_a, real_b), 3),
+            "class_frequency_gap_max": -round(gap, 4),  # negated so that higher is better, like the others
+            "class_frequency_world": [round(float(x), 3) for x in freq_world],
+            "class_frequency_gan": [round(float(x), 3) for x in freq_gan]}
+
+
+def gate_results(name: str, quality: dict) -> dict[str, bool]:
+    """Which of the member's gates its figures pass."""
+    return {figure: quality.get(figure, float("-inf")) >= lowest for figure, lowest in GATES[name].items()}
+
+
+def train_member(name: str, out_dir: str | Path = "runs/zoo", steps: int | None = None, seed: int | None = None,
+                 progress: bool = True, install_weights: bool = False) -> dict:
+    """Train one member (resuming a checkpoint in ``out_dir``), measure it, optionally install it.
+
+        train_member("lite-vit-mae", "runs/zoo", install_weights=True)
+    """
+    if name not in RECIPES:
+        raise ValueError(f"no recipe for {name!r}; recipes: {list(RECIPES)}")
+    recipe = RECIPES[name]
+    out_dir = Path(out_dir)
+    start = time.perf_counter()
+    figures = recipe.train(out_dir, steps or recipe.steps, recipe.seed if seed is None else seed, progress)
+    quality = measure_quality(name, out_dir)
+    report = {"member": name, "recipe": f"python -m rosetta_lite train {name}", "steps": steps or recipe.steps,
+              "seed": recipe.seed if seed is None else seed,
+              "train_seconds": round(figures.get("seconds", time.perf_counter() - start), 1),
+              "quality": quality, "gates": gate_results(name, quality),
+              "config": figures.get("config", {})}
+    if install_weights:
+        install(name, out_dir / f"{name}.safetensors", {k: v for k, v in report.items() if k != "member"})
+    return report

@@ -1,0 +1,179 @@
+"""Smoke tests of the lite-zoo encoder recipes and gate measurements (CPU, seconds)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest
+import torch
+
+from rosetta_lite.train import common
+from rosetta_lite.zoo import lite_arch
+
+torch.set_num_threads(1)
+
+
+def _tiny(train_fn, tmp_path, **kw):
+    return train_fn(tmp_path, progress=False, batch_size=8, **kw)
+
+
+def _recipes():
+    from rosetta_lite.train.clip import train_lite_clip
+    from rosetta_lite.train.mae import train_lite_vit_mae
+    from rosetta_lite.train.selfsup import train_lite_resnet_dino, train_lite_vit_dino
+    from rosetta_lite.train.supervised import train_lite_resnet_sup
+
+    return {
+        "lite-resnet-sup": train_lite_resnet_sup,
+        "lite-resnet-dino": train_lite_resnet_dino,
+        "lite-resnet-dino/simclr": lambda *a, **k: train_lite_resnet_dino(*a, method="simclr", **k),
+        "lite-vit-dino": train_lite_vit_dino,
+        "lite-vit-mae": train_lite_vit_mae,
+        "lite-clip": train_lite_clip,
+    }
+
+
+@pytest.mark.parametrize("name", list(_recipes()))
+def test_recipe_runs_resumes_and_saves(name, tmp_path):
+    train = _recipes()[name]
+    member = name.split("/")[0]
+    first = _tiny(train, tmp_path, steps=3, checkpoint_every=1, stop_after=2)
+    assert not first["done"] and first["step"] == 2
+    assert (tmp_path / f"{member}.ckpt.pt").exists()
+    assert not (tmp_path / f"{member}.safetensors").exists()
+    second = _tiny(train, tmp_path, steps=3, checkpoint_every=1)
+    assert second["resumed_from"] == 2 and second["steps_run"] == 1 and second["done"]
+    wfile = tmp_path / f"{member}.safetensors"
+    assert wfile.exists() and wfile.stat().st_size < 10 * 2**20
+    assert (tmp_path / f"{member}.json").exists()
+    # the saved weights load into the zoo's untrained architecture
+    net = common.load_weights(lite_arch.build_member(member), wfile)
+    assert not list(tmp_path.glob("*.tmp"))
+    with torch.no_grad():
+        x = lite_arch.normalize(torch.rand(2, 3, 32, 32), member)
+        out = net.encode_image(x) if member == "lite-clip" else net(x)
+    assert torch.isfinite(out).all()
+
+
+def test_resume_matches_uninterrupted_run(tmp_path):
+    from rosetta_lite.train.supervised import train_lite_resnet_sup
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    train_lite_resnet_sup(a, steps=3, progress=False, batch_size=8, checkpoint_every=10)
+    train_lite_resnet_sup(b, steps=3, progress=False, batch_size=8, checkpoint_every=1, stop_after=1)
+    train_lite_resnet_sup(b, steps=3, progress=False, batch_size=8, checkpoint_every=1)
+    from safetensors.torch import load_file
+
+    wa = load_file(str(a / "lite-resnet-sup.safetensors"))
+    wb = load_file(str(b / "lite-resnet-sup.safetensors"))
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6)
+
+
+def test_checkpoint_mismatch_and_seed_checks(tmp_path):
+    from rosetta_lite.train.supervised import train_lite_resnet_sup
+
+    with pytest.raises(ValueError, match="seeds must be"):
+        train_lite_resnet_sup(tmp_path, steps=2, seed=7, progress=False, batch_size=8)
+    train_lite_resnet_sup(tmp_path, steps=2, progress=False, batch_size=8, stop_after=1)
+    with pytest.raises(ValueError, match="resume=False"):
+        train_lite_resnet_sup(tmp_path, steps=5, progress=False, batch_size=8)
+
+
+def test_atomic_save_leaves_old_file_on_failure(tmp_path):
+    path = tmp_path / "c.pt"
+    common.save_checkpoint({"x": 1}, path)
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(Exception):
+        common.save_checkpoint({"x": Boom()}, path)
+    assert common.load_checkpoint(path) == {"x": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_augment_keeps_shape_range_and_is_seeded():
+    x = torch.rand(4, 3, 32, 32)
+    a = common.augment(x, torch.Generator().manual_seed(0), colour=0.8, grey=0.2)
+    b = common.augment(x, torch.Generator().manual_seed(0), colour=0.8, grey=0.2)
+    assert a.shape == x.shape and a.min() >= 0 and a.max() <= 1
+    assert torch.equal(a, b)
+    same = common.augment(x, torch.Generator().manual_seed(0), scale=(1.0, 1.0), flip=False)
+    torch.testing.assert_close(same, x, atol=1e-5, rtol=0)
+
+
+def test_architectures_layers_and_sizes():
+    for member in lite_arch.MEMBERS:
+        net = lite_arch.build_member(member)
+        names = dict(net.named_modules())
+        for layer in lite_arch.DEFAULT_LAYERS[member]:
+            assert layer in names, (member, layer)
+        size = sum(t.numel() * t.element_size() for t in net.state_dict().values())
+        assert size < 10 * 2**20, (member, size)
+    shapes = {}
+    net = lite_arch.build_lite_resnet()
+    hooks = [getattr(net, f"layer{i}").register_forward_hook(
+        lambda m, i, o, k=i: shapes.__setitem__(k, o.shape[-1])) for i in range(1, 5)]
+    net(torch.rand(1, 3, 32, 32))
+    assert shapes == {1: 32, 2: 16, 3: 8, 4: 4}
+    clip = lite_arch.build_lite_clip()
+    assert clip.encode_image(torch.rand(2, 3, 32, 32)).shape == (2, lite_arch.CLIP_EMBED_DIM)
+    tokens = lite_arch.clip_tokenizer()(["a small red circle on green ground under a grey sky"])
+    assert tokens.shape == (1, lite_arch.CLIP_CONTEXT_LENGTH)
+
+
+# ------------------------------------------------------------------- gate functions
+
+def test_gate_functions_on_tiny_inputs():
+    from rosetta_lite import evaluate_encoders as ev
+    from rosetta_lite.train.mae import MaskedAutoencoder
+
+    torch.manual_seed(0)
+    sup = lite_arch.build_lite_resnet(6)
+    acc = ev.classification_accuracy(sup, n=20, batch_size=10)
+    assert 0.0 <= acc <= 1.0
+    probe = ev.linear_probe_accuracy(lite_arch.build_lite_vit(), "lite-vit-dino", n_train=40,
+                                     n_test=20, batch_size=20)
+    assert 0.0 <= probe <= 1.0
+    clip = lite_arch.build_lite_clip()
+    tok = lite_arch.clip_tokenizer()
+    zs = ev.zero_shot_accuracy(clip, tok, n=20, batch_size=10)
+    assert 0.0 <= zs <= 1.0
+    ret = ev.retrieval_top_k(clip, tok, n=20, group=10, k=5)
+    assert set(ret) == {"text_to_image", "image_to_text"}
+    assert all(0.0 <= v <= 1.0 for v in ret.values())
+    psnr = ev.mae_psnr(MaskedAutoencoder(lite_arch.build_lite_vit()), n=8, batch_size=4)
+    assert set(psnr) == {"psnr_masked", "psnr_mean_colour", "psnr_global_mean"}
+    assert all(v > 0 for v in psnr.values())
+
+
+def test_linear_probe_separable_and_random():
+    from rosetta_lite.evaluate_encoders import fit_linear_probe
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (300,), generator=g)
+    x = torch.randn(300, 5, generator=g)
+    x[:, 0] += 5 * y
+    assert fit_linear_probe(x[:200], y[:200], x[200:], y[200:]) > 0.95
+    noise = torch.randn(300, 5, generator=g)
+    assert fit_linear_probe(noise[:200], y[:200], noise[200:], y[200:]) < 0.7
+
+
+def test_mae_masking_and_patchify():
+    from rosetta_lite.train.mae import MaskedAutoencoder
+
+    mae = MaskedAutoencoder(lite_arch.build_lite_vit())
+    ids_keep, mask, restore = mae.random_masking(3, torch.Generator().manual_seed(0))
+    assert ids_keep.shape == (3, 16) and mask.sum(1).tolist() == [48.0] * 3
+    x = torch.rand(2, 3, 32, 32)
+    patches = mae.patchify(x)
+    assert patches.shape == (2, 64, 48)
+    torch.testing.assert_close(patches[0, 1].view(4, 4, 3).permute(2, 0, 1), x[0, :, 0:4, 4:8])
+    # visible patches come back exactly from reconstruct_images
+    out = mae.reconstruct_images(x, torch.Generator().manual_seed(1))
+    assert out.shape == x.shape
