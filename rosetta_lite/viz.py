@@ -248,3 +248,42 @@ def dictionary_explorer(dictionary, generator, encoders: dict):
     seed.observe(draw, "value")
     draw()
     return widgets.VBox([widgets.HBox([concept, seed]), output])
+
+
+def samples_figure(generator, world, n: int = 32, seed: int = 0) -> plt.Figure:
+    """GAN samples beside Shapes World images, as two grids.
+
+        samples_figure(zoo.load("lite-gan"), ShapesWorld())
+    """
+    import torchvision
+
+    with torch.no_grad():
+        fake = generator.generate(generator.sample_latents(n, seed=seed)).clamp(0, 1)
+    real = world.batch(n, seed=7).images
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.8))
+    for ax, images, title in ((axes[0], fake, f"{generator.name} samples"), (axes[1], real, "Shapes World")):
+        grid = torchvision.utils.make_grid(images, nrow=8, padding=1, pad_value=1.0)
+        ax.imshow(grid.permute(1, 2, 0).numpy())
+        ax.set_title(title)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def zoo_table(scale: str = "lite"):
+    """One row per member: kind, what it was trained for, its measured quality figures.
+
+        zoo_table("lite")
+    """
+    import pandas as pd
+
+    from rosetta_lite import zoo
+    from rosetta_lite.zoo.weights import read_manifest
+
+    manifest = read_manifest()["members"]
+    rows = []
+    for row in zoo.describe(scale):
+        entry = manifest.get(row["name"], {})
+        quality = ", ".join(f"{k} {v}" for k, v in entry.get("quality", {}).items() if not isinstance(v, list))
+        rows.append(row | {"quality (held-out world)": quality or "not shipped", "train s": entry.get("train_seconds")})
+    return pd.DataFrame(rows).set_index("name")

@@ -1,0 +1,98 @@
+"""Tests of the lite GAN: architecture, a short training run, and the quality metrics."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from rosetta_lite.gan_quality import frechet_distance, knn_precision_recall, knn_radii
+from rosetta_lite.train.gan import GANConfig, load_generator, train_gan
+from rosetta_lite.zoo.gan_arch import GENERATOR_LAYERS, LiteDiscriminator, LiteGenerator
+
+
+def test_generator_shapes_layers_and_range():
+    torch.manual_seed(0)
+    g = LiteGenerator()
+    maps = {}
+    hooks = [getattr(g, n).register_forward_hook(lambda m, i, o, n=n: maps.__setitem__(n, o))
+             for n in GENERATOR_LAYERS]
+    with torch.no_grad():
+        x = g(torch.randn(3, g.z_dim))
+    for h in hooks:
+        h.remove()
+    assert x.shape == (3, 3, 32, 32)
+    assert float(x.min()) >= 0 and float(x.max()) <= 1
+    for name, size, c in zip(GENERATOR_LAYERS, (4, 8, 16, 32), g.channels):
+        assert maps[name].shape == (3, c, size, size)
+
+
+def test_generator_is_deterministic_and_differentiable_in_z():
+    torch.manual_seed(0)
+    g = LiteGenerator().eval()
+    z = torch.randn(2, g.z_dim, requires_grad=True)
+    x = g(z)
+    assert torch.equal(x, g(z))
+    x.mean().backward()
+    assert z.grad is not None and torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
+
+
+def test_discriminator_output():
+    d = LiteDiscriminator()
+    assert d(torch.rand(4, 3, 32, 32)).shape == (4,)
+
+
+def test_short_training_run_saves_and_resumes(tmp_path):
+    torch.manual_seed(0)
+    cfg = GANConfig(batch=8, g_channels=(16, 16, 8, 8), d_channels=(8, 8, 16, 16), r1_every=2)
+    figs = train_gan(tmp_path, steps=3, seed=1, progress=False, checkpoint_every=2, config=cfg)
+    assert figs["steps"] == 3 and math.isfinite(figs["final"]["d"]) and math.isfinite(figs["final"]["g"])
+    weights = tmp_path / "lite-gan.safetensors"
+    assert weights.exists() and figs["weights_bytes"] < 10 * 2**20
+    assert (tmp_path / "checkpoint.pt").exists()
+    g = load_generator(weights)
+    assert g(torch.randn(2, g.z_dim)).shape == (2, 3, 32, 32)
+    # resuming from the step-3 checkpoint to step 4 runs exactly one more step
+    figs2 = train_gan(tmp_path, steps=4, seed=1, progress=False, config=cfg)
+    assert figs2["resumed_from"] == 3
+    # an interrupted run (checkpoint at step 2) resumed to 4 equals an uninterrupted one
+    other = tmp_path / "b"
+    train_gan(other, steps=2, seed=1, progress=False, checkpoint_every=2, config=cfg)
+    train_gan(other, steps=4, seed=1, progress=False, config=cfg)
+    a, b = load_generator(weights), load_generator(other / "lite-gan.safetensors")
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.allclose(va, vb, atol=1e-6), ka
+
+
+def test_precision_recall_on_hand_made_sets():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(400, 2))
+    same = rng.normal(size=(400, 2))
+    p, r = knn_precision_recall(real, same, k=3)
+    assert p > 0.9 and r > 0.9
+    # collapsed fakes: all near the centre -> precise but no recall
+    p, r = knn_precision_recall(real, 0.05 * rng.normal(size=(400, 2)), k=3)
+    assert p > 0.95 and r < 0.2
+    # fakes far away -> neither
+    p, r = knn_precision_recall(real, same + 20, k=3)
+    assert p == 0 and r == 0
+    # half of the fakes off the manifold -> precision about one half
+    half = np.concatenate([same[:200], same[200:] + 20])
+    p, _ = knn_precision_recall(real, half, k=3)
+    assert 0.4 < p < 0.55
+
+
+def test_knn_radii_exact():
+    pts = torch.tensor([[0.0], [1.0], [3.0], [7.0]])
+    assert torch.allclose(knn_radii(pts, k=1), torch.tensor([1.0, 1.0, 2.0, 4.0], dtype=torch.float64))
+    with pytest.raises(ValueError):
+        knn_radii(pts, k=4)
+
+
+def test_frechet_distance():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(5000, 3))
+    assert frechet_distance(a, a) < 1e-6
+    # shift of the mean by (2, 0, 0): FD ~ 4; scaling by 2: tr(C1 + C2 - 2 sqrt(C1 C2)) = 3 (1 + 4 - 4) = 3
+    assert abs(frechet_distance(a, a + np.array([2.0, 0, 0])) - 4) < 1e-6
+    assert abs(frechet_distance(a, 2 * rng.normal(size=(5000, 3))) - 3) < 0.3
