@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="which zoo; *-untrained: the same architectures with seeded untrained weights")
     mine.add_argument("--images", type=int, default=2000)
     mine.add_argument("--out", default="runs/mine", help="folder for the dictionary and checkpoints")
-    mine.add_argument("--k", type=int, default=1, help="best buddies: mutual K nearest neighbours")
+    mine.add_argument("--k", type=int, default=3, help="best buddies: mutual K nearest neighbours")
     mine.add_argument("--mode", default="mutual", choices=["mutual", "asymmetric"])
     mine.add_argument("--batch-size", type=int, default=32)
     mine.add_argument("--seed", type=int, default=0, help="latent stream")
@@ -224,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     merge = commands.add_parser("merge", help="merge mining runs over disjoint latent ranges")
     merge.add_argument("folders", nargs="+", help="output folders of mine runs")
     merge.add_argument("--out", required=True)
-    merge.add_argument("--k", type=int, default=1)
+    merge.add_argument("--k", type=int, default=3)
     merge.add_argument("--mode", default="mutual", choices=["mutual", "asymmetric"])
     merge.set_defaults(run=_merge)
 

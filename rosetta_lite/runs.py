@@ -50,7 +50,7 @@ def control_members(encoders: list[zoo.Member], seed: int) -> list[zoo.Member]:
     return controls
 
 
-def mine_zoo(scale: str = "lite", images: int = 2000, out: str | Path = "runs/mine", *, k: int = 1,
+def mine_zoo(scale: str = "lite", images: int = 2000, out: str | Path = "runs/mine", *, k: int = 3,
              mode: str = "mutual", control: bool = True, control_seed: int = 1, generator: str | None = None,
              encoders: list[str] | None = None, **mine_options) -> dict:
     """Mine a zoo, save its dictionary (and the control's), return their summaries.
@@ -66,7 +66,7 @@ def mine_zoo(scale: str = "lite", images: int = 2000, out: str | Path = "runs/mi
     return save_dictionaries(result, out, k=k, mode=mode)
 
 
-def save_dictionaries(result: MiningResult, out: str | Path, k: int = 1, mode: str = "mutual") -> dict:
+def save_dictionaries(result: MiningResult, out: str | Path, k: int = 3, mode: str = "mutual") -> dict:
     """Build and save the trained zoo's dictionary and, if mined, the control's."""
     out = Path(out)
     names = result.settings.encoders
