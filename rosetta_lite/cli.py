@@ -47,6 +47,21 @@ def _bench_world(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_zoo(args: argparse.Namespace) -> int:
+    from rosetta_lite import zoo
+
+    seconds = {}
+    start = time.perf_counter()
+    for name in zoo.names("lite"):
+        begin = time.perf_counter()
+        zoo.load(name)  # verifies the file's SHA-256 against the manifest
+        seconds[name] = round(time.perf_counter() - begin, 3)
+    total = round(time.perf_counter() - start, 3)
+    print(json.dumps({"benchmark": "zoo", "load_seconds": seconds, "total_seconds": total,
+                      "target_total_seconds": 5, "checksums_verified": True}))
+    return 0
+
+
 def _layers(args: argparse.Namespace) -> int:
     import timm
     import torch
@@ -198,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench_mining.add_argument("--json", action="store_true", help="one line of JSON")
     bench_mining.set_defaults(run=lambda args: __import__("rosetta_lite.bench_mining", fromlist=["main"]).main(args))
 
+    bench_zoo = bench_kinds.add_parser("zoo", help="time to load every lite member, checksums verified")
+    bench_zoo.set_defaults(run=_bench_zoo)
+
     layers = commands.add_parser("layers", help="list a timm model's capturable layers and map shapes")
     layers.add_argument("model", help="a timm model name, e.g. resnet50 (built with untrained weights)")
     layers.add_argument("--input-size", type=int, default=224)
@@ -257,6 +275,13 @@ def build_parser() -> argparse.ArgumentParser:
     concepts.add_argument("--untrained", action="store_true", help="the run mined --zoo lite-untrained")
     concepts.add_argument("--json", action="store_true", help="print the report as JSON")
     concepts.set_defaults(run=_eval_concepts)
+    chapters = commands.add_parser("chapters", help="run every chapter with papermill, parameters from a YAML file")
+    chapters.add_argument("--params", default=None, help="YAML file: common: and chapters: sections (default: none)")
+    chapters.add_argument("--out", default="runs/chapters", help="folder for the executed notebooks")
+    chapters.add_argument("--only", nargs="+", default=None, help="chapters to run (stem or number, e.g. 01)")
+    chapters.add_argument("--set", nargs="+", default=None, metavar="NAME=VALUE", help="extra common parameters")
+    chapters.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
+    chapters.set_defaults(run=lambda args: __import__("rosetta_lite.batch", fromlist=["main"]).main(args))
     return parser
 
 

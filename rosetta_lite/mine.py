@@ -132,16 +132,17 @@ def maps_to_rows(maps: dict[str, torch.Tensor], layers: list[str], grid: int) ->
 
         rows = maps_to_rows(trace.outputs, ["layer1", "layer2"], grid=32)
     """
-    resized = []
+    parts = []
     for layer in layers:
-        # channels-last: after resizing, each position's units lie side by side, as rows need
-        maps_bchw = maps[layer].float().contiguous(memory_format=torch.channels_last)
+        maps_bchw = maps[layer].float()
         if maps_bchw.shape[-2:] != (grid, grid):
-            maps_bchw = F.interpolate(maps_bchw, size=(grid, grid), mode="bilinear", align_corners=False)
-        resized.append(maps_bchw)
-    units_bchw = torch.cat(resized, 1) if len(resized) > 1 else resized[0].clone(
-        memory_format=torch.channels_last)
-    return units_bchw.permute(0, 2, 3, 1).reshape(-1, units_bchw.shape[1])
+            # channels-last: after resizing, each position's units lie side by side, as rows need
+            maps_bchw = F.interpolate(maps_bchw.contiguous(memory_format=torch.channels_last), size=(grid, grid),
+                                      mode="bilinear", align_corners=False)
+        parts.append(maps_bchw.permute(0, 2, 3, 1))  # (B, H, W, C) views; ViT tokens are already laid out so
+    # one copy into fresh rows (callers centre them in place, so never a view of the recorded maps)
+    rows_bhwu = torch.cat(parts, 3) if len(parts) > 1 else parts[0].clone(memory_format=torch.contiguous_format)
+    return rows_bhwu.reshape(-1, rows_bhwu.shape[-1])
 
 
 def record_generator(generator: Member, z: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
