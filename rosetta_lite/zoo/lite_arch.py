@@ -18,10 +18,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+from rosetta_lite.zoo.preprocess import CLIP_MEAN as OPENAI_MEAN
+from rosetta_lite.zoo.preprocess import CLIP_STD as OPENAI_STD
+from rosetta_lite.zoo.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 IMAGE_SIZE = 32
 
