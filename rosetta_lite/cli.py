@@ -158,6 +158,15 @@ def _eval_concepts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_trust(args: argparse.Namespace) -> int:
+    from rosetta_lite.trust import trust_report
+
+    report = trust_report(args.folder, images=args.images, interpretability_images=args.interpretability_images,
+                          min_ratio=args.min_ratio, mi_images=args.mi_images, quantile=args.quantile)
+    print(json.dumps(report) if args.json else json.dumps(report, indent=1))
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from rosetta_lite.train.recipes import ORDER, train_member
 
@@ -275,6 +284,27 @@ def build_parser() -> argparse.ArgumentParser:
     concepts.add_argument("--untrained", action="store_true", help="the run mined --zoo lite-untrained")
     concepts.add_argument("--json", action="store_true", help="print the report as JSON")
     concepts.set_defaults(run=_eval_concepts)
+    trust = eval_kinds.add_parser("trust", help="trust scores of the Rosetta neurons: consistency, interpretability")
+    trust.add_argument("--run", dest="folder", default="runs/mine", help="output folder of a mine run")
+    trust.add_argument("--images", type=int, default=None, help="images split in halves (default: the run's)")
+    trust.add_argument("--interpretability-images", type=int, default=64, help="latents for ablations (default 64)")
+    trust.add_argument("--min-ratio", type=float, default=1.5, help="inside/outside ratio to pass (default 1.5)")
+    trust.add_argument("--mi-images", type=int, default=0, help="also mine mutual information on this many images")
+    trust.add_argument("--quantile", type=float, default=0.9, help="binarisation quantile of the MI (default 0.9)")
+    trust.add_argument("--json", action="store_true", help="print the report as one JSON line")
+    trust.set_defaults(run=_eval_trust)
+    for kind, help_text, images, steps in (("inversion", "Table 1: inversion with and without Rosetta matches", 50, 100),
+                                           ("editing", "edit fidelity: shift, zoom, concept removal", 16, 100)):
+        app = eval_kinds.add_parser(kind, help=help_text)
+        app.add_argument("--run", dest="folder", default="runs/lite", help="folder of a mine run (its dictionary)")
+        app.add_argument("--images", type=int, default=images, help=f"images (default {images})")
+        app.add_argument("--steps", type=int, default=steps, help=f"optimisation steps (default {steps})")
+        app.add_argument("--restarts", type=int, default=2, help="random starts per target, inversion (default 2)")
+        app.add_argument("--beta", type=float, default=0.5, help="weight of the Rosetta matches (default 0.5)")
+        app.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+        app.add_argument("--json", action="store_true", help="print the report as one JSON line")
+        app.set_defaults(run=lambda a: __import__(f"rosetta_lite.{'invert' if a.eval == 'inversion' else 'edit'}",
+                                                  fromlist=["_"]).__dict__[f"cli_eval_{a.eval}"](a))
     chapters = commands.add_parser("chapters", help="run every chapter with papermill, parameters from a YAML file")
     chapters.add_argument("--params", default=None, help="YAML file: common: and chapters: sections (default: none)")
     chapters.add_argument("--out", default="runs/chapters", help="folder for the executed notebooks")

@@ -1,0 +1,170 @@
+"""Run every chapter with papermill, with parameters from a YAML file, into one folder.
+
+    python -m rosetta_lite chapters --params params/full.yaml --out runs/chapters
+
+The parameter file has two optional sections::
+
+    common:              # given to every chapter whose parameters cell declares the name
+      zoo: full
+      device: cuda
+    chapters:            # per chapter (file stem or its number, e.g. "02"); must be declared
+      01_world_and_capture:
+        size: 64
+
+A common parameter is skipped for a chapter that does not declare it (chapter 01 has no
+``zoo``); a per-chapter parameter that the chapter does not declare is an error, so a
+typo never passes silently.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+SECTIONS = ("common", "chapters")
+
+
+class ChapterError(RuntimeError):
+    """A chapter failed to run; the message names it and its output notebook."""
+
+
+def load_params(path: str | Path | None) -> dict:
+    """Read and check a parameter file; ``None`` gives empty parameters (every chapter's defaults).
+
+        params = load_params("params/full.yaml")   # {"common": {...}, "chapters": {...}}
+    """
+    if path is None:
+        return {"common": {}, "chapters": {}}
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"parameter file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ValueError(f"parameter file {str(path)!r} is not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"parameter file {str(path)!r} must be a mapping with the sections {list(SECTIONS)}, "
+                         f"got {type(data).__name__}")
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise ValueError(f"parameter file {str(path)!r}: unknown section(s) {unknown}; "
+                         f"allowed: {list(SECTIONS)} (put parameters under 'common:' or 'chapters:')")
+    common = data.get("common") or {}
+    chapters = data.get("chapters") or {}
+    if not isinstance(common, dict):
+        raise ValueError(f"parameter file {str(path)!r}: 'common' must map parameter names to values")
+    if not isinstance(chapters, dict) or not all(isinstance(v, dict) or v is None for v in chapters.values()):
+        raise ValueError(f"parameter file {str(path)!r}: 'chapters' must map each chapter to its parameters")
+    return {"common": dict(common), "chapters": {str(k): dict(v or {}) for k, v in chapters.items()}}
+
+
+def chapter_notebooks(folder: str | Path = NOTEBOOKS) -> list[Path]:
+    """The chapter notebooks of a folder, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"notebook folder {str(folder)!r} does not exist")
+    return sorted(p for p in folder.glob("*.ipynb") if not p.name.startswith("."))
+
+
+def _chapter_key(key: str, notebooks: list[Path]) -> Path:
+    matches = [nb for nb in notebooks if key in (nb.stem, nb.name) or nb.stem.split("_", 1)[0] == key]
+    if len(matches) != 1:
+        names = [nb.stem for nb in notebooks]
+        raise ValueError(f"parameter file names chapter {key!r}, which {'is ambiguous' if matches else 'does not exist'}"
+                         f"; chapters: {names}")
+    return matches[0]
+
+
+def declared_parameters(notebook: str | Path) -> dict:
+    """The names (and inferred defaults) in a chapter's cell tagged ``parameters``."""
+    import papermill
+
+    return papermill.inspect_notebook(str(notebook))
+
+
+def plan(params: dict, notebooks: list[Path]) -> list[tuple[Path, dict]]:
+    """Each chapter with the parameters it will get; raises if a per-chapter one is not declared."""
+    per_chapter = {_chapter_key(key, notebooks): values for key, values in params["chapters"].items()}
+    jobs = []
+    for notebook in notebooks:
+        declared = declared_parameters(notebook)
+        if not declared and (params["common"] or per_chapter.get(notebook)):
+            raise ValueError(f"chapter {notebook.stem} has no cell tagged 'parameters'")
+        chosen = {name: value for name, value in params["common"].items() if name in declared}
+        own = per_chapter.get(notebook, {})
+        undeclared = sorted(set(own) - set(declared))
+        if undeclared:
+            raise ValueError(f"chapter {notebook.stem}: parameter(s) {undeclared} are not in its parameters cell; "
+                             f"it declares {sorted(declared)}")
+        chosen.update(own)
+        jobs.append((notebook, chosen))
+    return jobs
+
+
+def run_chapters(params_file: str | Path | None = None, out: str | Path = "runs/chapters", *,
+                 notebooks: str | Path = NOTEBOOKS, only: list[str] | None = None,
+                 overrides: dict | None = None, kernel: str | None = None, timeout: int | None = None,
+                 log: Callable[[str], None] = print) -> list[dict]:
+    """Run the chapters with papermill into ``out`` (one executed notebook per chapter); return a report.
+
+        run_chapters("params/full.yaml", "runs/chapters", only=["01"])
+
+    ``overrides`` are extra common parameters (applied after the file's). Each chapter runs
+    with its own folder as working directory, as in the book build. The first failing
+    chapter stops the batch with a ``ChapterError`` that names it.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    from rosetta_lite.files import writable_dir
+
+    params = load_params(params_file)
+    params["common"].update(overrides or {})
+    books = chapter_notebooks(notebooks)
+    if only:
+        books = [_chapter_key(key, books) for key in only]
+    if not books:
+        raise FileNotFoundError(f"no chapter notebooks in {str(notebooks)!r}")
+    jobs = plan(params, books)
+    out = writable_dir(out)
+    report = []
+    for index, (notebook, values) in enumerate(jobs, 1):
+        target = out / notebook.name
+        shown = ", ".join(f"{k}={v!r}" for k, v in values.items()) or "defaults"
+        log(f"[{index}/{len(jobs)}] {notebook.stem}: running ({shown})")
+        start = time.perf_counter()
+        try:
+            papermill.execute_notebook(str(notebook), str(target), parameters=values, cwd=str(notebook.parent),
+                                       kernel_name=kernel, progress_bar=False, execution_timeout=timeout,
+                                       log_output=False)
+        except PapermillExecutionError as error:
+            raise ChapterError(f"chapter {notebook.stem} failed in cell [{error.exec_count}]: {error.ename}: "
+                               f"{error.evalue}; see the executed notebook {target}") from None
+        except Exception as error:  # kernel died, timeout, bad notebook
+            raise ChapterError(f"chapter {notebook.stem} failed: {error.__class__.__name__}: {error}; "
+                               f"see {target}") from None
+        seconds = round(time.perf_counter() - start, 1)
+        log(f"[{index}/{len(jobs)}] {notebook.stem}: done in {seconds} s -> {target}")
+        report.append({"chapter": notebook.stem, "parameters": values, "seconds": seconds, "output": str(target)})
+    return report
+
+
+def main(args) -> int:
+    """The ``chapters`` action of the command line."""
+    overrides = {}
+    for item in args.set or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--set takes NAME=VALUE, got {item!r}")
+        import yaml
+
+        overrides[name] = yaml.safe_load(value)
+    start = time.perf_counter()
+    report = run_chapters(args.params, args.out, only=args.only, overrides=overrides, kernel=args.kernel)
+    print(f"ran {len(report)} chapter(s) in {time.perf_counter() - start:.0f} s into {args.out}")
+    return 0

@@ -1,0 +1,29 @@
+"""Shared fixtures: the book is built once per test session, for every test that reads it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def html(tmp_path_factory) -> Path:
+    """The built site (``.../_build/html``): built here with warnings as errors, or ROSETTA_BOOK_BUILD's."""
+    given = os.environ.get("ROSETTA_BOOK_BUILD")
+    if given:
+        out = Path(given)
+    else:
+        out = tmp_path_factory.mktemp("book")
+        script = Path(sys.executable).parent / "jupyter-book"
+        done = subprocess.run([str(script), "build", str(ROOT), "--warningiserror", "--path-output", str(out)],
+                              capture_output=True, text=True, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    site = out / "_build" / "html"
+    assert (site / "index.html").exists(), f"no built book under {site}"
+    return site

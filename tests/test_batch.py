@@ -1,0 +1,70 @@
+"""The papermill batch: every chapter with a parameter file, into one folder."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rosetta_lite.batch import ChapterError, chapter_notebooks, declared_parameters, load_params, plan, run_chapters
+from rosetta_lite.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_full_parameter_file_plans_every_chapter():
+    params = load_params(ROOT / "params" / "full.yaml")
+    assert params["common"]["zoo"] == "full" and params["common"]["device"] == "cuda"
+    assert params["common"]["images"] == 1000 and params["common"]["batch_size"] == 64
+    jobs = {nb.stem: (declared_parameters(nb), values) for nb, values in plan(params, chapter_notebooks())}
+    assert jobs and all(stem[:2].isdigit() for stem in jobs)
+    for stem, (declared, values) in jobs.items():  # each chapter gets every full-scale value it declares
+        for name, value in params["common"].items():
+            assert values.get(name, value) == value and (name in values) == (name in declared), (stem, name)
+    assert jobs["01_world_and_capture"][1]["model_name"] == "resnet50"
+
+
+def test_runs_chapter_01_with_parameters_into_a_folder(tmp_path):
+    params = tmp_path / "tiny.yaml"
+    params.write_text("common:\n  zoo: lite   # not declared by chapter 01: skipped\n"
+                      "chapters:\n  '01':\n    n_samples: 2\n    layers: [layer1]\n    input_size: 32\n")
+    lines = []
+    report = run_chapters(params, tmp_path / "out", only=["01"], log=lines.append)
+    assert [r["chapter"] for r in report] == ["01_world_and_capture"]
+    assert lines[0].startswith("[1/1] 01_world_and_capture: running") and "done in" in lines[-1]
+    executed = json.loads((tmp_path / "out" / "01_world_and_capture.ipynb").read_text())
+    injected = [c for c in executed["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert "n_samples = 2" in "".join(injected[0]["source"])
+    assert "zoo" not in "".join(injected[0]["source"])
+    errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+
+
+@pytest.mark.parametrize("text, message", [
+    ("common: [1, 2]\n", "'common' must map parameter names"),
+    ("zoo: full\n", "unknown section(s) ['zoo']"),
+    ("chapters:\n  99_nothing:\n    size: 3\n", "chapter '99_nothing', which does not exist"),
+    ("chapters:\n  '01':\n    sise: 64\n", "chapter 01_world_and_capture: parameter(s) ['sise'] are not in"),
+    ("common: {zoo: [unclosed\n", "is not valid YAML"),
+])
+def test_bad_parameter_file_is_a_clear_error(tmp_path, capsys, text, message):
+    params = tmp_path / "bad.yaml"
+    params.write_text(text)
+    assert main(["chapters", "--params", str(params), "--out", str(tmp_path / "out"), "--only", "01"]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_failing_chapter_is_named(tmp_path):
+    import nbformat
+
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    for stem, code in (("01_fine", "x = 1"), ("02_broken", "raise ValueError(f'bad x={x}')")):
+        params = nbformat.v4.new_code_cell("x = 0  # a parameter", metadata={"tags": ["parameters"]})
+        kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+        nbformat.write(nbformat.v4.new_notebook(cells=[params, nbformat.v4.new_code_cell(code)], metadata=kernel),
+                       folder / f"{stem}.ipynb")
+    lines = []
+    with pytest.raises(ChapterError, match=r"chapter 02_broken failed in cell \[3\]: ValueError: bad x=5"):
+        run_chapters(None, tmp_path / "out", notebooks=folder, overrides={"x": 5}, log=lines.append)
+    assert lines[1].startswith("[1/2] 01_fine: done") and lines[2].startswith("[2/2] 02_broken: running")
