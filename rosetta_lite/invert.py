@@ -1,0 +1,387 @@
+"""Rosetta-guided inversion: find the latent whose generation matches a target image.
+
+    result = invert(gan, target_bchw, dictionary, encoders=[dino, clip], perceptual=resnet_sup)
+    result.images   # (B, 3, H, W) best generations, result.z their latents
+
+The objective (DESIGN.md section 1, step 6), minimised per target over z:
+
+    L = L_rec(G(z), I) + alpha * L_reg(z) - beta * L_act(z, I)
+
+* ``L_rec`` = pixel MSE + ``perceptual_weight`` x perceptual distance. The perceptual
+  distance is offline: channel-normalised feature distance of one lite encoder
+  (default ``lite-resnet-sup`` layer2 and layer3), in the style of LPIPS without its
+  learned heads. LPIPS itself is used only when its backbone weights are on disk
+  (:func:`lpips_model` returns None otherwise; a random-backbone LPIPS is never used).
+* ``L_reg`` = (||z||^2 / dim - 1)^2: keeps z on the shell where a normal latent lives.
+* ``L_act`` = mean over the Rosetta pairs (G unit j, buddy D unit k) of the chosen
+  encoders of the cosine, over positions of the mining grid, of the two maps each
+  standardised with its mining mean and standard deviation: G's unit j on G(z) and D's
+  unit k on the target. It is 1 when the standardised maps agree up to a positive
+  scale, 0 when unrelated, -1 when opposite; higher is a better match.
+
+Targets of another size are resized (bilinear, antialiased) to the generator's output
+size, grey (1 channel) targets are repeated to RGB, RGBA targets lose alpha, and values
+outside [0, 1] are clamped; each of these conversions emits a ``UserWarning``.
+
+All targets and restarts are optimised together as one batch (B x restarts latents);
+per target the restart with the lowest final objective is kept. A non-finite loss stops
+the run, warns with the step, and keeps the best results seen before it.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from rosetta_lite.capture import Trace
+from rosetta_lite.dictionary import RosettaDictionary
+from rosetta_lite.mine import record_encoder
+from rosetta_lite.zoo.member import Member
+
+PERCEPTUAL_LAYERS = ("layer2", "layer3")
+
+
+class InversionError(ValueError):
+    """Inputs that cannot be inverted: another generator's dictionary, no Rosetta units."""
+
+
+@dataclass
+class InversionResult:
+    """Best latents and generations per target, with the loss history of the run."""
+
+    z: torch.Tensor  # (B, z_dim)
+    images: torch.Tensor  # (B, 3, H, W) in [0, 1]
+    loss: torch.Tensor  # (B,) objective of the kept latent
+    history: list[float] = field(default_factory=list)  # mean objective per step
+    stopped_at: int | None = None  # step of a non-finite loss, if one stopped the run
+    restarts: int = 1
+
+
+def prepare_target(target: torch.Tensor, size: int) -> torch.Tensor:
+    """A target as (B, 3, size, size) in [0, 1], converted with a warning when needed.
+
+        prepare_target(torch.rand(1, 1, 64, 64), 32)   # warns twice: grey -> RGB, 64 -> 32 px
+    """
+    x = torch.as_tensor(target).detach().float()
+    if x.dim() == 3:
+        x = x.unsqueeze(0)
+    if x.dim() != 4:
+        raise InversionError(f"a target is (B, C, H, W) or (C, H, W); got shape {tuple(x.shape)}")
+    channels = x.shape[1]
+    if channels == 1:
+        warnings.warn("grey target (1 channel) repeated to RGB", UserWarning, stacklevel=2)
+        x = x.repeat(1, 3, 1, 1)
+    elif channels == 4:
+        warnings.warn("RGBA target: alpha channel dropped", UserWarning, stacklevel=2)
+        x = x[:, :3]
+    elif channels != 3:
+        raise InversionError(f"a target has 1, 3 or 4 channels; got {channels}")
+    if x.shape[-2:] != (size, size):
+        warnings.warn(f"target of {tuple(x.shape[-2:])} px resized to the generator's {size} x {size}",
+                      UserWarning, stacklevel=2)
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    if x.min() < 0 or x.max() > 1:
+        warnings.warn("target values outside [0, 1] clamped (images are expected in [0, 1])",
+                      UserWarning, stacklevel=2)
+        x = x.clamp(0, 1)
+    return x
+
+
+def lpips_model():
+    """LPIPS (AlexNet) when its backbone weights are already on disk, else None (never a random backbone).
+
+        model = lpips_model(); dist = model(a * 2 - 1, b * 2 - 1) if model else None
+    """
+    hub = Path(torch.hub.get_dir()) / "checkpoints"
+    if not list(hub.glob("alexnet-owt-*.pth")):
+        return None
+    try:
+        import lpips
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return lpips.LPIPS(net="alex", verbose=False).eval()
+    except Exception:  # noqa: BLE001 - anything that fails to build means: not available
+        return None
+
+
+def perceptual_features(encoder: Member, images: torch.Tensor,
+                        layers: tuple[str, ...] = PERCEPTUAL_LAYERS) -> list[torch.Tensor]:
+    """Channel-normalised features of ``encoder`` on images in [0, 1] (differentiable).
+
+        feats = perceptual_features(zoo.load("lite-resnet-sup"), images)
+    """
+    with Trace(encoder.model, list(layers), stop=True, detach=False) as trace:
+        encoder.encode(images)
+    return [trace[layer] / (trace[layer].pow(2).sum(1, keepdim=True).sqrt() + 1e-8) for layer in layers]
+
+
+def perceptual_distance(encoder: Member, a: torch.Tensor, b: torch.Tensor,
+                        layers: tuple[str, ...] = PERCEPTUAL_LAYERS) -> torch.Tensor:
+    """Per-image perceptual distance (B,): mean squared difference of normalised features, summed over layers.
+
+        perceptual_distance(zoo.load("lite-resnet-sup"), G(z), targets)
+    """
+    with torch.no_grad():
+        fb = perceptual_features(encoder, b, layers)
+        fa = perceptual_features(encoder, a, layers)
+    return sum(((x - y) ** 2).sum(1).mean((1, 2)) for x, y in zip(fa, fb))
+
+
+def rosetta_pairs(dictionary: RosettaDictionary, encoder: str) -> list[tuple[int, int]]:
+    """(G unit, encoder unit) best-buddy pairs of the dictionary's Rosetta neurons for one encoder.
+
+        rosetta_pairs(d, "lite-clip")   # [(423, 148), ...]
+    """
+    if encoder not in dictionary.buddies:
+        raise InversionError(f"{encoder!r} is not an encoder of this dictionary; it has {dictionary.encoders}")
+    rosetta = {u for c in dictionary.clusters for u in c.generator_units}
+    return [(int(g), int(d)) for g, d, _ in dictionary.buddies[encoder] if int(g) in rosetta]
+
+
+def check_dictionary(generator: Member, dictionary: RosettaDictionary) -> None:
+    """Refuse a dictionary mined with another generator than ``generator``.
+
+        check_dictionary(zoo.load("lite-gan"), d)
+    """
+    if dictionary.generator != generator.name:
+        raise InversionError(f"this dictionary was mined with generator {dictionary.generator!r}, "
+                             f"not {generator.name!r}: load the dictionary of a run that mined {generator.name}")
+    expected = sum(dictionary.models[generator.name]["units"])
+    with torch.no_grad(), Trace(generator.model, generator.layers) as trace:
+        generator.generate(generator.sample_latents(1, 0))
+    units = sum(trace[layer].shape[1] for layer in generator.layers)
+    if units != expected:
+        raise InversionError(f"{generator.name} has {units} units but the dictionary's has {expected}: "
+                             "it was mined with another version of the generator")
+
+
+def generator_maps(generator: Member, z: torch.Tensor, layers: list[str] | None = None
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Images and the generator's maps, differentiable in z: (images, {layer: maps}).
+
+        images, maps = generator_maps(gan, z.requires_grad_())
+    """
+    with Trace(generator.model, layers or generator.layers, detach=False) as trace:
+        images = generator.generate(z)
+    return images, dict(trace.outputs)
+
+
+def standardise(maps: dict[str, torch.Tensor], dictionary: RosettaDictionary, model: str,
+                units: list[int], grid: int) -> torch.Tensor:
+    """Maps of flat ``units`` on the mining grid as z-scores of the mining statistics, (B, len(units), grid, grid).
+
+        standardise(generator_maps(gan, z)[1], d, "lite-gan", [423, 305], grid=32)
+    """
+    mean, std = dictionary.unit_stats(model)
+    out = []
+    for unit in units:
+        layer, channel = dictionary.unit(model, unit)
+        m = maps[layer][:, channel:channel + 1].float()
+        if m.shape[-2:] != (grid, grid):
+            m = F.interpolate(m, size=(grid, grid), mode="bilinear", align_corners=False)
+        out.append((m - mean[unit]) / std[unit].clamp_min(1e-12))
+    return torch.cat(out, 1)
+
+
+def activation_match(g_std: torch.Tensor, d_std: torch.Tensor) -> torch.Tensor:
+    """L_act per image (B,): mean over pairs of the cosine over positions of standardised maps.
+
+        activation_match(g, g)   # 1 for every image: maps that match score highest
+    """
+    g, d = g_std.flatten(2), d_std.flatten(2)
+    cos = (g * d).sum(-1) / (g.norm(dim=-1) * d.norm(dim=-1) + 1e-8)
+    return cos.mean(1)
+
+
+class Objective:
+    """The inversion objective for a batch of targets; ``terms(z)`` gives each term per latent.
+
+        objective = Objective(gan, targets, d, encoders=[clip], perceptual=resnet_sup, beta=0.5)
+        objective.terms(z)["total"]   # (len(z),) for z of B * restarts latents, target-major
+
+    ``encoders`` are zoo members whose Rosetta pairs enter ``L_act`` (empty: no
+    activation term, the perceptual-only baseline).
+    """
+
+    def __init__(self, generator: Member, targets: torch.Tensor, dictionary: RosettaDictionary | None,
+                 encoders: list[Member] = (), perceptual: Member | None = None, *, alpha: float = 0.05,
+                 beta: float = 0.5, pixel_weight: float = 1.0, perceptual_weight: float = 0.1,
+                 restarts: int = 1) -> None:
+        self.generator, self.encoders, self.perceptual = generator, list(encoders), perceptual
+        self.alpha, self.beta = alpha, beta
+        self.pixel_weight, self.perceptual_weight, self.restarts = pixel_weight, perceptual_weight, restarts
+        with torch.no_grad():
+            size = generator.generate(generator.sample_latents(1, 0)).shape[-1]
+        self.targets = prepare_target(targets, size)
+        self.repeated = self.targets.repeat_interleave(restarts, 0)
+        self.pairs: dict[str, list[tuple[int, int]]] = {}
+        self.target_maps: dict[str, torch.Tensor] = {}
+        if self.encoders:
+            if dictionary is None:
+                raise InversionError("an activation term needs a dictionary")
+            check_dictionary(generator, dictionary)
+            self.grid = dictionary.settings["grid"].get(generator.name, size)
+            for encoder in self.encoders:
+                pairs = rosetta_pairs(dictionary, encoder.name)
+                if not pairs:
+                    raise InversionError(f"the dictionary has no Rosetta units paired with {encoder.name!r}: "
+                                         "L_act would be empty; mine with more images or a larger k")
+                self.pairs[encoder.name] = pairs
+                with torch.no_grad():
+                    maps = record_encoder(encoder, self.targets)
+                    d_std = standardise(maps, dictionary, encoder.name, [d for _, d in pairs], self.grid)
+                self.target_maps[encoder.name] = d_std.repeat_interleave(restarts, 0)
+            self.g_units = sorted({g for pairs in self.pairs.values() for g, _ in pairs})
+        self.dictionary = dictionary
+        if perceptual is not None:
+            with torch.no_grad():
+                self.target_features = [f.repeat_interleave(restarts, 0)
+                                        for f in perceptual_features(perceptual, self.targets)]
+
+    def terms(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each term per latent: pixel, perceptual, rec, reg, act and total = rec + alpha reg - beta act."""
+        images, maps = generator_maps(self.generator, z)
+        images = images.clamp(0, 1)
+        pixel = ((images - self.repeated) ** 2).flatten(1).mean(1)
+        zero = torch.zeros_like(pixel)
+        if self.perceptual is not None:
+            feats = perceptual_features(self.perceptual, images)
+            percept = sum(((a - b) ** 2).sum(1).mean((1, 2)) for a, b in zip(feats, self.target_features))
+        else:
+            percept = zero
+        reg = (z.pow(2).mean(1) - 1) ** 2
+        if self.pairs:
+            g_std = standardise(maps, self.dictionary, self.generator.name, self.g_units, self.grid)
+            index = {g: i for i, g in enumerate(self.g_units)}
+            acts = [activation_match(g_std[:, [index[g] for g, _ in pairs]], self.target_maps[name])
+                    for name, pairs in self.pairs.items()]
+            act = torch.stack(acts).mean(0)
+        else:
+            act = zero
+        rec = self.pixel_weight * pixel + self.perceptual_weight * percept
+        total = rec + self.alpha * reg - self.beta * act
+        return {"images": images, "pixel": pixel, "perceptual": percept, "rec": rec, "reg": reg,
+                "act": act, "total": total}
+
+
+def invert(generator: Member, targets: torch.Tensor, dictionary: RosettaDictionary | None = None, *,
+           encoders: list[Member] = (), perceptual: Member | None = None, steps: int = 150,
+           restarts: int = 3, lr: float = 0.1, alpha: float = 0.05, beta: float = 0.5,
+           pixel_weight: float = 1.0, perceptual_weight: float = 0.1, seed: int = 0,
+           progress: bool = True) -> InversionResult:
+    """Invert targets into the generator's latent space; the best of ``restarts`` is kept per target.
+
+        result = invert(gan, targets, d, encoders=[zoo.load("lite-clip")], perceptual=zoo.load("lite-resnet-sup"))
+
+    Adam with a cosine learning-rate schedule from ``lr`` to 0 over ``steps``. With no
+    ``encoders`` the activation term is off (the perceptual-only baseline).
+    """
+    objective = Objective(generator, targets, dictionary, encoders, perceptual, alpha=alpha, beta=beta,
+                          pixel_weight=pixel_weight, perceptual_weight=perceptual_weight, restarts=restarts)
+    n = objective.targets.shape[0]
+    for member in [generator, *objective.encoders] + ([perceptual] if perceptual else []):
+        member.model.requires_grad_(False)
+    z = generator.sample_latents(n * restarts, seed=seed).clone().requires_grad_(True)
+    optimiser = torch.optim.Adam([z], lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(steps, 1))
+    best_loss = torch.full((n * restarts,), math.inf)
+    best_z = z.detach().clone()
+    best_images = torch.zeros_like(objective.repeated)
+    history, stopped = [], None
+    for step in tqdm(range(steps + 1), desc="inverting", disable=not progress, leave=False):
+        terms = objective.terms(z)
+        total = terms["total"]
+        if not torch.isfinite(total).all():
+            stopped = step
+            warnings.warn(f"non-finite loss at step {step}: stopped; keeping the best latents found before it",
+                          RuntimeWarning, stacklevel=2)
+            break
+        with torch.no_grad():
+            better = total.detach() < best_loss
+            best_loss = torch.where(better, total.detach(), best_loss)
+            best_z[better] = z.detach()[better]
+            best_images[better] = terms["images"].detach()[better]
+        history.append(float(total.detach().mean()))
+        if step == steps:
+            break
+        optimiser.zero_grad()
+        total.sum().backward()
+        optimiser.step()
+        schedule.step()
+    per_target = best_loss.view(n, restarts)
+    pick = per_target.argmin(1) + torch.arange(n) * restarts
+    return InversionResult(best_z[pick], best_images[pick], best_loss[pick], history, stopped, restarts)
+
+
+def evaluate_inversion(dictionary: RosettaDictionary, images: int = 50, *, steps: int = 100, restarts: int = 2,
+                       lr: float = 0.1, beta: float = 0.5, seed: int = 7, perceptual: str = "lite-resnet-sup",
+                       encoders: list[str] | None = None, progress: bool = True) -> dict:
+    """The paper's Table 1 in the lite world: one row per objective on held-out Shapes World images.
+
+        report = evaluate_inversion(RosettaDictionary.load("runs/lite"), images=50)
+
+    Rows: perceptual only; plus each encoder's Rosetta matches alone; plus all matches.
+    Every row uses the same targets (world stream ``seed``), latents, steps and restarts.
+    PSNR, SSIM and the offline perceptual distance per row (mean, 95% CI) and the paired
+    difference from perceptual-only; LPIPS is null unless its backbone weights are on disk.
+    """
+    from rosetta_lite import zoo
+    from rosetta_lite.metrics import mean_ci, paired_difference, psnr, rounded, ssim
+    from rosetta_lite.world import ShapesWorld
+
+    gan = zoo.load(dictionary.generator)
+    check_dictionary(gan, dictionary)
+    judge = zoo.load(perceptual)
+    names = list(encoders or dictionary.encoders)
+    members = {name: zoo.load(name) for name in names}
+    size = gan.generate(gan.sample_latents(1, 0)).shape[-1]
+    targets = ShapesWorld(size=size).batch(images, seed=seed).images
+    lp = lpips_model()
+    objectives = [("perceptual only", [])] + [(f"+ {n} matches", [n]) for n in names]
+    if len(names) > 1:
+        objectives.append(("+ all matches", names))
+    rows, per_image = [], {}
+    for label, chosen in objectives:
+        result = invert(gan, targets, dictionary, encoders=[members[n] for n in chosen], perceptual=judge,
+                        steps=steps, restarts=restarts, lr=lr, beta=beta, seed=0, progress=progress)
+        scores = {"psnr": psnr(result.images, targets), "ssim": ssim(result.images, targets),
+                  "perceptual": perceptual_distance(judge, result.images, targets)}
+        if lp is not None:
+            with torch.no_grad():
+                scores["lpips"] = lp(result.images * 2 - 1, targets * 2 - 1).flatten()
+        per_image[label] = scores
+        row = {"objective": label, "encoders": chosen}
+        for key in ("psnr", "ssim", "perceptual", "lpips"):
+            row[key] = rounded(mean_ci(scores[key])) if key in scores else None
+        if label != "perceptual only":
+            base = per_image["perceptual only"]
+            row["minus_perceptual_only"] = {key: rounded(paired_difference(scores[key], base[key]))
+                                            for key in scores}
+        if result.stopped_at is not None:
+            row["stopped_at_step"] = result.stopped_at
+        rows.append(row)
+    return {"eval": "inversion", "generator": gan.name, "images": images, "world_seed": seed, "steps": steps,
+            "restarts": restarts, "lr": lr, "alpha": 0.05, "beta": beta, "perceptual_weight": 0.1,
+            "perceptual_distance": f"{perceptual} {'+'.join(PERCEPTUAL_LAYERS)} channel-normalised feature distance",
+            "lpips": None if lp is None else "alex",
+            "lpips_note": None if lp is not None else "LPIPS backbone weights not on disk: LPIPS not computed",
+            "act_term": "mean cosine of mining-standardised maps over Rosetta (G, D) best-buddy pairs",
+            "rows": rows}
+
+
+def cli_eval_inversion(args) -> int:
+    """``python -m rosetta_lite eval inversion --json``: print :func:`evaluate_inversion` as JSON."""
+    import json
+
+    torch.set_num_threads(args.threads)
+    report = evaluate_inversion(RosettaDictionary.load(args.folder), images=args.images, steps=args.steps,
+                                restarts=args.restarts, beta=args.beta, progress=not args.json)
+    print(json.dumps(report) if args.json else json.dumps(report, indent=1))
+    return 0
