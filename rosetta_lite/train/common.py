@@ -22,7 +22,6 @@ import json
 import math
 import os
 import random
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from rosetta_lite.files import atomic_path
 
 EVAL_SEED = 7  # world seed of every gate measurement
 MIN_TRAIN_SEED = 1000  # training streams use seeds >= this, disjoint from evaluation
@@ -59,16 +60,8 @@ def step_generator(seed: int, step: int) -> torch.Generator:
 # ----------------------------------------------------------------------------- files
 
 def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:  # the project's one atomic write
         write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> None:

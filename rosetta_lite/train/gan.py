@@ -28,6 +28,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from rosetta_lite.files import atomic_path
+from rosetta_lite.train.common import save_checkpoint
 from rosetta_lite.world import ShapesWorld
 from rosetta_lite.zoo.gan_arch import LiteDiscriminator, LiteGenerator
 
@@ -94,12 +96,6 @@ def _latents(cfg: GANConfig, seed: int, step: int, salt: int = 0) -> torch.Tenso
     return torch.randn(cfg.batch, cfg.z_dim, generator=gen)
 
 
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def save_generator(g: LiteGenerator, path: str | os.PathLike, extra: dict | None = None) -> Path:
     """Write ``g``'s weights (float32) as safetensors with its constructor config in the
     metadata; atomic (tmp file then rename)."""
@@ -110,9 +106,8 @@ def save_generator(g: LiteGenerator, path: str | os.PathLike, extra: dict | None
     if extra:
         meta.update({k: json.dumps(v) for k, v in extra.items()})
     tensors = {k: v.detach().float().contiguous().clone() for k, v in g.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, tmp, metadata=meta)
     return path
 
 
@@ -186,7 +181,7 @@ def train_gan(out_dir: str | os.PathLike, steps: int = 6000, seed: int = 0, prog
         start, elapsed, history = state["step"], state["elapsed"], state["history"]
 
     def checkpoint(step: int) -> None:
-        _atomic_save({"g": g.state_dict(), "d": d.state_dict(), "g_ema": g_ema.state_dict(),
+        save_checkpoint({"g": g.state_dict(), "d": d.state_dict(), "g_ema": g_ema.state_dict(),
                       "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "step": step,
                       "elapsed": elapsed, "history": history, "config": asdict(cfg), "seed": seed},
                      ckpt_path)
