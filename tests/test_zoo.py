@@ -94,3 +94,8 @@ def test_missing_and_corrupt_weights_name_the_file_and_the_retrain_command(tmp_p
     target.unlink()
     with pytest.raises(zoo.ZooError, match=r"lite-x.safetensors.*missing.*train lite-x"):
         weights.verified_state_dict("lite-x", folder)
+
+
+def test_member_options_are_refused_where_a_member_has_none():
+    with pytest.raises(zoo.ZooError, match=r"lite-gan has no option \['classes'\]: it takes none"):
+        zoo.load("lite-gan", pretrained=False, classes=[1])

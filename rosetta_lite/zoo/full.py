@@ -1,6 +1,11 @@
-"""The full-scale zoo: the paper's ImageNet models through timm and open_clip.
+"""The full-scale zoo: the paper's ImageNet models through timm, open_clip and BigGAN.
 
-    member = build_full("dino-vitb16", pretrained=False)   # real shapes, untrained weights
+    member = zoo.load("dino-vitb16", pretrained=False)   # real shapes, untrained weights
+
+Encoders: class-supervised ResNet50, DINO ResNet50, DINO ViT-B/16, MAE ViT-B/16 (timm),
+CLIP RN50 (open_clip). Generators: BigGAN-deep at 256 px (the paper's, and the default of
+``zoo="full"``) and at 128 px (4x cheaper, for a free Colab GPU), see
+:mod:`rosetta_lite.zoo.biggan`.
 
 Pretrained weights are a download from the model hubs: they load where the hub is
 reachable (e.g. Colab) or from a local file (``zoo.load(name, weights="file")``).
@@ -15,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from rosetta_lite.zoo import biggan
 from rosetta_lite.zoo.member import Member, Spec, ZooError
 from rosetta_lite.zoo.preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
@@ -31,20 +37,25 @@ TIMM_MEMBERS = {
 }
 
 
-def hub_unavailable_reason() -> str | None:
-    """Why pretrained weights cannot be downloaded here, or None if the hub seems reachable."""
+def hub_unavailable_reason(host: str = "huggingface.co") -> str | None:
+    """Why pretrained weights cannot be downloaded from ``host``, or None if it seems reachable.
+
+        if hub_unavailable_reason("s3.amazonaws.com"): ...   # offline: use weights= or pretrained=False
+    """
+    # HF_HUB_OFFLINE is the switch users and tests already set; it stands for every model hub here
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
         return "HF_HUB_OFFLINE is set"
     try:
-        socket.create_connection(("huggingface.co", 443), timeout=3).close()
+        socket.create_connection((host, 443), timeout=3).close()
     except OSError as error:
-        return f"huggingface.co is not reachable ({error.__class__.__name__})"
+        return f"{host} is not reachable ({error.__class__.__name__})"
     return None
 
 
-def _offline_error(name: str, reason: str) -> ZooError:
+def _offline_error(name: str, reason: str, url: str | None = None) -> ZooError:
+    source = f" ({url})" if url else ""
     return ZooError(
-        f"{name}: pretrained weights are a download and {reason}. Run where the model hubs are "
+        f"{name}: pretrained weights are a download{source} and {reason}. Run where the model hubs are "
         f"reachable (e.g. Colab), or point at a local file: zoo.load({name!r}, weights='path/to/weights'); "
         f"for untrained weights of the real shapes use zoo.load({name!r}, pretrained=False)")
 
@@ -72,9 +83,10 @@ def _timm_member(name: str, pretrained: bool, seed: int, weights: str | None) ->
     if weights is not None:
         model.load_state_dict(_state_dict(weights), strict=False)
     elif pretrained:
-        reason = hub_unavailable_reason()
+        # DINO's ResNet50 comes from its own release site, the others from the Hugging Face hub
+        reason = hub_unavailable_reason("dl.fbaipublicfiles.com" if tag is None else "huggingface.co")
         if reason:
-            raise _offline_error(name, reason)
+            raise _offline_error(name, reason, DINO_RESNET50_URL if tag is None else None)
         if tag is None:
             state = torch.hub.load_state_dict_from_url(DINO_RESNET50_URL, map_location="cpu")
             model.load_state_dict(state, strict=False)
@@ -110,6 +122,15 @@ def _spec(name: str, kind: str, trained_for: str, build) -> Spec:
     return Spec(name, kind, "full", trained_for, wrapped)
 
 
-SPECS = [_spec(name, "encoder", spec[3], _timm_member) for name, spec in TIMM_MEMBERS.items()]
+def _gan_spec(name: str) -> Spec:
+    def wrapped(pretrained: bool = True, seed: int = 0, weights: str | None = None, **options) -> Member:
+        return biggan.build(name, pretrained, seed, weights, **options)
+
+    return Spec(name, "generator", "full", biggan.TRAINED_FOR[name], wrapped, options=("truncation", "classes"))
+
+
+# the 256 px GAN comes first: it is the one zoo="full" picks (the paper's generator)
+SPECS = [_gan_spec(name) for name in biggan.CONFIGS]
+SPECS += [_spec(name, "encoder", spec[3], _timm_member) for name, spec in TIMM_MEMBERS.items()]
 SPECS.append(_spec("clip-rn50", "encoder", "matching images with captions (CLIP, OpenAI weights)",
                    lambda name, pretrained, seed, weights: _clip_member(pretrained, seed, weights)))

@@ -69,10 +69,16 @@ class Member:
 
 @dataclass(frozen=True)
 class Spec:
-    """How to build a member: ``build(pretrained, seed, weights)`` returns a :class:`Member`."""
+    """How to build a member: ``build(pretrained, seed, weights, **options)`` returns a :class:`Member`.
+
+        Spec("g", "generator", "full", "...", build, options=("truncation",))
+
+    ``options`` names the member-specific keyword settings ``build`` accepts (none for most).
+    """
 
     name: str
     kind: str
     scale: str
     trained_for: str
     build: Callable[..., Member]
+    options: tuple[str, ...] = ()

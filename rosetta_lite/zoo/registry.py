@@ -30,12 +30,20 @@ def _spec(name: str) -> Spec:
     return _SPECS[name]
 
 
-def load(name: str, pretrained: bool = True, seed: int = 0, weights: str | None = None) -> Member:
+def load(name: str, pretrained: bool = True, seed: int = 0, weights: str | None = None, **options) -> Member:
     """Build a member in eval mode; ``pretrained=False`` gives seeded untrained weights.
 
         gan = load("lite-gan"); control = load("lite-vit-dino", pretrained=False, seed=1)
+        biggan = load("biggan-deep-256", classes=["goldfish"], truncation=0.5)
+
+    ``options`` are member-specific settings (the BigGAN members take ``truncation`` and ``classes``).
     """
-    return _spec(name).build(pretrained=pretrained, seed=seed, weights=weights)
+    spec = _spec(name)
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        accepted = f"it accepts {list(spec.options)}" if spec.options else "it takes none"
+        raise ZooError(f"{name} has no option {unknown}: {accepted}")
+    return spec.build(pretrained=pretrained, seed=seed, weights=weights, **options)
 
 
 def describe(scale: str | None = None) -> list[dict]:
