@@ -80,13 +80,26 @@ def heatmap_figure(images_bchw: torch.Tensor, maps: dict[str, torch.Tensor], uni
 
 
 def setup_notebook() -> None:
-    """Make plotly figures render in the static book (the ``notebook`` renderer embeds plotly.js).
+    """Make plotly figures render in the static book, offline (plotly.js embedded once, no CDN).
 
         setup_notebook()
     """
-    import plotly.io as pio
+    import re
 
-    pio.renderers.default = "notebook"
+    import plotly.io as pio
+    from plotly.io._base_renderers import NotebookRenderer
+
+    class OfflineNotebookRenderer(NotebookRenderer):
+        # plotly's notebook renderer hard-codes a CDN MathJax into every figure; these
+        # figures have no TeX, and the book serves its own MathJax (rosetta_lite.book_build).
+        def to_mimebundle(self, fig_dict):
+            bundle = super().to_mimebundle(fig_dict)
+            bundle["text/html"] = re.sub(r'<script src="https?://[^"]*mathjax[^"]*"></script>', "",
+                                         bundle["text/html"])
+            return bundle
+
+    pio.renderers["notebook_offline"] = OfflineNotebookRenderer()
+    pio.renderers.default = "notebook_offline"
 
 
 def correlation_heatmap(corr_gd: torch.Tensor, generator: str, encoder: str, max_units: int = 200,

@@ -13,6 +13,7 @@ folder of an existing build to check that one instead.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -120,6 +121,26 @@ def test_notebook_chapters_have_their_figures(doms, html):
         if expected:
             assert "main-svg" in dom, f"{page}: plotly figure divs without their SVG"
     assert doms[PLOTLY_CHAPTER].count("js-plotly-plot") >= 1, f"{PLOTLY_CHAPTER}: no plotly figure drawn"
+
+
+# ipywidgets need their manager from a CDN to be live; offline, the static figure beside
+# each explorer is what the reader sees. Nothing else may come from the network.
+WIDGET_CDN = ("cdn.jsdelivr.net/npm/@jupyter-widgets/", "cdnjs.cloudflare.com/ajax/libs/require.js/")
+
+
+def test_pages_load_no_scripts_from_the_network(html):
+    for page in toc_pages():
+        sources = re.findall(r'<script[^>]*\ssrc="((?:https?:)?//[^"]+)"', (html / f"{page}.html").read_text())
+        remote = [src for src in sources if not any(cdn in src for cdn in WIDGET_CDN)]
+        assert not remote, f"{page}: scripts loaded from the network: {remote}"
+
+
+def test_math_is_typeset_offline(doms):
+    # The browser cannot resolve any host: typeset math proves MathJax came from _static.
+    pages_with_math = [page for page, dom in doms.items() if "\\(" in dom or "\\[" in dom or "mjx-" in dom]
+    assert "book/background" in pages_with_math, "the method chapter lost its equations"
+    for page in pages_with_math:
+        assert "mjx-container" in doms[page], f"{page}: equations left as raw TeX (MathJax did not load)"
 
 
 def test_internal_links_resolve(html):

@@ -1,0 +1,84 @@
+"""Sphinx extension of the book build: math rendered offline, chapter run times recorded.
+
+    # _config.yml -> sphinx: extra_extensions: [rosetta_lite.book_build]
+
+The default MathJax comes from a CDN, so a reader without network (or the browser test)
+sees raw TeX. The book instead serves MathJax 3 from the installed ``mathjax`` package
+(``django-static-mathjax``, plain static files): only the one combined script and its
+fonts are copied into ``_static``. After each build, every executed chapter's run time
+is written to ``<build>/chapter_times.json`` (the ``book`` command prints them).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+MATHJAX_SCRIPT = "tex-chtml.js"  # TeX in, HTML+CSS out: the smallest combined component
+MATHJAX_FONTS = Path("output/chtml/fonts/woff-v2")
+STATIC_FOLDER = "mathjax"
+TIMES_FILE = "chapter_times.json"
+
+
+def mathjax_source() -> Path:
+    """``mathjax_source() / "tex-chtml.js"`` exists: the installed MathJax 3 ``es5`` folder.
+
+    Raises ``FileNotFoundError`` naming the package to install when it is missing.
+    """
+    try:
+        import mathjax  # django-static-mathjax: static files only, no Django needed
+    except ImportError as error:
+        raise FileNotFoundError("MathJax for the offline book is missing: "
+                                "pip install django-static-mathjax (see requirements.txt)") from error
+    folder = Path(mathjax.__file__).parent / "static" / "mathjax" / "es5"
+    if not (folder / MATHJAX_SCRIPT).exists():
+        raise FileNotFoundError(f"{folder / MATHJAX_SCRIPT} not found: reinstall django-static-mathjax")
+    return folder
+
+
+def copy_mathjax(static_dir: Path) -> Path:
+    """``copy_mathjax(Path("_build/html/_static"))``: the script and its fonts, returns the script path."""
+    source = mathjax_source()
+    target = static_dir / STATIC_FOLDER
+    (target / MATHJAX_FONTS).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source / MATHJAX_SCRIPT, target / MATHJAX_SCRIPT)
+    shutil.copytree(source / MATHJAX_FONTS, target / MATHJAX_FONTS, dirs_exist_ok=True)
+    return target / MATHJAX_SCRIPT
+
+
+def chapter_times(env) -> dict[str, float]:
+    """``chapter_times(app.env)``: seconds each chapter took to execute in this build, by page."""
+    from myst_nb.sphinx_ import NbMetadataCollector
+
+    times = {}
+    for docname, data in NbMetadataCollector.get_doc_data(env).items():
+        run = data.get("exec_data") or {}
+        if run.get("runtime") is not None:
+            times[docname] = round(float(run["runtime"]), 2)
+    return dict(sorted(times.items()))
+
+
+def _use_local_mathjax(app) -> None:
+    mathjax_source()  # fail at the start of a build, not after executing every chapter
+    # A relative path is served from _static (Sphinx's add_js_file rule).
+    app.config.mathjax_path = f"{STATIC_FOLDER}/{MATHJAX_SCRIPT}"
+
+
+def _finish(app, error) -> None:
+    if error is not None or app.builder.format != "html":
+        return
+    copy_mathjax(Path(app.outdir) / "_static")
+    times = chapter_times(app.env)
+    if times:
+        from rosetta_lite.files import atomic_path
+
+        with atomic_path(Path(app.outdir).parent / TIMES_FILE) as path:
+            Path(path).write_text(json.dumps(times, indent=1) + "\n")
+
+
+def setup(app) -> dict:
+    """Sphinx entry point (``extra_extensions: [rosetta_lite.book_build]`` in ``_config.yml``)."""
+    app.connect("builder-inited", _use_local_mathjax)
+    app.connect("build-finished", _finish)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
