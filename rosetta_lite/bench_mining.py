@@ -1,14 +1,18 @@
 """The mining benchmark: one run, one JSON object, every ratio measured in that run.
 
     python -m rosetta_lite bench mining --json
+    python -m rosetta_lite bench mining --zoo full-untrained --device cuda --precision bf16 --json
 
 Measures full one-pass mining against (a) the models' forward passes alone, (b) the
 cross-product matrix multiplies alone on data of the same shapes, and (c) a
 re-implementation of the official code's algorithm: a statistics pass, then a
 correlation pass that resizes every layer pair separately and averages per-batch
-scores. Also the error against a float64 Pearson of all activations held at once, how
-far the official approximation's best buddies are from the exact ones, and peak memory
-at two image counts 10x apart (each in a fresh process).
+scores. Mining, forward passes and multiplies are timed ``repeats`` times, interleaved,
+and each keeps its fastest time: on a shared machine the other tenants only ever slow a
+measurement down. Also the error against a float64 Pearson of all float32 activations
+held at once (per precision on a GPU), how far the official approximation's best buddies
+are from the exact ones, and peak memory at two image counts 10x apart (each in a fresh
+process; GPU memory on CUDA).
 """
 
 from __future__ import annotations
@@ -22,51 +26,93 @@ import time
 import torch
 import torch.nn.functional as F
 
+from rosetta_lite import zoo as zoo_registry
 from rosetta_lite.match import best_buddies
-from rosetta_lite.mine import latents, maps_to_rows, mine, plan, record_encoder, record_generator, size_groups
-from rosetta_lite.runs import zoo_members
+from rosetta_lite.mine import (PRECISIONS, check_precision, latents, maps_to_rows, mine, plan, precision_context,
+                               record_encoder, record_generator, size_groups)
+from rosetta_lite.runs import ZOOS, zoo_members
 from rosetta_lite.zoo.member import Member
 
 
-def _timed(fn) -> tuple[float, object]:
+def _sync(device: str | torch.device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn, device: str | torch.device = "cpu") -> tuple[float, object]:
+    _sync(device)
     start = time.perf_counter()
     out = fn()
+    _sync(device)
     return time.perf_counter() - start, out
 
 
-def _batches(gan: Member, images: int, batch_size: int, seed: int = 0):
+def _batches(gan: Member, images: int, batch_size: int, seed: int = 0, device: str | torch.device = "cpu"):
     for first in range(0, images, batch_size):
-        yield latents(gan, seed, first, min(batch_size, images - first))
+        yield latents(gan, seed, first, min(batch_size, images - first)).to(device)
 
 
-def forward_only(gan: Member, encoders: list[Member], images: int, batch_size: int) -> float:
-    """Seconds to generate and run every encoder, with the same capture, but no statistics."""
+def bench_members(zoo: str, generator: str | None = None,
+                  encoders: list[str] | None = None) -> tuple[Member, list[Member], str | None]:
+    """The zoo's generator and encoders, and the name of a stand-in generator if the zoo has none.
+
+        gan, encoders, stand_in = bench_members("full-untrained")
+
+    A zoo without a generator of its own (the full-scale one before its GAN is
+    registered) is benchmarked with the first registered generator, untrained when the
+    zoo is; the JSON says so.
+    """
+    if zoo not in ZOOS:
+        raise ValueError(f"zoo must be one of {list(ZOOS)}, got {zoo!r}")
+    scale = zoo.removesuffix("-untrained")
+    stand_in = None
+    if generator is None and not zoo_registry.names(scale, "generator"):
+        stand_in = generator = zoo_registry.names(None, "generator")[0]
+    gan, members = zoo_members(zoo, generator, encoders)
+    return gan, members, stand_in
+
+
+def forward_only(gan: Member, encoders: list[Member], images: int, batch_size: int, device: str = "cpu",
+                 precision: str = "fp32") -> float:
+    """Seconds to generate and run every encoder, with the same capture, but no statistics.
+
+        forward_only(gan, encoders, 256, 32)
+    """
     def run():
-        with torch.no_grad():
-            for z in _batches(gan, images, batch_size):
+        with torch.no_grad(), precision_context(precision, device):
+            for z in _batches(gan, images, batch_size, device=device):
                 generated, _ = record_generator(gan, z)
                 for encoder in encoders:
                     record_encoder(encoder, generated)
-    return _timed(run)[0]
+    return _timed(run, device)[0]
 
 
-def matmul_only(gan: Member, encoders: list[Member], images: int, batch_size: int) -> float:
-    """Seconds for mining's cross-product multiplies alone, on random rows of the same shapes."""
-    layers, units, sides, grids = plan(gan, encoders)
+def matmul_only(gan: Member, encoders: list[Member], images: int, batch_size: int, device: str = "cpu",
+                precision: str = "fp32", grid: int | None = None) -> float:
+    """Seconds for mining's cross-product multiplies alone, on random rows of the same shapes.
+
+        matmul_only(gan, encoders, 256, 32)
+    """
+    layers, units, sides, grids = plan(gan, encoders, grid, device)
     n_g = sum(units[gan.name])
     total = 0.0
-    for first in range(0, images, batch_size):
-        count = min(batch_size, images - first)
-        for name in [e.name for e in encoders] + [gan.name]:
-            for side, _, columns in size_groups(layers[name], units[name], sides[name], grids[name]):
-                width = len(range(sum(units[name]))[columns])
-                a, b = torch.randn(count * side * side, n_g), torch.randn(count * side * side, width)
-                total += _timed(lambda: a.T @ b)[0]
+    with precision_context(precision, device):
+        for first in range(0, images, batch_size):
+            count = min(batch_size, images - first)
+            for name in [e.name for e in encoders] + [gan.name]:
+                for side, _, columns in size_groups(layers[name], units[name], sides[name], grids[name]):
+                    width = len(range(sum(units[name]))[columns])
+                    a = torch.randn(count * side * side, n_g, device=device)
+                    b = torch.randn(count * side * side, width, device=device)
+                    total += _timed(lambda: a.T @ b, device)[0]
     return total
 
 
-def two_pass(gan: Member, encoders: list[Member], images: int, batch_size: int) -> dict[str, torch.Tensor]:
+def two_pass(gan: Member, encoders: list[Member], images: int, batch_size: int,
+             device: str = "cpu") -> dict[str, torch.Tensor]:
     """The official algorithm: per-unit statistics pass, then a per-layer-pair correlation pass.
+
+        approx = two_pass(gan, encoders, 256, 32)   # {"lite-clip": (n_g, n_d) table}
 
     Pass 2 resizes both maps of every (generator layer, encoder layer) pair to the larger
     of the two, standardises them with the pass-1 statistics and averages the per-batch
@@ -82,7 +128,7 @@ def two_pass(gan: Member, encoders: list[Member], images: int, batch_size: int) 
 
     g_sums, d_sums = {}, {e.name: {} for e in encoders}
     with torch.no_grad():
-        for z in _batches(gan, images, batch_size):  # pass 1: statistics
+        for z in _batches(gan, images, batch_size, device=device):  # pass 1: statistics
             generated, g_maps = record_generator(gan, z)
             layer_stats(g_maps, g_sums)
             for encoder in encoders:
@@ -95,7 +141,7 @@ def two_pass(gan: Member, encoders: list[Member], images: int, batch_size: int) 
 
     tables, batches = {}, 0
     with torch.no_grad():
-        for z in _batches(gan, images, batch_size):  # pass 2: correlations, per layer pair
+        for z in _batches(gan, images, batch_size, device=device):  # pass 2: correlations, per layer pair
             generated, g_maps = record_generator(gan, z)
             batches += 1
             for encoder in encoders:
@@ -115,90 +161,151 @@ def two_pass(gan: Member, encoders: list[Member], images: int, batch_size: int) 
                     blocks.append(torch.cat(row, 1))
                 table = torch.cat(blocks, 0).double()
                 tables[encoder.name] = tables.get(encoder.name, 0) + table
-    return {name: table / batches for name, table in tables.items()}
+    return {name: (table / batches).cpu() for name, table in tables.items()}
 
 
-def float64_error(gan: Member, encoders: list[Member], images: int, batch_size: int) -> float:
-    """Largest |streaming - float64 Pearson of all activations held at once| over all tables."""
-    result = mine(gan, encoders, images, batch_size=batch_size, progress=False)
+def float64_error(gan: Member, encoders: list[Member], images: int, batch_size: int, device: str = "cpu",
+                  precisions: tuple[str, ...] = ("fp32",), grid: int | None = None) -> dict[str, float]:
+    """Per precision, the largest |mined - float64 Pearson of all float32 activations held at once|.
+
+        float64_error(gan, encoders, 64, 32)   # {"fp32": 3e-07}
+
+    The reference is always the float32 models' maps, so a lower precision's error
+    includes what its activations lose, not only its arithmetic.
+    """
     rows_g, rows_d = [], {e.name: [] for e in encoders}
-    with torch.no_grad():
-        for z in _batches(gan, images, batch_size):
+    _, _, _, grids = plan(gan, encoders, grid, device)
+    with torch.no_grad(), precision_context("fp32", device):
+        for z in _batches(gan, images, batch_size, device=device):
             generated, g_maps = record_generator(gan, z)
-            side = result.settings.grid[encoders[0].name]
-            rows_g.append(maps_to_rows(g_maps, gan.layers, side).double())
+            rows_g.append(maps_to_rows(g_maps, gan.layers, grids[encoders[0].name]).double())
             for encoder in encoders:
                 rows_d[encoder.name].append(maps_to_rows(record_encoder(encoder, generated), encoder.layers,
-                                                         result.settings.grid[encoder.name]).double())
+                                                         grids[encoder.name]).double())
     a = torch.cat(rows_g)
     a = a - a.mean(0)
-    worst = 0.0
+    expected = {}
     for encoder in encoders:
-        b = torch.cat(rows_d[encoder.name])
+        b = torch.cat(rows_d.pop(encoder.name))
         b = b - b.mean(0)
-        expected = (a.T @ b) / (a.norm(dim=0)[:, None] * b.norm(dim=0)[None, :])
-        got = result.correlation(encoder.name)
-        live = torch.isfinite(expected)
-        worst = max(worst, float((got[live] - expected[live]).abs().max()))
-    return worst
+        expected[encoder.name] = ((a.T @ b) / (a.norm(dim=0)[:, None] * b.norm(dim=0)[None, :])).cpu()
+    del a, rows_g
+    errors = {}
+    for precision in precisions:
+        result = mine(gan, encoders, images, batch_size=batch_size, progress=False, device=device, precision=precision,
+                      grid=grid)
+        worst = 0.0
+        for name, table in expected.items():
+            live = torch.isfinite(table)
+            worst = max(worst, float((result.correlation(name)[live] - table[live]).abs().max()))
+        errors[precision] = worst
+    return errors
 
 
 def jaccard(a: set, b: set) -> float:
     return len(a & b) / max(len(a | b), 1)
 
 
-def peak_rss_mb(zoo: str, images: int, batch_size: int) -> float:
-    """Peak resident memory of a mining run in a fresh process (VmHWM: getrusage keeps the parent's peak)."""
-    code = ("import torch; torch.set_num_threads(2)\n"
-            "from rosetta_lite.runs import zoo_members\nfrom rosetta_lite.mine import mine\n"
-            f"gan, enc = zoo_members({zoo!r})\nmine(gan, enc, {images}, batch_size={batch_size}, progress=False)\n"
+def peak_memory_mb(zoo: str, images: int, batch_size: int, device: str = "cpu", precision: str = "fp32",
+                   generator: str | None = None, encoders: list[str] | None = None,
+                   grid: int | None = None) -> dict[str, float]:
+    """Peak memory of a mining run in a fresh process: resident (VmHWM; getrusage keeps the parent's peak) and GPU.
+
+        peak_memory_mb("lite", 64, 32)   # {"rss": 1113.0}
+    """
+    code = ("import json, torch; torch.set_num_threads(2)\n"
+            "from rosetta_lite.bench_mining import bench_members\nfrom rosetta_lite.mine import mine\n"
+            f"gan, enc, _ = bench_members({zoo!r}, {generator!r}, {encoders!r})\n"
+            f"mine(gan, enc, {images}, batch_size={batch_size}, progress=False, device={device!r}, "
+            f"precision={precision!r}, grid={grid!r})\n"
             "peak = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
-            "print(int(peak.split()[1]) / 1024)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return round(float(done.stdout.strip().splitlines()[-1]), 1)
+            "out = {'rss': int(peak.split()[1]) / 1024}\n"
+            "if torch.cuda.is_available() and torch.cuda.is_initialized():\n"
+            "    out['gpu'] = torch.cuda.max_memory_allocated() / 2**20\n"
+            "print(json.dumps(out))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"the memory probe failed: {done.stderr.strip()[-2000:]}")
+    return {key: round(value, 1) for key, value in json.loads(done.stdout.strip().splitlines()[-1]).items()}
 
 
 def run(zoo: str = "lite", images: int = 256, batch_size: int = 32, exact_images: int = 64,
-        rss_images: int = 64) -> dict:
+        rss_images: int = 64, *, device: str = "cpu", precision: str = "fp32", repeats: int = 3,
+        generator: str | None = None, encoders: list[str] | None = None, grid: int | None = None) -> dict:
     """Every figure of the benchmark, measured in this one run.
 
         report = run("lite-untrained", images=64)
+        report = run("full-untrained", images=64, device="cuda", precision="bf16")
     """
-    gan, encoders = zoo_members(zoo)
+    check_precision(precision)
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} asked for, but torch sees no CUDA GPU here")
+    gan, members, stand_in = bench_members(zoo, generator, encoders)
     torch.manual_seed(0)
-    mine(gan, encoders, batch_size, batch_size=batch_size, progress=False)  # warm-up
-    mining_s, result = _timed(lambda: mine(gan, encoders, images, batch_size=batch_size, progress=False))
-    forward_s = forward_only(gan, encoders, images, batch_size)
-    matmul_s = matmul_only(gan, encoders, images, batch_size)
-    two_pass_s, approx = _timed(lambda: two_pass(gan, encoders, images, batch_size))
+    mine(gan, members, batch_size, batch_size=batch_size, progress=False, device=device, precision=precision,
+         grid=grid)  # warm-up
+    cuda = torch.device(device).type == "cuda"
+    times = {"mining": [], "forward": [], "matmul": []}
+    peak_gpu = 0.0
+    for _ in range(repeats):  # interleaved: a slow spell of a shared machine hits every measurement alike
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+        seconds, result = _timed(lambda: mine(gan, members, images, batch_size=batch_size, progress=False,
+                                              device=device, precision=precision, grid=grid), device)
+        if cuda:
+            peak_gpu = max(peak_gpu, torch.cuda.max_memory_allocated(device) / 2 ** 20)
+        times["mining"].append(seconds)
+        times["forward"].append(forward_only(gan, members, images, batch_size, device, precision))
+        times["matmul"].append(matmul_only(gan, members, images, batch_size, device, precision, grid))
+    mining_s, forward_s, matmul_s = (min(times[k]) for k in ("mining", "forward", "matmul"))
+    two_pass_s, approx = _timed(lambda: two_pass(gan, members, images, batch_size, device), device)
     overlaps = []
-    for encoder in encoders:
-        exact = set(best_buddies(result.correlation(encoder.name), 1, dead_a=result.pairs[encoder.name].dead_a(),
-                                 dead_b=result.pairs[encoder.name].dead_b()))
+    for encoder in members:
+        acc = result.pairs[encoder.name]
+        exact = set(best_buddies(result.correlation(encoder.name), 1, dead_a=acc.dead_a().cpu(),
+                                 dead_b=acc.dead_b().cpu()))
         official = set(best_buddies(approx[encoder.name], 1))
         overlaps.append(jaccard(exact, official))
-    return {
-        "benchmark": "mining", "zoo": zoo, "images": images, "batch_size": batch_size,
-        "threads": torch.get_num_threads(), "models": [gan.name] + [e.name for e in encoders],
+    checked = tuple(PRECISIONS) if cuda else tuple(dict.fromkeys(("fp32", precision)))
+    errors = float64_error(gan, members, exact_images, batch_size, device, checked, grid)
+    memory = {str(n): peak_memory_mb(zoo, n, batch_size, device, precision, generator or stand_in, encoders, grid)
+              for n in (rss_images, 10 * rss_images)}
+    report = {
+        "benchmark": "mining", "zoo": zoo, "images": images, "batch_size": batch_size, "grid": result.settings.grid,
+        "device": str(device), "precision": precision, "repeats": repeats,
+        "threads": torch.get_num_threads(), "models": [gan.name] + [e.name for e in members],
+        "generator_stand_in": stand_in,
         "units": {name: sum(u) for name, u in result.settings.units.items()},
         "images_per_s": round(images / mining_s, 2),
         "forward_only_images_per_s": round(images / forward_s, 2),
         "matmul_only_s": round(matmul_s, 3),
         "mining_s": round(mining_s, 3), "forward_only_s": round(forward_s, 3),
+        "all_times_s": {k: [round(t, 3) for t in v] for k, v in times.items()},
         "overhead_vs_limit": round((mining_s - forward_s) / matmul_s, 3), "overhead_target": 1.5,
         "two_pass_images_per_s": round(images / two_pass_s, 2),
         "speedup_vs_two_pass": round(two_pass_s / mining_s, 2), "speedup_target": 3,
-        "max_abs_err_vs_float64": float64_error(gan, encoders, exact_images, batch_size),
+        "max_abs_err_vs_float64": errors[precision],
+        "max_abs_err_vs_float64_by_precision": errors,
         "float64_check_images": exact_images, "error_target": 1e-5,
         "two_pass_best_buddy_jaccard": round(sum(overlaps) / len(overlaps), 3),
-        "peak_rss_mb": {str(rss_images): peak_rss_mb(zoo, rss_images, batch_size),
-                        str(10 * rss_images): peak_rss_mb(zoo, 10 * rss_images, batch_size)},
+        "peak_rss_mb": {n: m["rss"] for n, m in memory.items()},
         "peak_rss_mb_this_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
+    if cuda:
+        report["peak_gpu_memory_mb"] = round(peak_gpu, 1)
+        report["peak_gpu_memory_mb_fresh_process"] = {n: m.get("gpu") for n, m in memory.items()}
+        report["tf32_matmuls"] = precision != "fp32"
+        report["gpu"] = torch.cuda.get_device_name(device)
+    return report
 
 
 def main(args) -> int:
+    """The ``bench mining`` action of the command line."""
     torch.set_num_threads(args.threads)
-    report = run(args.zoo, args.images, args.batch_size, args.exact_images, args.rss_images)
+    report = run(args.zoo, args.images, args.batch_size, args.exact_images, args.rss_images, device=args.device,
+                 precision=args.precision, repeats=args.repeats, generator=args.generator, encoders=args.encoders,
+                 grid=args.grid)
     print(json.dumps(report, indent=None if args.json else 2))
     return 0

@@ -90,6 +90,10 @@ def _book(args: argparse.Namespace) -> int:
         command.append("--all")
     start = time.perf_counter()
     done = subprocess.run(command, cwd=root)
+    times = root / "_build" / "chapter_times.json"
+    if done.returncode == 0 and times.exists():
+        for page, seconds in json.loads(times.read_text()).items():
+            print(f"  {page}: executed in {seconds:.0f} s")
     print(f"book build took {time.perf_counter() - start:.0f} s; open {root / '_build/html/index.html'}")
     return done.returncode
 
@@ -117,12 +121,19 @@ def _print_summary(summary: dict) -> None:
 
 
 def _mine(args: argparse.Namespace) -> int:
+    from rosetta_lite import distributed
     from rosetta_lite.runs import mine_zoo
 
-    summary = mine_zoo(args.zoo, args.images, args.out, k=args.k, mode=args.mode, control=not args.no_control,
-                       generator=args.generator, encoders=args.encoders, batch_size=args.batch_size,
-                       seed=args.seed, start=args.start, grid=args.grid, device=args.device,
-                       progress=not args.json)
+    try:  # under torchrun every process mines its share; rank 0 writes and prints
+        summary = mine_zoo(args.zoo, args.images, args.out, k=args.k, mode=args.mode, control=not args.no_control,
+                           generator=args.generator, encoders=args.encoders, batch_size=args.batch_size,
+                           seed=args.seed, start=args.start, grid=args.grid, device=args.device,
+                           progress=not args.json, similarity=args.similarity, quantile=args.quantile,
+                           calibration_images=args.calibration_images, precision=args.precision)
+    finally:
+        distributed.teardown()
+    if summary is None:
+        return 0
     if args.json:
         print(json.dumps(summary))
     else:
@@ -136,7 +147,12 @@ def _merge(args: argparse.Namespace) -> int:
     from rosetta_lite.mine import ACCUMULATORS, MiningResult
     from rosetta_lite.runs import save_dictionaries
 
-    results = [MiningResult.load(Path(folder) / ACCUMULATORS) for folder in args.folders]
+    results = []
+    for folder in args.folders:
+        path = Path(folder) / ACCUMULATORS
+        if not path.exists():
+            raise FileNotFoundError(f"{folder} holds no finished mining run ({ACCUMULATORS} is missing)")
+        results.append(MiningResult.load(path))
     merged = results[0]
     for other in results[1:]:
         merged.merge(other)
@@ -219,6 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench_mining.add_argument("--exact-images", type=int, default=64, help="images for the float64 check")
     bench_mining.add_argument("--rss-images", type=int, default=64, help="memory at this count and 10x it")
     bench_mining.add_argument("--threads", type=int, default=2)
+    bench_mining.add_argument("--device", default="cpu", help="cpu or cuda (timings synchronised)")
+    bench_mining.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16", "fp16"],
+                              help="fp32 exact; tf32 matmuls; bf16/fp16 models under autocast")
+    bench_mining.add_argument("--repeats", type=int, default=3, help="timings repeated, fastest kept (default 3)")
+    bench_mining.add_argument("--generator", default=None, help="override the zoo's generator")
+    bench_mining.add_argument("--encoders", nargs="+", default=None, help="only these encoders")
+    bench_mining.add_argument("--grid", type=int, default=None, help="common map side (default: the largest map)")
     bench_mining.add_argument("--json", action="store_true", help="one line of JSON")
     bench_mining.set_defaults(run=lambda args: __import__("rosetta_lite.bench_mining", fromlist=["main"]).main(args))
 
@@ -244,7 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
     mine.add_argument("--generator", default=None)
     mine.add_argument("--encoders", nargs="+", default=None)
     mine.add_argument("--no-control", action="store_true", help="skip the untrained control zoo")
-    mine.add_argument("--device", default="cpu")
+    mine.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (under torchrun: cuda:LOCAL_RANK)")
+    mine.add_argument("--similarity", default="pearson", choices=["pearson", "mi"],
+                      help="pearson correlation, or mutual information of maps binarised at --quantile")
+    mine.add_argument("--quantile", type=float, default=0.9, help="mi: binarisation quantile (default 0.9)")
+    mine.add_argument("--calibration-images", type=int, default=64,
+                      help="mi: thresholds from the first N latents of the stream (default 64)")
+    mine.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16", "fp16"],
+                      help="fp32 exact (default); tf32 matmuls; bf16/fp16 models under autocast")
     mine.add_argument("--json", action="store_true", help="print the summary as JSON")
     mine.set_defaults(run=_mine)
 

@@ -1,16 +1,21 @@
 """One pass over generated images: record every model's units, accumulate co-moments.
 
     result = mine(zoo.load("lite-gan"), [zoo.load("lite-clip")], images=2000, out="runs/mine")
+    result = mine(gan, encoders, images=2000, similarity="mi")   # mutual information instead
 
 Latents -> generator (its layers recorded) -> images -> every encoder (each with its
 own preprocessing, its layers recorded) -> all maps of a model pair brought to one grid
--> one matrix multiply per pair and batch into :class:`~rosetta_lite.stats.CoMoments`.
-Each image goes through the generator and through each encoder exactly once. Runs
-checkpoint their accumulators and resume; runs over disjoint latent ranges merge.
+-> one matrix multiply per pair and batch into :class:`~rosetta_lite.stats.CoMoments`
+(Pearson) or :class:`~rosetta_lite.mutual_info.BinaryMoments` (mutual information of
+binarised maps). Each image goes through the generator and through each encoder exactly
+once. Runs checkpoint their accumulators and resume; runs over disjoint latent ranges
+merge; under ``torchrun`` the processes split the latents and reduce their accumulators
+(:mod:`rosetta_lite.distributed`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -21,15 +26,26 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from rosetta_lite import distributed
 from rosetta_lite.capture import Trace
 from rosetta_lite.files import atomic_path, writable_dir
-from rosetta_lite.resample import Resampler
-from rosetta_lite.stats import CoMoments, Centred, centre
+from rosetta_lite.mutual_info import BinaryMoments, top_quantile_thresholds
+from rosetta_lite.resample import Resampler, _apply_both_axes
+from rosetta_lite.stats import CoMoments, Centred, centre, scratch
 from rosetta_lite.zoo.member import Member
 
 LATENT_BLOCK = 1024  # latents come in seeded blocks, so any range is the same whoever draws it
 CHECKPOINT = "checkpoint.safetensors"
 ACCUMULATORS = "accumulators.safetensors"
+SIMILARITIES = ("pearson", "mi")
+#: fp32: exact statistics (the default); tf32: TF32 matmuls allowed (GPU); bf16 / fp16: the
+#: models run under autocast in that dtype, statistics still in float32 / float64
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+DEFAULT_QUANTILE = 0.9
+DEFAULT_CALIBRATION_IMAGES = 64
+#: settings added after the first saved runs, with the value that means "as before": left
+#: out of the fingerprint at that value, so older checkpoints still resume and merge
+_LATER_SETTINGS = {"similarity": "pearson", "quantile": None, "calibration_images": None, "precision": "fp32"}
 
 
 @dataclass
@@ -48,34 +64,65 @@ class MiningSettings:
     control_seed: int | None = None
     device: str = "cpu"
     extra: dict = field(default_factory=dict)
+    similarity: str = "pearson"
+    quantile: float | None = None  # mi: binarisation quantile
+    calibration_images: int | None = None  # mi: thresholds from latents 0..n-1 of the stream
+    precision: str = "fp32"
 
     def fingerprint(self, with_range: bool = True) -> str:
         keep = asdict(self)
         keep.pop("device")
         keep.pop("batch_size")
         keep.pop("extra")
+        for key, default in _LATER_SETTINGS.items():
+            if keep[key] == default:
+                keep.pop(key)
         if not with_range:
             keep.pop("start"), keep.pop("images")
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
+Accumulator = CoMoments | BinaryMoments
+
+
 @dataclass
 class MiningResult:
-    """Accumulators of a run: ``pairs[name]`` is the (generator, name) table; ``self_pair`` (G, G)."""
+    """Accumulators of a run: ``pairs[name]`` is the (generator, name) table; ``self_pair`` (G, G).
+
+    ``thresholds`` (similarity "mi"): per ``"model@grid"``, the frozen binarisation threshold
+    of every unit on that grid.
+    """
 
     settings: MiningSettings
-    pairs: dict[str, CoMoments]
-    self_pair: CoMoments
+    pairs: dict[str, Accumulator]
+    self_pair: Accumulator
     batches_done: int = 0
+    thresholds: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def correlation(self, encoder: str) -> torch.Tensor:
-        """Pearson table (generator units, encoder units), float64."""
+        """The (generator units, encoder units) table of the run's similarity, float64: Pearson or MI."""
         return self.pairs[encoder].correlation()
+
+    def table(self, encoder: str) -> torch.Tensor:
+        """The similarity table (Pearson correlation or MI in nats) of the generator and ``encoder``."""
+        return self.pairs[encoder].similarity()
+
+    def to(self, device: torch.device | str) -> "MiningResult":
+        """Move every accumulator and threshold to ``device`` (in place); returns self."""
+        for acc in [*self.pairs.values(), self.self_pair]:
+            acc.to(device)
+        self.thresholds = {key: value.to(device) for key, value in self.thresholds.items()}
+        return self
 
     def merge(self, other: "MiningResult") -> "MiningResult":
         """Fold in a run over a disjoint latent range with otherwise equal settings."""
         if other.settings.fingerprint(False) != self.settings.fingerprint(False):
-            raise ValueError("cannot merge runs with different models, layers, grids or seeds")
+            raise ValueError("cannot merge runs with different models, layers, grids, seeds, similarity or "
+                             "precision")
+        if self.thresholds.keys() != other.thresholds.keys() or not all(
+                torch.equal(value.cpu(), other.thresholds[key].cpu()) for key, value in self.thresholds.items()):
+            raise ValueError("cannot merge runs whose binarisation thresholds differ (mined on other hardware or "
+                             "with other calibration images); mine the shards with the same settings and device")
         a, b = self.settings, other.settings
         if a.start < b.start + b.images and b.start < a.start + a.images:
             raise ValueError(f"latent ranges overlap: [{a.start}, {a.start + a.images}) and "
@@ -90,10 +137,12 @@ class MiningResult:
         return self
 
     def save(self, path: str | Path, batches_done: int | None = None) -> None:
-        """Write accumulators and settings to one safetensors file, atomically."""
+        """Write accumulators, thresholds and settings to one safetensors file, atomically."""
         tensors = self.self_pair.state_dict("self/")
         for name, acc in self.pairs.items():
             tensors.update(acc.state_dict(f"pair/{name}/"))
+        for key, value in self.thresholds.items():
+            tensors[f"threshold/{key}"] = value.contiguous().cpu()
         meta = {"settings": json.dumps(asdict(self.settings)),
                 "batches_done": str(self.batches_done if batches_done is None else batches_done)}
         with atomic_path(path) as tmp:
@@ -109,11 +158,62 @@ class MiningResult:
                 meta = handle.metadata()
             tensors = load_file(str(path))
             settings = MiningSettings(**json.loads(meta["settings"]))
+            kind = _accumulator_class(settings.similarity)
+            pairs = {name: kind.from_state_dict(tensors, f"pair/{name}/") for name in settings.encoders}
+            self_pair = kind.from_state_dict(tensors, "self/")
         except Exception as error:  # noqa: BLE001 - any failure to parse means the file is unusable
             raise ValueError(f"{path} is not a readable mining accumulator file ({error})") from None
-        pairs = {name: CoMoments.from_state_dict(tensors, f"pair/{name}/") for name in settings.encoders}
-        return cls(settings, pairs, CoMoments.from_state_dict(tensors, "self/"),
-                   int(meta["batches_done"]))
+        thresholds = {key.removeprefix("threshold/"): value for key, value in tensors.items()
+                      if key.startswith("threshold/")}
+        return cls(settings, pairs, self_pair, int(meta["batches_done"]), thresholds)
+
+
+def _accumulator_class(similarity: str) -> type:
+    return BinaryMoments if similarity == "mi" else CoMoments
+
+
+def check_similarity(similarity: str) -> str:
+    """``similarity`` if it is one of :data:`SIMILARITIES`, else a ValueError listing them.
+
+        check_similarity("mi")
+    """
+    if similarity not in SIMILARITIES:
+        raise ValueError(f"similarity must be one of {list(SIMILARITIES)}, got {similarity!r}")
+    return similarity
+
+
+def check_precision(precision: str) -> str:
+    """``precision`` if it is one of :data:`PRECISIONS`, else a ValueError listing them.
+
+        check_precision("bf16")
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    return precision
+
+
+@contextlib.contextmanager
+def precision_context(precision: str, device: str | torch.device):
+    """Run the models in ``precision``: TF32 switches, and autocast for bf16 / fp16.
+
+        with precision_context("bf16", "cuda"): images = gan.generate(z)
+
+    Statistics are computed outside autocast (rows are converted to float32 first), so
+    only the activations carry the lower precision.
+    """
+    check_precision(precision)
+    device_type = torch.device(device).type
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision != "fp32"
+    try:
+        if precision in ("bf16", "fp16"):
+            dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+            with torch.autocast(device_type, dtype=dtype):
+                yield
+        else:
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
 
 
 def latents(generator: Member, seed: int, start: int, count: int) -> torch.Tensor:
@@ -127,10 +227,14 @@ def latents(generator: Member, seed: int, start: int, count: int) -> torch.Tenso
     return torch.cat(blocks)[offset:offset + count]
 
 
-def maps_to_rows(maps: dict[str, torch.Tensor], layers: list[str], grid: int) -> torch.Tensor:
+def maps_to_rows(maps: dict[str, torch.Tensor], layers: list[str], grid: int,
+                 buffer: str | None = None) -> torch.Tensor:
     """Concatenate the layers' maps on a grid x grid raster as rows: (B * grid * grid, units).
 
         rows = maps_to_rows(trace.outputs, ["layer1", "layer2"], grid=32)
+
+    ``buffer`` names a reused buffer (:func:`rosetta_lite.stats.scratch`) to write the rows
+    into instead of a fresh tensor: the mining loop's rows live one batch.
     """
     parts = []
     for layer in layers:
@@ -141,7 +245,11 @@ def maps_to_rows(maps: dict[str, torch.Tensor], layers: list[str], grid: int) ->
                                       mode="bilinear", align_corners=False)
         parts.append(maps_bchw.permute(0, 2, 3, 1))  # (B, H, W, C) views; ViT tokens are already laid out so
     # one copy into fresh rows (callers centre them in place, so never a view of the recorded maps)
-    rows_bhwu = torch.cat(parts, 3) if len(parts) > 1 else parts[0].clone(memory_format=torch.contiguous_format)
+    if buffer is not None:
+        shape = (*parts[0].shape[:3], sum(part.shape[3] for part in parts))
+        rows_bhwu = torch.cat(parts, 3, out=scratch(buffer, shape, parts[0]))
+    else:
+        rows_bhwu = torch.cat(parts, 3) if len(parts) > 1 else parts[0].clone(memory_format=torch.contiguous_format)
     return rows_bhwu.reshape(-1, rows_bhwu.shape[-1])
 
 
@@ -167,14 +275,20 @@ def _map_sides(member: Member, probe: torch.Tensor) -> dict[str, tuple[int, int,
     return {layer: tuple(maps[layer].shape[1:]) for layer in member.layers}
 
 
-def plan(generator: Member, encoders: list[Member], grid: int | None = None) -> tuple[dict, dict, dict, dict]:
+def plan(generator: Member, encoders: list[Member], grid: int | None = None,
+         device: str | torch.device | None = None) -> tuple[dict, dict, dict, dict]:
     """Layers, units per layer, map sides per layer, and the common grid of every table.
+
+        layers, units, sides, grids = plan(gan, encoders)
 
     The grid of a (generator, encoder) table is the largest map of the pair (or ``grid``);
     the generator's own table (clustering needs it) uses the generator's largest map.
+    The probe runs on ``device`` (default: where the generator's parameters are).
     """
+    if device is None:
+        device = next(iter(generator.model.parameters()), torch.empty(0)).device
     with torch.no_grad():
-        z = generator.sample_latents(2, seed=0)
+        z = generator.sample_latents(2, seed=0).to(device)
         g_shapes = _map_sides(generator, z)
         images = generator.generate(z).clamp(0, 1)
         shapes = {encoder.name: _map_sides(encoder, images) for encoder in encoders}
@@ -192,15 +306,16 @@ def plan(generator: Member, encoders: list[Member], grid: int | None = None) -> 
 def size_groups(layers: list[str], units: list[int], sides: list[int | None], grid: int) -> list[tuple]:
     """Layers of one model grouped by map side: [(side, layers, column slice or index), ...].
 
-    Maps of the grid's side, and non-square maps (resized to the grid first), form the
-    grid group; every other side meets the generator's rows carried to that side.
+    Maps of the grid's side, non-square maps and maps larger than the grid (all resized to
+    the grid first) form the grid group; every smaller side meets the generator's rows
+    carried to that side.
     """
     offsets = [0]
     for count in units:
         offsets.append(offsets[-1] + count)
     groups: dict[int, tuple[list[str], list[int]]] = {}
     for layer, side, first, last in zip(layers, sides, offsets[:-1], offsets[1:]):
-        key = grid if side is None else side
+        key = grid if side is None or side > grid else side
         names, columns = groups.setdefault(key, ([], []))
         names.append(layer)
         columns.extend(range(first, last))
@@ -214,16 +329,27 @@ def size_groups(layers: list[str], units: list[int], sides: list[int | None], gr
 def mine(generator: Member, encoders: list[Member], images: int, *, out: str | Path | None = None,
          batch_size: int = 32, seed: int = 0, start: int = 0, grid: int | None = None,
          checkpoint_every: int = 10, resume: bool = True, progress: bool = True,
-         device: str = "cpu", control_seed: int | None = None) -> MiningResult:
-    """Mine co-moments of the generator against every encoder (and itself) in one pass.
+         device: str = "cpu", control_seed: int | None = None, similarity: str = "pearson",
+         quantile: float = DEFAULT_QUANTILE, calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
+         precision: str = "fp32") -> MiningResult:
+    """Mine the generator against every encoder (and itself) in one pass.
 
         result = mine(gan, encoders, images=2000, out="runs/mine")
 
-    Every table equals the Pearson correlation of the maps bilinearly resized to its
-    grid, computed without resizing the smaller maps (:mod:`rosetta_lite.resample`).
-    With ``out``, accumulators are checkpointed every ``checkpoint_every`` batches and a
-    restarted run with the same settings resumes from the last checkpoint.
+    ``similarity="pearson"``: every table equals the Pearson correlation of the maps
+    bilinearly resized to its grid, computed without resizing the smaller maps
+    (:mod:`rosetta_lite.resample`). ``similarity="mi"``: the mutual information of the maps
+    on the grid binarised at their ``quantile``, with thresholds frozen from
+    ``calibration_images`` latents (the first ones of the stream ``seed``, whatever
+    ``start`` is, so that shards and processes binarise alike). With ``out``,
+    accumulators are checkpointed every ``checkpoint_every`` batches and a restarted run
+    with the same settings resumes from the last checkpoint. ``precision`` (one of
+    :data:`PRECISIONS`) lets the models run in lower precision on a GPU. Under
+    ``torchrun`` (WORLD_SIZE > 1) every process mines a contiguous share of the batches
+    and all return the reduced result; only rank 0 writes ``out/accumulators``.
     """
+    check_similarity(similarity)
+    check_precision(precision)
     if not generator.is_generator:
         raise ValueError(f"{generator.name} is not a generator; the pivot of mining must be one")
     if not encoders:
@@ -233,66 +359,188 @@ def mine(generator: Member, encoders: list[Member], images: int, *, out: str | P
     names = [e.name for e in encoders]
     if len(set(names)) != len(names) or generator.name in names:
         raise ValueError(f"model names must be distinct, got {generator.name} and {names}")
+    mi = similarity == "mi"
+    if mi and not 0.0 < quantile < 1.0:
+        raise ValueError(f"quantile must be in (0, 1), got {quantile}")
+    if mi and calibration_images < 1:
+        raise ValueError(f"calibration_images must be at least 1, got {calibration_images}")
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {str(device)!r} asked for, but torch sees no CUDA GPU here; use --device cpu")
+    rank, world, device = distributed.setup(device)
+    whole = (start, images)
+    if world > 1:
+        start, images = distributed.share(start, images, batch_size, rank, world)
     out = writable_dir(out) if out is not None else None
     for member in [generator, *encoders]:
         member.model.to(device)
-    layers, units, sides, grids = plan(generator, encoders, grid)
+    with precision_context(precision, device):
+        layers, units, sides, grids = plan(generator, encoders, grid, device)
     settings = MiningSettings(generator.name, names, layers, units, grids, seed, start, images, batch_size,
-                              control_seed, device)
-    result = _resume(out, settings) if (out is not None and resume) else None
+                              control_seed, str(device), similarity=similarity,
+                              quantile=quantile if mi else None, calibration_images=calibration_images if mi else None,
+                              precision=precision)
+    checkpoint = CHECKPOINT if world == 1 else f"checkpoint-rank{rank}-of-{world}.safetensors"
+    result = _resume(out, settings, checkpoint) if (out is not None and resume and world == 1) else None
+    if result is None and out is not None and resume and world > 1:
+        result = _resume(out, settings, checkpoint, finished=False)
     if result is None:
         n_g = sum(units[generator.name])
-        result = MiningResult(settings, {e: CoMoments(n_g, sum(units[e])) for e in names},
-                              CoMoments(n_g, n_g))
+        kind = _accumulator_class(similarity)
+        result = MiningResult(settings, {e: kind(n_g, sum(units[e])) for e in names}, kind(n_g, n_g))
+    result.to(device)
+    if mi and not result.thresholds:
+        with precision_context(precision, device):
+            result.thresholds = calibrate(generator, encoders, layers, grids, seed, quantile, calibration_images,
+                                          batch_size, device)
+        result.thresholds = distributed.broadcast_tensors(result.thresholds)
     groups = {name: size_groups(layers[name], units[name], sides[name], grids[name]) for name in layers}
     resamplers = {side: Resampler(side, device) for side in set(grids.values())}
     batches = (images + batch_size - 1) // batch_size
-    bar = tqdm(total=images, desc="mining", unit="img", disable=not progress,
+    bar = tqdm(total=images, desc="mining", unit="img", disable=not progress or rank != 0,
                initial=min(result.batches_done * batch_size, images))
     with torch.no_grad():
         for batch in range(result.batches_done, batches):
             first = start + batch * batch_size
             count = min(batch_size, start + images - first)
             z = latents(generator, seed, first, count).to(device)
-            generated, g_maps = record_generator(generator, z)
-            g_rows = _GeneratorRows(g_maps, generator.layers, resamplers)
-            tables = [(e.name, record_encoder(e, generated), result.pairs[e.name]) for e in encoders]
+            with precision_context(precision, device):
+                generated, g_maps = record_generator(generator, z)
+                encoded = [record_encoder(e, generated) for e in encoders]
+            tables = [(e.name, maps, result.pairs[e.name]) for e, maps in zip(encoders, encoded)]
             tables.append((generator.name, g_maps, result.self_pair))
-            for name, maps, accumulator in tables:
-                resampler = resamplers[grids[name]]
-                blocks = []
-                for side, group, columns in groups[name]:
-                    rows = resampler.centre(maps_to_rows(maps, group, side), side)
-                    blocks.append((g_rows.on(resampler.grid, side), rows, columns))
-                accumulator.update_blocks(blocks)
+            if mi:
+                _count_binary(tables, g_maps, generator, layers, grids, result.thresholds)
+            else:
+                g_rows = _GeneratorRows(g_maps, generator.layers, sides[generator.name], resamplers)
+                for name, maps, accumulator in tables:
+                    resampler = resamplers[grids[name]]
+                    blocks = []
+                    for side, group, columns in groups[name]:
+                        rows = resampler.centre(maps_to_rows(maps, group, side, f"rows/{name}/{side}"), side)
+                        blocks.append((g_rows.on(resampler.grid, side), rows, columns))
+                    accumulator.update_blocks(blocks)
             result.batches_done = batch + 1
             bar.update(count)
             if out is not None and (result.batches_done % checkpoint_every == 0):
-                result.save(out / CHECKPOINT)
+                result.save(out / checkpoint)
     bar.close()
+    if world > 1:
+        distributed.reduce_result(result)
+        result.settings.start, result.settings.images = whole
+        result.batches_done = (whole[1] + batch_size - 1) // batch_size  # the whole run is done
+        result.settings.extra["processes"] = world
+    result.to("cpu")  # dictionaries, best buddies and saving index CPU tables with these
     if out is not None:
-        result.save(out / ACCUMULATORS)
-        (out / CHECKPOINT).unlink(missing_ok=True)
+        if rank == 0:
+            result.save(out / ACCUMULATORS)
+        distributed.barrier()
+        (out / checkpoint).unlink(missing_ok=True)
     return result
 
 
-class _GeneratorRows:
-    """The generator's rows of one batch: centred once per grid, carried once per map side."""
+def calibrate(generator: Member, encoders: list[Member], layers: dict, grids: dict, seed: int, quantile: float,
+              images: int, batch_size: int, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Binarisation thresholds ``{"model@grid": (units,)}`` from the first ``images`` latents of the stream.
 
-    def __init__(self, maps: dict[str, torch.Tensor], layers: list[str], resamplers: dict[int, Resampler]) -> None:
-        self.maps, self.layers, self.resamplers = maps, layers, resamplers
+        thresholds = calibrate(gan, encoders, *plan(gan, encoders)[::3], seed=0, quantile=0.9, images=64,
+                               batch_size=32)
+
+    Per unit, the ``quantile`` of its values on the grid of every table it enters (the
+    generator's on each encoder's grid and its own). The maps are held at their native
+    size and brought to the grid one layer at a time, so the memory is one layer's rows.
+    """
+    held: dict[str, list[dict[str, torch.Tensor]]] = {generator.name: []}
+    held.update({e.name: [] for e in encoders})
+    with torch.no_grad():
+        for first in range(0, images, batch_size):
+            z = latents(generator, seed, first, min(batch_size, images - first)).to(device)
+            generated, g_maps = record_generator(generator, z)
+            held[generator.name].append(g_maps)
+            for encoder in encoders:
+                held[encoder.name].append(record_encoder(encoder, generated))
+    keys = {(generator.name, grid) for grid in grids.values()} | {(e.name, grids[e.name]) for e in encoders}
+    thresholds = {}
+    for name, grid in sorted(keys):
+        per_layer = [top_quantile_thresholds(torch.cat([maps_to_rows(part, [layer], grid) for part in held[name]]),
+                                             quantile) for layer in layers[name]]
+        thresholds[f"{name}@{grid}"] = torch.cat(per_layer)
+    return thresholds
+
+
+def _count_binary(tables: list, g_maps: dict, generator: Member, layers: dict, grids: dict,
+                  thresholds: dict[str, torch.Tensor]) -> None:
+    """One batch of the MI pass: every model's rows on its pair's grid, binarised, counted."""
+    g_name = generator.name
+    g_cache: dict[int, tuple[torch.Tensor, Centred]] = {}
+    for name, maps, accumulator in tables:
+        grid = grids[name]
+        if grid not in g_cache:
+            rows = maps_to_rows(g_maps, layers[g_name], grid)
+            binary = (rows > thresholds[f"{g_name}@{grid}"]).float()  # before centring overwrites the rows
+            g_cache[grid] = binary, centre(rows, in_place=True)
+        g_binary, g_centred = g_cache[grid]
+        if name == g_name:
+            accumulator.update_rows(g_binary, g_binary, g_centred, g_centred)
+            continue
+        rows = maps_to_rows(maps, layers[name], grid)
+        binary = (rows > thresholds[f"{name}@{grid}"]).float()
+        accumulator.update_rows(g_binary, binary, g_centred, centre(rows, in_place=True))
+
+
+class _GeneratorRows:
+    """The generator's rows of one batch on each map side, built from its native maps.
+
+    Each layer is centred once at its own size, with the statistics of its map resized to
+    the grid (:meth:`Resampler.centre`). The rows that meet an encoder's ``side`` x ``side``
+    maps are ``(A (x) A) g`` per layer with ``A = P_side^T P_layer`` (bilinear resize of the
+    layer to the grid, then the adjoint down to ``side``): a small matrix on the layer's
+    own raster, so coarse layers are never blown up to the grid and shrunk back.
+    """
+
+    def __init__(self, maps: dict[str, torch.Tensor], layers: list[str], sides: list[int | None],
+                 resamplers: dict[int, Resampler]) -> None:
+        self.maps, self.layers, self.sides, self.resamplers = maps, layers, sides, resamplers
+        self.native: dict[int, tuple[list[tuple[int, Centred]], Centred]] = {}
         self.cache: dict[tuple[int, int], Centred] = {}
 
+    def _centred(self, grid: int) -> tuple[list[tuple[int, Centred]], Centred]:
+        if grid not in self.native:
+            resampler = self.resamplers[grid]
+            parts = []
+            for layer, side in zip(self.layers, self.sides):
+                own = grid if side is None or side > grid else side  # larger or non-square: resized first
+                rows = maps_to_rows(self.maps, [layer], own, f"generator/{layer}/{own}")
+                parts.append((own, resampler.centre(rows, own)))
+            stats = [c for _, c in parts]
+            self.native[grid] = parts, Centred(stats[0].count, None, torch.cat([c.mean for c in stats]),
+                                               torch.cat([c.m2 for c in stats]),
+                                               torch.cat([c.residual for c in stats]))
+        return self.native[grid]
+
     def on(self, grid: int, side: int) -> Centred:
-        if (grid, grid) not in self.cache:
-            self.cache[grid, grid] = centre(maps_to_rows(self.maps, self.layers, grid), in_place=True)
+        """Centred generator rows on a ``side`` x ``side`` raster, with the statistics of its maps on ``grid``."""
         if (grid, side) not in self.cache:
-            self.cache[grid, side] = self.resamplers[grid].adjoint(self.cache[grid, grid], side)
+            parts, stats = self._centred(grid)
+            resampler = self.resamplers[grid]
+            images = parts[0][1].rows.shape[0] // (parts[0][0] ** 2)
+            units = stats.mean.shape[0]
+            like = parts[0][1].rows
+            out = scratch(f"generator/{grid}/{side}", (images, side, side, units), like)
+            offset = 0
+            for own, centred in parts:
+                width = centred.rows.shape[1]
+                maps_bhwu = centred.rows.view(images, own, own, width)
+                transfer = resampler.transfer(own, side)
+                out[..., offset:offset + width] = maps_bhwu if transfer is None else \
+                    _apply_both_axes(transfer, maps_bhwu, "transfer")  # consumed at once: one buffer serves all
+                offset += width
+            self.cache[grid, side] = Centred(stats.count, out.view(-1, units), stats.mean, stats.m2, stats.residual)
         return self.cache[grid, side]
 
 
-def _resume(out: Path, settings: MiningSettings) -> MiningResult | None:
-    for name in (CHECKPOINT, ACCUMULATORS):
+def _resume(out: Path, settings: MiningSettings, checkpoint: str = CHECKPOINT,
+            finished: bool = True) -> MiningResult | None:
+    for name in (checkpoint, ACCUMULATORS) if finished else (checkpoint,):
         path = out / name
         if path.exists():
             saved = MiningResult.load(path)

@@ -1,13 +1,15 @@
 """Mutual information of binarised maps: a similarity selectable beside Pearson.
 
+    result = mine(gan, encoders, images=500, similarity="mi")     # the one mining pass
     tables = mine_mutual_information(gan, encoders, images=500)   # {encoder: (n_g, n_d) MI, nats}
     pairs = best_buddies(tables["lite-clip"], k=3)
 
 Each unit is binarised at a top quantile of its values (``x > threshold``), the threshold
-fixed once from the first batch(es) and then frozen, as network dissection does. The
+fixed once from calibration images and then frozen, as network dissection does. The
 joint 2x2 counts of every unit pair are streamed: per batch, one matrix multiply of the
 binary rows (``A^T @ B`` counts both-on; the other three cells follow from the per-unit
-on-counts and the number of rows). MI follows from the 2x2 tables.
+on-counts and the number of rows). MI follows from the 2x2 tables. The counts are
+integers, so shards and processes merge exactly.
 """
 
 from __future__ import annotations
@@ -15,9 +17,8 @@ from __future__ import annotations
 import math
 
 import torch
-from tqdm.auto import tqdm
 
-from rosetta_lite.mine import latents, maps_to_rows, plan, record_encoder, record_generator
+from rosetta_lite.stats import Centred, _dead
 from rosetta_lite.zoo.member import Member
 
 
@@ -44,28 +45,44 @@ class JointCounts:
     """
 
     def __init__(self, n_a: int, n_b: int) -> None:
+        self.n_a, self.n_b = n_a, n_b
         self.both = torch.zeros(n_a, n_b, dtype=torch.float64)
         self.on_a = torch.zeros(n_a, dtype=torch.float64)
         self.on_b = torch.zeros(n_b, dtype=torch.float64)
         self.count = 0
 
+    def to(self, device: torch.device | str) -> "JointCounts":
+        """Move the counts to ``device`` (in place); returns self."""
+        for name in ("both", "on_a", "on_b"):
+            setattr(self, name, getattr(self, name).to(device))
+        return self
+
     def update(self, binary_a: torch.Tensor, binary_b: torch.Tensor) -> None:
         """Add a batch of rows: ``binary_a`` (N, n_a), ``binary_b`` (N, n_b), bool or 0/1."""
         if binary_a.shape[0] != binary_b.shape[0]:
             raise ValueError(f"row counts differ: {binary_a.shape[0]} and {binary_b.shape[0]}")
+        if binary_a.shape[1] != self.n_a or binary_b.shape[1] != self.n_b:
+            raise ValueError(f"expected rows (N, {self.n_a}) and (N, {self.n_b}), got {tuple(binary_a.shape)} "
+                             f"and {tuple(binary_b.shape)}")
         if binary_a.shape[0] >= 2 ** 24:
             raise ValueError("a batch must have fewer than 2**24 rows for exact float32 counts")
+        # 0/1 in float32 (also under TF32: 0 and 1 are exact there) and sums under 2**24: exact integers
         a, b = binary_a.float(), binary_b.float()
-        self.both += (a.T @ b).double()
-        self.on_a += a.sum(0).double()
-        self.on_b += b.sum(0).double()
+        if self.both.device != a.device and self.count == 0:
+            self.to(a.device)
+        self.both += a.T @ b
+        self.on_a += a.sum(0)
+        self.on_b += b.sum(0)
         self.count += a.shape[0]
 
     def merge(self, other: "JointCounts") -> "JointCounts":
         """Fold in counts of disjoint rows (same thresholds)."""
-        self.both += other.both
-        self.on_a += other.on_a
-        self.on_b += other.on_b
+        if (other.n_a, other.n_b) != (self.n_a, self.n_b):
+            raise ValueError(f"cannot merge ({other.n_a}, {other.n_b}) counts into ({self.n_a}, {self.n_b})")
+        device = self.both.device
+        self.both += other.both.to(device)
+        self.on_a += other.on_a.to(device)
+        self.on_b += other.on_b.to(device)
         self.count += other.count
         return self
 
@@ -88,7 +105,109 @@ class JointCounts:
         """MI of every pair, (n_a, n_b), float64; nats by default, ``base=2`` for bits."""
         if self.count == 0:
             raise ValueError("no rows counted yet")
-        return mutual_information_from_tables(self.tables(), base)
+        return mutual_information_from_tables(self.tables(), base).cpu()
+
+    def state_dict(self, prefix: str = "") -> dict[str, torch.Tensor]:
+        """Tensors for saving (safetensors), on the CPU."""
+        state = {"count": torch.tensor([self.count], dtype=torch.int64), "both": self.both,
+                 "on_a": self.on_a, "on_b": self.on_b}
+        return {prefix + k: v.contiguous().cpu() for k, v in state.items()}
+
+    def _load(self, state: dict[str, torch.Tensor], prefix: str) -> None:
+        self.count = int(state[prefix + "count"][0])
+        self.both = state[prefix + "both"].double().clone()
+        self.on_a, self.on_b = state[prefix + "on_a"].double().clone(), state[prefix + "on_b"].double().clone()
+
+
+class BinaryMoments(JointCounts):
+    """Joint counts of binarised units, plus each unit's mean and variance: the mining accumulator of MI.
+
+        acc = BinaryMoments(n_a, n_b); acc.update_rows(bin_a, bin_b, centred_a, centred_b); acc.similarity()
+
+    The counts give the MI table; the moments (of the maps on the pair's grid, before
+    binarisation) give the per-unit statistics a dictionary stores for normalising maps.
+    It answers the same questions as :class:`rosetta_lite.stats.CoMoments` (means,
+    variances, dead units, the table), so best buddies and dictionaries have one code path.
+    """
+
+    def __init__(self, n_a: int, n_b: int) -> None:
+        super().__init__(n_a, n_b)
+        f64 = dict(dtype=torch.float64)
+        self.mean_a, self.m2_a = torch.zeros(n_a, **f64), torch.zeros(n_a, **f64)
+        self.mean_b, self.m2_b = torch.zeros(n_b, **f64), torch.zeros(n_b, **f64)
+        self.moments_count = 0
+
+    def to(self, device: torch.device | str) -> "BinaryMoments":
+        """Move counts and moments to ``device`` (in place); returns self."""
+        super().to(device)
+        for name in ("mean_a", "m2_a", "mean_b", "m2_b"):
+            setattr(self, name, getattr(self, name).to(device))
+        return self
+
+    def update_rows(self, binary_a: torch.Tensor, binary_b: torch.Tensor, a: Centred, b: Centred) -> None:
+        """Add a batch: binary rows (counts) and the same rows' batch statistics (moments)."""
+        self.update(binary_a, binary_b)
+        self._merge_moments(a.count, a.mean, a.m2, b.mean, b.m2)
+
+    def _merge_moments(self, n: int, mean_a, m2_a, mean_b, m2_b) -> None:
+        total = self.moments_count + n
+        if total == 0:
+            return
+        weight = self.moments_count * n / total
+        for name, mean, m2 in (("a", mean_a, m2_a), ("b", mean_b, m2_b)):
+            old_mean, old_m2 = getattr(self, "mean_" + name), getattr(self, "m2_" + name)
+            delta = mean.to(old_mean.device) - old_mean
+            old_m2 += m2.to(old_m2.device) + weight * delta.square()
+            old_mean += delta * (n / total)
+        self.moments_count = total
+
+    def merge(self, other: "BinaryMoments") -> "BinaryMoments":
+        """Fold in an accumulator of disjoint rows binarised with the same thresholds; returns self."""
+        if not isinstance(other, BinaryMoments):
+            raise ValueError(f"cannot merge a {type(other).__name__} into mutual-information counts")
+        super().merge(other)
+        self._merge_moments(other.moments_count, other.mean_a, other.m2_a, other.mean_b, other.m2_b)
+        return self
+
+    def variance_a(self) -> torch.Tensor:
+        return self.m2_a / max(self.moments_count, 1)
+
+    def variance_b(self) -> torch.Tensor:
+        return self.m2_b / max(self.moments_count, 1)
+
+    def dead_a(self) -> torch.Tensor:
+        """Units of a that are constant, as maps or once binarised: no MI is defined for them."""
+        return _dead(self.variance_a(), self.mean_a) | self.constant_a()
+
+    def dead_b(self) -> torch.Tensor:
+        return _dead(self.variance_b(), self.mean_b) | self.constant_b()
+
+    def similarity(self) -> torch.Tensor:
+        """The table best buddies rank: mutual information in nats, (n_a, n_b), float64, on the CPU."""
+        return self.mutual_information()
+
+    def correlation(self) -> torch.Tensor:
+        """The run's similarity table, here MI (nats): the name the dictionary code reads for every similarity."""
+        return self.similarity()
+
+    def state_dict(self, prefix: str = "") -> dict[str, torch.Tensor]:
+        """Tensors for saving (safetensors), on the CPU."""
+        state = super().state_dict(prefix)
+        moments = {"moments_count": torch.tensor([self.moments_count], dtype=torch.int64), "mean_a": self.mean_a,
+                   "m2_a": self.m2_a, "mean_b": self.mean_b, "m2_b": self.m2_b}
+        state.update({prefix + k: v.contiguous().cpu() for k, v in moments.items()})
+        return state
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, torch.Tensor], prefix: str = "") -> "BinaryMoments":
+        """Rebuild an accumulator saved with ``state_dict``."""
+        both = state[prefix + "both"]
+        acc = cls(both.shape[0], both.shape[1])
+        acc._load(state, prefix)
+        acc.moments_count = int(state[prefix + "moments_count"][0])
+        for name in ("mean_a", "m2_a", "mean_b", "m2_b"):
+            setattr(acc, name, state[prefix + name].double().clone())
+        return acc
 
 
 def mutual_information_from_tables(tables: torch.Tensor, base: float = math.e) -> torch.Tensor:
@@ -117,64 +236,28 @@ def entropy_bits(p: float) -> float:
 def mine_mutual_information(generator: Member, encoders: list[Member], images: int, *, batch_size: int = 32,
                             seed: int = 0, start: int = 0, quantile: float = 0.9, calibration_batches: int = 1,
                             base: float = math.e, grid: int | None = None, progress: bool = False,
-                            return_counts: bool = False) -> dict:
+                            return_counts: bool = False, device: str = "cpu") -> dict:
     """MI tables (n_g, n_d) of the generator against every encoder, from binarised maps, streamed.
 
         mi = mine_mutual_information(gan, encoders, images=500, quantile=0.9)   # {"lite-clip": tensor}
 
-    The same images as :func:`rosetta_lite.mine.mine` with the same ``seed`` and ``start``;
-    maps brought to the same grid (bilinear). Thresholds: per unit, the ``quantile`` of its
-    values over the first ``calibration_batches`` batches, then frozen. With
-    ``return_counts`` the values are the :class:`JointCounts` instead of MI tables.
+    The one mining pass, :func:`rosetta_lite.mine.mine` with ``similarity="mi"``: the same
+    images with the same ``seed`` and ``start``, maps brought to the same grid (bilinear).
+    Thresholds: per unit, the ``quantile`` of its values over the calibration images, the
+    first ``calibration_batches * batch_size`` latents of the stream ``seed`` (the first
+    batches of the run when ``start`` is 0), then frozen. With ``return_counts`` the values
+    are the :class:`JointCounts` instead of MI tables.
     """
-    if images < batch_size:
-        raise ValueError(f"images ({images}) must be at least one batch ({batch_size})")
-    if not encoders:
-        raise ValueError("need at least one encoder")
-    layers, _, _, grids = plan(generator, encoders, grid)
-    batches = (images + batch_size - 1) // batch_size
-    calibration_batches = max(1, min(calibration_batches, batches))
-    counts: dict[str, JointCounts] = {}
-    thresholds: dict[tuple[str, int], torch.Tensor] = {}  # (model, grid) -> per unit
-    held: list[dict] = []
-    bar = tqdm(total=images, desc="mutual information", unit="img", disable=not progress)
+    from rosetta_lite.mine import mine
 
-    def rows_of(batch: int) -> dict:
-        first = start + batch * batch_size
-        count = min(batch_size, start + images - first)
-        z = latents(generator, seed, first, count)
-        generated, g_maps = record_generator(generator, z)
-        rows = {}
-        for e in encoders:
-            g_key = (generator.name, grids[e.name])
-            if g_key not in rows:
-                rows[g_key] = maps_to_rows(g_maps, layers[generator.name], grids[e.name])
-            rows[e.name, grids[e.name]] = maps_to_rows(record_encoder(e, generated), layers[e.name], grids[e.name])
-        bar.update(count)
-        return rows
-
-    def count_batch(rows: dict) -> None:
-        binary = {key: value > thresholds[key] for key, value in rows.items()}
-        for e in encoders:
-            g_bin, d_bin = binary[generator.name, grids[e.name]], binary[e.name, grids[e.name]]
-            if e.name not in counts:
-                counts[e.name] = JointCounts(g_bin.shape[1], d_bin.shape[1])
-            counts[e.name].update(g_bin, d_bin)
-
-    with torch.no_grad():
-        for batch in range(calibration_batches):
-            held.append(rows_of(batch))
-        for key in held[0]:
-            thresholds[key] = top_quantile_thresholds(torch.cat([h[key] for h in held]), quantile)
-        for rows in held:
-            count_batch(rows)
-        held.clear()
-        for batch in range(calibration_batches, batches):
-            count_batch(rows_of(batch))
-    bar.close()
+    if calibration_batches < 1:
+        raise ValueError(f"calibration_batches must be at least 1, got {calibration_batches}")
+    result = mine(generator, encoders, images, batch_size=batch_size, seed=seed, start=start, grid=grid,
+                  progress=progress, device=device, similarity="mi", quantile=quantile,
+                  calibration_images=calibration_batches * batch_size)
     if return_counts:
-        return counts
-    return {name: acc.mutual_information(base) for name, acc in counts.items()}
+        return dict(result.pairs)
+    return {name: acc.mutual_information(base) for name, acc in result.pairs.items()}
 
 
 def buddy_overlap(dictionary, tables: dict[str, torch.Tensor], k: int | None = None) -> dict[str, dict]:

@@ -21,7 +21,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from rosetta_lite.stats import Centred, centre
+from rosetta_lite.stats import Centred, centre, scratch
 
 
 @lru_cache(maxsize=64)
@@ -35,13 +35,27 @@ def interpolation_matrix(size: int, grid: int) -> torch.Tensor:
     return out[:, 0, :, 0].T.contiguous()  # (grid, size)
 
 
-def _apply_both_axes(matrix: torch.Tensor, maps_bhwu: torch.Tensor) -> torch.Tensor:
-    """``matrix`` (m, n) applied to rows and columns of (B, n, n, U) maps: (B, m, m, U)."""
+def _apply_both_axes(matrix: torch.Tensor, maps_bhwu: torch.Tensor, buffer: str | None = None) -> torch.Tensor:
+    """``matrix`` (m, n) applied to rows and columns of (B, n, n, U) maps: (B, m, m, U).
+
+    ``buffer`` names reused buffers (:func:`rosetta_lite.stats.scratch`) for the two passes;
+    the result then lives until the next call with that name.
+    """
     b, n, _, u = maps_bhwu.shape
     m = matrix.shape[0]
-    along_x = torch.matmul(matrix, maps_bhwu.reshape(b * n, n, u))  # (B*n, m, U)
-    along_y = torch.matmul(matrix, along_x.reshape(b, n, m * u))  # (B, m, m*U)
+    outs = ({} if buffer is None else
+            ({"out": scratch(buffer + "/x", (b * n, m, u), maps_bhwu)}, {"out": scratch(buffer, (b, m, m * u), maps_bhwu)}))
+    along_x = torch.matmul(matrix, maps_bhwu.reshape(b * n, n, u), **(outs[0] if outs else {}))  # (B*n, m, U)
+    along_y = torch.matmul(matrix, along_x.reshape(b, n, m * u), **(outs[1] if outs else {}))  # (B, m, m*U)
     return along_y.reshape(b, m, m, u)
+
+
+def _gram_squares(maps_bhwu: torch.Tensor, gram: torch.Tensor) -> torch.Tensor:
+    """Per unit, sum over images of d^T (G (x) G) d for (B, s, s, U) maps: float64 (U,)."""
+    b, s, _, u = maps_bhwu.shape
+    along_x = torch.matmul(gram, maps_bhwu.reshape(b * s, s, u), out=scratch("gram_x", (b * s, s, u), maps_bhwu))
+    both = torch.matmul(gram, along_x.view(b, s, s * u), out=scratch("gram_xy", (b, s, s * u), maps_bhwu))
+    return both.mul_(maps_bhwu.reshape(b, s, s * u)).view(-1, u).sum(0).double()
 
 
 class Resampler:
@@ -53,6 +67,7 @@ class Resampler:
     def __init__(self, grid: int, device: torch.device | str = "cpu") -> None:
         self.grid, self.device = grid, device
         self._matrices: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self._weights: dict[tuple, torch.Tensor | None] = {}
 
     def _for(self, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(P1^T, P1^T P1, column sums of P1) for maps of side ``size``, float32."""
@@ -61,32 +76,62 @@ class Resampler:
             self._matrices[size] = tuple(t.float().to(self.device) for t in (p1.T.contiguous(), p1.T @ p1, p1.sum(0)))
         return self._matrices[size]
 
+    def weights(self, size: int, images: int) -> torch.Tensor:
+        """Weight of every native row in the sums over the grid, (images * size^2,): c(y) c(x), c = P1^T 1."""
+        key = (size, images)
+        if key not in self._weights:
+            w1 = self._for(size)[2]
+            self._weights[key] = (w1[:, None] * w1[None, :]).flatten().repeat(images).contiguous()
+        return self._weights[key]
+
+    def transfer(self, size: int, side: int) -> torch.Tensor | None:
+        """``P_side^T P_size`` (side, size), float32: a size-map resized to the grid, then carried to ``side``.
+
+            r = Resampler(32); r.transfer(4, 8)   # (8, 4); None when both are the grid (identity)
+
+        Applied on both axes of a map of side ``size``, it gives the rows that meet maps of
+        side ``side`` (centred by :meth:`centre`) with the statistics of both on the grid.
+        """
+        key = ("transfer", size, side)
+        if key not in self._weights:
+            eye_grid = torch.eye(self.grid, dtype=torch.float64)
+            up = eye_grid if size == self.grid else interpolation_matrix(size, self.grid)  # (grid, size)
+            down = eye_grid if side == self.grid else interpolation_matrix(side, self.grid)  # (grid, side)
+            matrix = None if size == side == self.grid else (down.T @ up).float().to(self.device).contiguous()
+            self._weights[key] = matrix
+        return self._weights[key]
+
     def adjoint(self, centred: Centred, size: int) -> Centred:
         """Grid rows (B * grid^2, U) carried to a size x size raster by P^T; statistics kept."""
         if size == self.grid:
             return centred
         p1_t, _, _ = self._for(size)
         units = centred.rows.shape[1]
-        maps_bhwu = centred.rows.view(-1, self.grid, self.grid, units)
-        rows = _apply_both_axes(p1_t, maps_bhwu).reshape(-1, units)
-        return Centred(centred.count, rows, centred.mean, centred.m2, centred.residual)
+        b, n = centred.rows.shape[0] // (self.grid * self.grid), self.grid
+        # two passes into buffers kept per (grid, size): the batch's rows live until the next batch
+        along_x = torch.matmul(p1_t, centred.rows.view(b * n, n, units),
+                               out=scratch(f"adjoint_x/{n}/{size}", (b * n, size, units), centred.rows))
+        rows = torch.matmul(p1_t, along_x.view(b, n, size * units),
+                            out=scratch(f"adjoint/{n}/{size}", (b, size, size * units), centred.rows))
+        return Centred(centred.count, rows.view(-1, units), centred.mean, centred.m2, centred.residual)
 
     def centre(self, rows: torch.Tensor, size: int) -> Centred:
         """Centre native rows (B * size^2, U) as if resized to the grid; rows are overwritten.
 
         ``count`` is the number of grid positions, and mean, m2 and residual are those
         of the resized maps, so the result meets grid rows shrunk by :meth:`adjoint`.
+        Weighted sums are matrix-vector products (no temporary of the rows' size).
         """
         if size == self.grid:
             return centre(rows, in_place=True)
-        _, gram, weights_1d = self._for(size)
+        _, gram, _ = self._for(size)
         units = rows.shape[1]
-        maps_bhwu = rows.view(-1, size, size, units)
-        count = maps_bhwu.shape[0] * self.grid * self.grid
-        weights = (weights_1d[:, None] * weights_1d[None, :])[None, :, :, None]  # (1, s, s, 1)
-        approx = (maps_bhwu * weights).sum((0, 1, 2)) / count
-        maps_bhwu.sub_(approx)
-        residual = (maps_bhwu * weights).sum((0, 1, 2)).double().cpu()
-        squares = (maps_bhwu * _apply_both_axes(gram, maps_bhwu)).sum((0, 1, 2)).double().cpu()
-        mean = approx.double().cpu() + residual / count
+        images = rows.shape[0] // (size * size)
+        weights = self.weights(size, images)
+        count = images * self.grid * self.grid
+        approx = (weights @ rows) / count
+        rows.sub_(approx)
+        residual = (weights @ rows).double()
+        squares = _gram_squares(rows.view(images, size, size, units), gram)
+        mean = approx.double() + residual / count
         return Centred(count, rows, mean, squares - residual.square() / count, residual)

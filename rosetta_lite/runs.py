@@ -16,8 +16,6 @@ from rosetta_lite.dictionary import CONTROL_SUFFIX, RosettaDictionary, build_dic
 from rosetta_lite.files import writable_dir
 from rosetta_lite.mine import MiningResult, mine
 
-
-
 ZOOS = ("lite", "full", "lite-untrained", "full-untrained")
 
 
@@ -52,17 +50,26 @@ def control_members(encoders: list[zoo.Member], seed: int) -> list[zoo.Member]:
 
 def mine_zoo(scale: str = "lite", images: int = 2000, out: str | Path = "runs/mine", *, k: int = 3,
              mode: str = "mutual", control: bool = True, control_seed: int = 1, generator: str | None = None,
-             encoders: list[str] | None = None, **mine_options) -> dict:
+             encoders: list[str] | None = None, **mine_options) -> dict | None:
     """Mine a zoo, save its dictionary (and the control's), return their summaries.
 
         mine_zoo("lite", images=200, out="runs/quick")
+        mine_zoo("lite", images=200, out="runs/mi", similarity="mi")   # best buddies by mutual information
+
+    ``mine_options`` go to :func:`rosetta_lite.mine.mine` (``similarity``, ``device``,
+    ``precision``, ...). Under torchrun only rank 0 saves and returns the summary; the
+    other processes return None.
     """
+    from rosetta_lite import distributed
+
     out = writable_dir(out)
     gan, trained = zoo_members(scale, generator, encoders)
     controls = control_members(trained, control_seed) if control else []
     result = mine(gan, trained + controls, images, out=out,
                   control_seed=control_seed if control else None, **mine_options)
     result.settings.extra["zoo"] = scale
+    if distributed.active() and distributed.dist.get_rank() != 0:
+        return None
     return save_dictionaries(result, out, k=k, mode=mode)
 
 
@@ -74,7 +81,8 @@ def save_dictionaries(result: MiningResult, out: str | Path, k: int = 3, mode: s
     controls = [n for n in names if n.endswith(CONTROL_SUFFIX)]
     dictionary = build_dictionary(result, k, mode=mode, encoders=trained)
     dictionary.save(out)
-    summary = {"images": result.settings.images, "out": str(out), "trained": dictionary.summary()}
+    summary = {"images": result.settings.images, "out": str(out), "similarity": result.settings.similarity,
+               "trained": dictionary.summary()}
     if controls:
         control = build_dictionary(result, k, mode=mode, encoders=controls)
         control.save(out / "control")

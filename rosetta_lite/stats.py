@@ -7,6 +7,9 @@ matrix multiply of the batch-centred data, in float32, then a float64 merge of m
 centred co-moments (Chan, Golub and LeVeque's pairwise update). The result is the
 Pearson correlation over every sample ever seen, not an average of per-batch scores,
 and two accumulators over disjoint data merge exactly (``merge``).
+
+Accumulators live on the device of the rows they are given (float64 on a GPU too), so
+that a batch never travels back to the CPU; ``state_dict`` returns CPU tensors.
 """
 
 from __future__ import annotations
@@ -18,6 +21,30 @@ import torch
 #: a unit is dead when its standard deviation is at most this fraction of its mean's size
 #: (or zero): a constant up to float32 rounding, whatever the scale of the model's units
 DEAD_RELATIVE_STD = 1e-6
+
+_SCRATCH: dict[str, torch.Tensor] = {}
+
+
+def scratch(tag: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """A reusable buffer of ``shape`` (dtype and device of ``like``), one per ``tag``.
+
+        buffer = scratch("squares", rows.shape, rows)   # overwritten by the next call with this tag
+
+    On the CPU a fresh multi-megabyte temporary per batch costs more in page faults than
+    the arithmetic that fills it, and many small chunked operations each pay a thread
+    synchronisation; one buffer per role, kept between batches, avoids both. On a GPU the
+    caching allocator already does this, so a fresh tensor is returned. The buffers are
+    per process: two mining loops in threads of one process would overwrite each other's.
+    """
+    numel = 1
+    for side in shape:
+        numel *= side
+    if like.device.type != "cpu":
+        return torch.empty(shape, dtype=like.dtype, device=like.device)
+    held = _SCRATCH.get(tag)
+    if held is None or held.dtype != like.dtype or held.numel() < numel:
+        held = _SCRATCH[tag] = torch.empty(numel, dtype=like.dtype)
+    return held[:numel].view(shape)
 
 
 def _dead(variance: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
@@ -38,23 +65,29 @@ class Centred:
     residual: torch.Tensor  # (units,) float64, column sums of ``rows`` (0 up to rounding)
 
 
-def centre(rows: torch.Tensor, *, in_place: bool = False, chunk: int = 2048) -> Centred:
+def column_squares(rows: torch.Tensor) -> torch.Tensor:
+    """Per column, the sum of squares of ``rows`` (N, units), as float64 on the rows' device.
+
+        column_squares(torch.ones(10, 3))   # tensor([10., 10., 10.], dtype=torch.float64)
+    """
+    return torch.mul(rows, rows, out=scratch("squares", tuple(rows.shape), rows)).sum(0).double()
+
+
+def centre(rows: torch.Tensor, *, in_place: bool = False) -> Centred:
     """Centre rows (N, units) about their float32 mean; exact statistics in float64.
 
         c = centre(torch.randn(1000, 8))
 
     ``in_place=True`` overwrites ``rows`` (for fresh matrices: no second one of the full
-    size is allocated); squares are summed in chunks of rows for the same reason.
+    size is allocated); squares go through a reused buffer for the same reason.
     """
     rows = rows.float()
-    approx = rows.mean(0)
-    centred = rows.sub_(approx) if in_place else rows - approx
-    residual = centred.sum(0).double().cpu()
     count = rows.shape[0]
-    squares = torch.zeros(rows.shape[1], dtype=torch.float64)
-    for part in centred.split(chunk):
-        squares += (part * part).sum(0).double().cpu()
-    mean = approx.double().cpu() + residual / count
+    approx = rows.sum(0) / count
+    centred = rows.sub_(approx) if in_place else rows - approx
+    residual = centred.sum(0).double()
+    squares = column_squares(centred)
+    mean = approx.double() + residual / count
     return Centred(count, centred, mean, squares - residual.square() / count, residual)
 
 
@@ -87,6 +120,23 @@ class CoMoments:
             self.mean_b, self.m2_b = torch.zeros(self.n_b, **f64), torch.zeros(self.n_b, **f64)
             self.cross = torch.zeros(self.n_a, self.n_b, **f64)
 
+    @property
+    def device(self) -> torch.device:
+        return self.cross.device
+
+    def to(self, device: torch.device | str) -> "CoMoments":
+        """Move the accumulator to ``device`` (in place); returns self.
+
+            acc.to("cuda")
+        """
+        for name in ("mean_a", "mean_b", "m2_a", "m2_b", "cross"):
+            setattr(self, name, getattr(self, name).to(device))
+        return self
+
+    def similarity(self) -> torch.Tensor:
+        """The table best buddies rank: the Pearson correlation (see :meth:`correlation`)."""
+        return self.correlation()
+
     def update(self, rows_a: "torch.Tensor | Centred", rows_b: "torch.Tensor | Centred | None" = None) -> None:
         """Add a batch: rows (N, n_a) and (N, n_b), one sample per row, raw or already centred.
 
@@ -107,39 +157,63 @@ class CoMoments:
 
         Every block's ``a`` carries the same statistics (one batch of a, possibly carried
         to another raster by :class:`rosetta_lite.resample.Resampler`); one multiply per
-        block, on centred float32 rows. The residual sums correct for the float32 mean
-        not being exactly the batch mean.
+        block, on centred float32 rows, added straight into the float64 table. The
+        residual sums (the float32 mean not being exactly the batch mean) and Chan's
+        shift of the running means are then one rank-2 update of the whole table.
         """
         first = blocks[0][0]
         count = first.count
-        cross = torch.empty(self.n_a, self.n_b, dtype=torch.float64)
-        mean_b, m2_b = torch.empty(self.n_b, dtype=torch.float64), torch.empty(self.n_b, dtype=torch.float64)
+        device = self.cross.device
+        if first.mean.device != device and self.count == 0:
+            self.to(first.mean.device)  # a fresh accumulator follows its data
+            device = self.cross.device
+        mean_b, m2_b, residual_b = (torch.empty(self.n_b, dtype=torch.float64, device=device) for _ in range(3))
         for a, b, columns in blocks:
             if a.count != count or b.count != count:
                 raise ValueError("every block of a batch must count the same samples")
-            product = (a.rows.T @ b.rows).to(torch.float64).cpu()
-            cross[:, columns] = product - torch.outer(a.residual, b.residual) / count
-            mean_b[columns], m2_b[columns] = b.mean, b.m2
-        self._merge(count, first.mean, mean_b, first.m2, m2_b, cross)
+            mean_b[columns], m2_b[columns], residual_b[columns] = b.mean, b.m2, b.residual
+        total = self.count + count
+        weight = self.count * count / total
+        delta_a, delta_b = first.mean - self.mean_a, mean_b - self.mean_b
+        for a, b, columns in blocks:
+            product = a.rows.T @ b.rows
+            if isinstance(columns, slice) and columns == slice(None):
+                self.cross += product
+            else:
+                self.cross[:, columns] += product
+        left = torch.stack([first.residual, delta_a], 1)  # (n_a, 2)
+        right = torch.stack([residual_b * (-1.0 / count), delta_b * weight])  # (2, n_b)
+        self.cross.addmm_(left, right)
+        self._merge_vectors(count, first.mean, mean_b, first.m2, m2_b)
 
-    def _merge(self, n, mean_a, mean_b, m2_a, m2_b, cross) -> None:
+    def _merge_vectors(self, n, mean_a, mean_b, m2_a, m2_b) -> None:
         total = self.count + n
-        if total == 0:
-            return
         weight = self.count * n / total
         delta_a, delta_b = mean_a - self.mean_a, mean_b - self.mean_b
-        self.cross += cross + weight * torch.outer(delta_a, delta_b)
         self.m2_a += m2_a + weight * delta_a.square()
         self.m2_b += m2_b + weight * delta_b.square()
         self.mean_a += delta_a * (n / total)
         self.mean_b += delta_b * (n / total)
         self.count = total
 
+    def _merge(self, n, mean_a, mean_b, m2_a, m2_b, cross) -> None:
+        total = self.count + n
+        if total == 0:
+            return
+        weight = self.count * n / total
+        self.cross += cross
+        self.cross.addr_(mean_a - self.mean_a, mean_b - self.mean_b, alpha=weight)
+        self._merge_vectors(n, mean_a, mean_b, m2_a, m2_b)
+
     def merge(self, other: "CoMoments") -> "CoMoments":
         """Fold in an accumulator of disjoint data (shards, other processes); returns self."""
+        if not isinstance(other, CoMoments):
+            raise ValueError(f"cannot merge a {type(other).__name__} into Pearson co-moments")
         if (other.n_a, other.n_b, other.same) != (self.n_a, self.n_b, self.same):
             raise ValueError(f"cannot merge a ({other.n_a}, {other.n_b}) accumulator into ({self.n_a}, {self.n_b})")
-        self._merge(other.count, other.mean_a, other.mean_b, other.m2_a, other.m2_b, other.cross)
+        device = self.cross.device
+        self._merge(other.count, *(t.to(device) for t in (other.mean_a, other.mean_b, other.m2_a, other.m2_b,
+                                                           other.cross)))
         return self
 
     def variance_a(self) -> torch.Tensor:
@@ -156,22 +230,22 @@ class CoMoments:
         return _dead(self.variance_b(), self.mean_b)
 
     def correlation(self) -> torch.Tensor:
-        """Pearson correlation (n_a, n_b), float64; rows and columns of dead units are 0."""
+        """Pearson correlation (n_a, n_b), float64, on the CPU; rows and columns of dead units are 0."""
         if self.count < 2:
             raise ValueError(f"need at least 2 samples for a correlation, have {self.count}")
         dead_a, dead_b = self.dead_a(), self.dead_b()
         scale_a = torch.where(dead_a, torch.inf, self.m2_a).rsqrt()
         scale_b = torch.where(dead_b, torch.inf, self.m2_b).rsqrt()
         corr = self.cross * scale_a[:, None] * scale_b[None, :]
-        return corr.clamp_(-1.0, 1.0)
+        return corr.clamp_(-1.0, 1.0).cpu()
 
     def state_dict(self, prefix: str = "") -> dict[str, torch.Tensor]:
-        """Tensors for saving (safetensors); the count is a 1-element int64 tensor."""
+        """Tensors for saving (safetensors), on the CPU; the count is a 1-element int64 tensor."""
         state = {"count": torch.tensor([self.count], dtype=torch.int64), "mean_a": self.mean_a,
                  "m2_a": self.m2_a, "cross": self.cross}
         if not self.same:
             state.update(mean_b=self.mean_b, m2_b=self.m2_b)
-        return {prefix + k: v.contiguous() for k, v in state.items()}
+        return {prefix + k: v.contiguous().cpu() for k, v in state.items()}
 
     @classmethod
     def from_state_dict(cls, state: dict[str, torch.Tensor], prefix: str = "", same: bool = False) -> "CoMoments":

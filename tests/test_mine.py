@@ -127,3 +127,68 @@ def test_cli_mine_and_merge(tmp_path, capsys):
     assert "mined 24 images" in capsys.readouterr().out
     assert main(["mine", "--zoo", "lite-untrained", "--encoders", "lite-nothing", "--out", str(tmp_path / "c")]) == 2
     assert "unknown zoo member 'lite-nothing'" in capsys.readouterr().err
+
+
+def test_precision_context_sets_autocast_and_restores_tf32():
+    from rosetta_lite.mine import precision_context
+
+    before = torch.backends.cuda.matmul.allow_tf32
+    with precision_context("bf16", "cpu"):
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        assert torch.backends.cuda.matmul.allow_tf32
+        assert (torch.randn(4, 4) @ torch.randn(4, 4)).dtype == torch.bfloat16
+    with precision_context("fp32", "cpu"):
+        assert not torch.is_autocast_enabled("cpu") and not torch.backends.cuda.matmul.allow_tf32
+    assert torch.backends.cuda.matmul.allow_tf32 == before
+    with pytest.raises(ValueError, match=r"precision must be one of \['fp32', 'tf32', 'bf16', 'fp16'\], got 'fp8'"):
+        with precision_context("fp8", "cpu"):
+            pass
+
+
+def test_half_precision_activations_keep_float64_statistics(members, reference_run):
+    gan, encoders = members
+    half = mine(gan, encoders, images=48, batch_size=16, progress=False, precision="bf16")
+    for name in reference_run.pairs:
+        got, exact = half.correlation(name), reference_run.correlation(name)
+        assert got.dtype == torch.float64 and half.pairs[name].cross.dtype == torch.float64
+        assert torch.isfinite(got).all() and 0 < (got - exact).abs().max() < 0.5  # bf16 maps: close, not exact
+    with pytest.raises(ValueError, match="cannot merge runs with different"):
+        half.merge(mine(gan, encoders, images=16, batch_size=16, start=48, progress=False))
+    with pytest.raises(ValueError, match="precision must be one of"):
+        mine(gan, encoders, images=16, batch_size=16, progress=False, precision="half")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="torch sees no CUDA GPU"):
+            mine(gan, encoders, images=16, batch_size=16, progress=False, device="cuda")
+
+
+def test_fingerprint_of_a_default_run_ignores_the_later_settings(reference_run):
+    import hashlib
+    from dataclasses import asdict
+
+    settings = reference_run.settings
+    keep = {k: v for k, v in asdict(settings).items()
+            if k not in ("device", "batch_size", "extra", "similarity", "quantile", "calibration_images", "precision")}
+    # what runs saved before similarity and precision existed were fingerprinted with: they still resume
+    assert settings.fingerprint() == hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def test_bench_mining_reports_errors_per_precision_and_stands_in_a_generator(monkeypatch):
+    from rosetta_lite import bench_mining
+
+    real = bench_mining.zoo_registry.names
+    monkeypatch.setattr(bench_mining.zoo_registry, "names",
+                        lambda scale=None, kind=None: [] if (scale, kind) == ("full", "generator") else real(scale, kind))
+    gan, encoders, stand_in = bench_mining.bench_members("full-untrained", encoders=["resnet50"])
+    assert stand_in == gan.name == real(None, "generator")[0] and not gan.pretrained
+    monkeypatch.setattr(bench_mining, "peak_memory_mb", lambda *args: {"rss": 1.0})  # its own process; not here
+    report = bench_mining.run("lite-untrained", images=16, batch_size=16, exact_images=16, rss_images=16, repeats=2,
+                              precision="bf16", encoders=["lite-resnet-sup"])
+    assert report["precision"] == "bf16" and report["device"] == "cpu" and "peak_gpu_memory_mb" not in report
+    errors = report["max_abs_err_vs_float64_by_precision"]
+    assert set(errors) == {"fp32", "bf16"} and errors["fp32"] < 1e-5 < errors["bf16"]
+    assert len(report["all_times_s"]["mining"]) == 2 and report["mining_s"] == min(report["all_times_s"]["mining"])
+    with pytest.raises(RuntimeError, match="no CUDA GPU"):
+        if not torch.cuda.is_available():
+            bench_mining.run("lite-untrained", device="cuda")
+        else:
+            raise RuntimeError("no CUDA GPU (skipped: this machine has one)")

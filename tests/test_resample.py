@@ -37,3 +37,26 @@ def test_statistics_at_native_size_equal_those_of_resized_maps():
     assert torch.allclose(got.mean_b, expected.mean_b, atol=1e-6)
     assert torch.allclose(got.m2_b, expected.m2_b, rtol=1e-5)
     assert (got.correlation() - expected.correlation()).abs().max() < 1e-5
+
+
+def test_transfer_carries_a_native_map_to_any_side_with_grid_statistics():
+    from rosetta_lite.resample import _apply_both_axes
+
+    g = torch.Generator().manual_seed(1)
+    coarse = torch.randn(2, 3, 4, 4, dtype=torch.float64, generator=g)  # a generator layer at 4 x 4
+    fine = torch.randn(2, 5, 8, 8, dtype=torch.float64, generator=g)  # an encoder layer at 8 x 8
+    resampler = Resampler(16)
+    expected = torch.einsum("bchw,bdhw->cd", upsample(coarse, 16), upsample(fine, 16))
+    carried = _apply_both_axes(resampler.transfer(4, 8).double(), coarse.permute(0, 2, 3, 1))  # (2, 8, 8, 3)
+    got = torch.einsum("bhwc,bdhw->cd", carried, fine)
+    assert torch.allclose(got, expected, rtol=1e-5, atol=1e-5)
+    assert resampler.transfer(16, 16) is None and resampler.transfer(4, 16).shape == (16, 4)
+
+
+def test_scratch_buffers_are_reused_and_squares_are_exact():
+    from rosetta_lite.stats import column_squares, scratch
+
+    rows = torch.randn(300, 7)
+    first = scratch("test", (10, 7), rows)
+    assert scratch("test", (5, 7), rows).data_ptr() == first.data_ptr()  # same memory, no new allocation
+    assert torch.allclose(column_squares(rows), rows.double().square().sum(0), rtol=1e-6)
