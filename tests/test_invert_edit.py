@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from rosetta_lite import zoo
-from rosetta_lite.edit import (box_mask, edit, fill_region, paste_maps, remove, scale_unit, shift,
-                               shift_maps, zoom_maps)
-from rosetta_lite.invert import (InversionError, Objective, activation_match, invert, prepare_target,
-                                 rosetta_pairs)
+from rosetta_lite.edit import (add, box_mask, edit, evaluate_editing, fill_region, paste, paste_maps,
+                               pixel_transform, remove, scale_unit, shift, shift_maps, zoom, zoom_maps)
+from rosetta_lite.invert import (InversionError, Objective, activation_match, check_dictionary, invert,
+                                 prepare_target, rosetta_pairs, standardise)
 from rosetta_lite.metrics import mean_ci, paired_difference, psnr, ssim
 from rosetta_lite.runs import load_dictionaries
 
@@ -71,9 +71,109 @@ def test_paste_fill_and_box():
     assert moved[0, 0, 4, 4] == 1 and moved.sum() == 1
     filled = fill_region(a, 5.0, (0, 0, 0.25, 1.0))
     assert filled[0, 0, :2].eq(5).all() and filled[0, 0, 2:].eq(0).all()
-    assert remove()("b4", _dot(), torch.tensor([0.5])).eq(0.5).all()
+    assert remove(everywhere=True)("b4", _dot(), torch.tensor([0.5])).eq(0.5).all()
     scaled = scale_unit(3.0)("b4", _dot(), torch.tensor([0.0]))
     assert scaled.max() == 3.0
+
+
+@pytest.mark.parametrize("dx, dy", [(0.25, 0), (-0.25, 0), (0, 0.25), (0, -0.375), (0.5, -0.25),
+                                    (-0.125, 0.625), (1.0, 0), (0, -1.5)])
+def test_shift_any_direction_and_amount(dx, dy):
+    maps = torch.arange(64.0).view(1, 1, 8, 8) + 1  # every cell distinct and positive
+    out = shift_maps(maps, dx, dy, resting=-1.0)
+    sx, sy = int(dx * 8), int(dy * 8)
+    for y in range(8):
+        for x in range(8):
+            src_y, src_x = y - sy, x - sx
+            expected = maps[0, 0, src_y, src_x] if 0 <= src_y < 8 and 0 <= src_x < 8 else -1.0
+            assert out[0, 0, y, x] == expected, (y, x)
+
+
+def test_shift_by_a_fraction_of_a_cell_is_consistent_across_resolutions():
+    """A shift is a fraction of the side: 0.1 moves a 4 x 4 map by 0.4 cell and a 32 x 32 map
+    by 3.2 cells, the same distance in the image (not 0 and 3 cells after rounding)."""
+    ramp = lambda n: ((torch.arange(n) + 0.5) / n).view(1, 1, 1, n).expand(1, 1, n, n)  # value = x
+    for n in (4, 8, 32):
+        out = shift_maps(ramp(n), 0.1, 0.0, resting=-5.0)
+        inside = ramp(n) - 0.1 >= 0.5 / n  # cells whose source lies between the first and last centre
+        assert torch.allclose(out[inside], (ramp(n) - 0.1)[inside], atol=1e-5), n
+        uncovered = int(0.1 * n - 0.5)  # cells whose source is a whole cell or more outside the map
+        assert out[..., :uncovered].eq(-5.0).all() and out[..., 0].lt(0).all(), n  # at (or towards) rest
+    half = shift_maps(torch.ones(1, 1, 4, 4), 0.125, 0.0, resting=0.0)  # half a cell
+    assert torch.allclose(half[0, 0, :, 0], torch.full((4,), 0.5)) and half[0, 0, :, 1:].eq(1).all()
+
+
+def test_zoom_out_shrinks_about_centre_and_in_out_are_inverse_inside():
+    maps = torch.zeros(1, 1, 8, 8)
+    maps[..., 2:6, 2:6] = 1.0  # central 4 x 4 block
+    zout = zoom_maps(maps, 0.5, resting=0.0)
+    assert (zout > 0.5).sum() == 4 and zout[0, 0, 3:5, 3:5].gt(0.5).all()  # the block halves per side
+    assert zout[0, 0, 0].eq(0).all() and zout[0, 0, :, 0].eq(0).all()  # uncovered border at rest
+    smooth = torch.linspace(0, 1, 16).view(1, 1, 1, 16).expand(2, 3, 16, 16)
+    back = zoom_maps(zoom_maps(smooth, 0.5), 2.0)
+    assert torch.allclose(back[..., 4:12, 4:12], smooth[..., 4:12, 4:12], atol=0.05)
+    per_channel = zoom_maps(torch.zeros(1, 2, 8, 8), 0.5, resting=torch.tensor([3.0, 4.0]))
+    assert per_channel[0, 0, 0, 0] == 3.0 and per_channel[0, 1, 0, 0] == 4.0
+    assert zoom(2.0)("b8", maps, torch.tensor([0.0])).shape == maps.shape
+
+
+def test_edge_fill_repeats_the_border_instead_of_rest():
+    maps = torch.arange(16.0).view(1, 1, 4, 4)
+    moved = shift_maps(maps, 0.25, 0.0, resting=-1.0, fill="edge")
+    assert torch.equal(moved[..., 1:], maps[..., :3]) and torch.equal(moved[..., 0], maps[..., 0])
+    out = zoom_maps(torch.ones(1, 1, 8, 8), 0.5, resting=-2.0, fill="edge")
+    assert torch.allclose(out, torch.ones(1, 1, 8, 8))  # nothing at rest: the border goes on
+    with pytest.raises(ValueError, match="fill"):
+        zoom_maps(maps, 0.5, fill="mirror")
+
+
+def test_paste_edit_copies_a_region_between_images_for_the_edited_channels():
+    dst = torch.zeros(2, 2, 8, 8)
+    source = {"b8": torch.stack([torch.full((3, 8, 8), 1.0), torch.full((3, 8, 8), 2.0)])}
+    source["b8"][:, 2] = 9.0  # a channel that is not edited must not leak in
+    fn = paste(source, (0.0, 0.0, 0.5, 1.0))
+    out = fn("b8", dst, torch.zeros(2), channels=[0, 1])
+    assert out[0, :, :4].eq(1).all() and out[1, :, :4].eq(2).all() and out[:, :, 4:].eq(0).all()
+    assert getattr(fn, "local", False)
+    moved = paste({"b8": source["b8"][:1]}, (0.0, 0.0, 0.25, 0.25), to=(0.75, 0.75))("b8", dst, torch.zeros(2),
+                                                                                        channels=[0, 1])
+    assert moved[:, :, 6:, 6:].eq(1).all() and moved.sum() == 2 * 2 * 4  # same source for every image
+
+
+def test_remove_brings_the_concept_down_to_rest_only_where_it_is_high():
+    maps = torch.full((1, 2, 4, 4), -1.0)
+    maps[..., 1:3, 1:3] = 5.0  # the concept: high in the middle, below rest elsewhere
+    rest = torch.tensor([0.5, 1.0])
+    out = remove()("b4", maps, rest)
+    assert out[0, 0, 1:3, 1:3].eq(0.5).all() and out[0, 1, 1:3, 1:3].eq(1.0).all()
+    assert out[..., 0, :].eq(-1).all()  # absent cells stay absent
+    everywhere = remove(everywhere=True)("b4", maps, rest)
+    assert everywhere[0, 0].eq(0.5).all() and everywhere[0, 1].eq(1.0).all()
+
+
+def test_add_raises_a_concept_inside_a_box_only():
+    maps = torch.zeros(1, 2, 8, 8)
+    rest, std = torch.tensor([1.0, 2.0]), torch.tensor([0.5, 3.0])
+    out = add((0.5, 0.0, 1.0, 0.5), strength=2.0)("b8", maps, rest, std=std)
+    assert out[0, 0, 4:, :4].eq(2.0).all() and out[0, 1, 4:, :4].eq(8.0).all()  # rest + 2 std, per unit
+    assert out[0, :, :4].eq(0).all() and out[0, :, :, 4:].eq(0).all()
+    assert add((0, 0, 1, 1), 3.0)("b8", maps, rest).eq(rest.view(1, 2, 1, 1) + 3).all()  # no std: 1
+
+
+def test_scale_unit_scales_the_deviation_from_rest_inside_a_box():
+    maps = torch.tensor([[[[1.0, 3.0], [5.0, 2.0]]]])
+    out = scale_unit(3.0)("b4", maps, torch.tensor([2.0]))
+    assert torch.equal(out, torch.tensor([[[[-1.0, 5.0], [11.0, 2.0]]]]))  # rest + 3 (x - rest)
+    boxed = scale_unit(0.0, (0.0, 0.0, 0.5, 1.0))("b4", maps, torch.tensor([2.0]))
+    assert torch.equal(boxed, torch.tensor([[[[2.0, 2.0], [5.0, 2.0]]]]))  # top row to rest, bottom kept
+
+
+def test_pixel_transform_matches_the_map_transform():
+    images = torch.rand(2, 3, 8, 8)
+    moved, covered = pixel_transform(images, "shift", (0.25, 0.0))
+    assert torch.equal(moved[..., 2:], images[..., :6]) and covered[..., :2].logical_not().all()
+    with pytest.raises(ValueError, match="shift"):
+        pixel_transform(images, "rotate", 1)
 
 
 # ---- objective ----
@@ -100,6 +200,33 @@ def test_objective_rewards_matching_maps(gan, dictionary):
     assert own["pixel"].max() < 1e-10
 
 
+def test_standardise_uses_the_mining_statistics(dictionary):
+    mean, std = dictionary.unit_stats("lite-gan")
+    units = [0, dictionary.models["lite-gan"]["units"][0] + 1]  # one unit of the first and second layer
+    maps = {}
+    for layer, count in zip(dictionary.models["lite-gan"]["layers"], dictionary.models["lite-gan"]["units"]):
+        maps[layer] = torch.zeros(1, count, 4, 4)
+    first, second = (dictionary.unit("lite-gan", u) for u in units)
+    maps[first[0]][:, first[1]] = mean[units[0]] + 2 * std[units[0]]  # two standard deviations up
+    maps[second[0]][:, second[1]] = mean[units[1]]                    # at rest
+    out = standardise(maps, dictionary, "lite-gan", units, grid=8)
+    assert out.shape == (1, 2, 8, 8)  # brought to the mining grid
+    assert torch.allclose(out[:, 0], torch.full((1, 8, 8), 2.0), atol=1e-4)
+    assert torch.allclose(out[:, 1], torch.zeros(1, 8, 8), atol=1e-4)
+
+
+def test_objective_sign_more_beta_lowers_the_total_by_beta_times_act(gan, dictionary):
+    clip = zoo.load("lite-clip")
+    z = gan.sample_latents(2, seed=8)
+    targets = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        low = Objective(gan, targets, dictionary, [clip], None, beta=0.0).terms(z)
+        high = Objective(gan, targets, dictionary, [clip], None, beta=2.0).terms(z)
+    assert torch.allclose(low["act"], high["act"])
+    assert torch.allclose(high["total"], low["total"] - 2.0 * low["act"], atol=1e-6)  # L_act is subtracted
+    assert high["act"].abs().max() <= 1.0  # a mean of cosines
+
+
 def test_inversion_recovers_a_gan_sample(gan):
     """Mean PSNR >= 18 dB on 4 GAN samples with 80 steps x 2 restarts (a random latent gives ~11 dB)."""
     z = gan.sample_latents(4, seed=123)
@@ -118,6 +245,58 @@ def test_edit_shift_moves_the_generation(gan, dictionary):
     result = edit(gan, z, shift(0.25, 0), dictionary, units="all", steps=20, progress=False)
     assert result.after.shape == result.before.shape
     assert result.history[-1] < result.history[0]
+
+
+def test_single_unit_edit_targets_only_that_unit_and_keeps_the_others(gan, dictionary):
+    unit = dictionary.clusters[0].generator_units[0]
+    layer, channel = dictionary.unit("lite-gan", unit)
+    z = gan.sample_latents(2, seed=4)
+    result = edit(gan, z, scale_unit(3.0), dictionary, units=[unit], steps=15, progress=False)
+    assert result.channels == {layer: [channel]} and result.targets[layer].shape[1] == 1
+    mean, _ = dictionary.unit_stats("lite-gan")
+    with torch.no_grad():
+        start = gan.generate(z)
+    from rosetta_lite.edit import record_maps
+    own = record_maps(gan, z)[layer][:, [channel]]
+    assert torch.allclose(result.targets[layer], mean[unit] + 3 * (own - mean[unit]), atol=1e-5)
+    assert result.history[-1] < result.history[0]
+    assert torch.allclose(result.before, start.clamp(0, 1))
+
+
+def test_local_edits_preserve_the_other_units_by_default(gan, dictionary):
+    units = dictionary.clusters[0].generator_units
+    z = gan.sample_latents(2, seed=6)
+    kept = edit(gan, z, remove(), dictionary, units=units, steps=25, progress=False)
+    free = edit(gan, z, remove(), dictionary, units=units, steps=25, preserve=0.0, progress=False)
+    # the preserved edit changes the image less than the unconstrained one
+    assert (kept.after - kept.before).abs().mean() < (free.after - free.before).abs().mean()
+    with pytest.raises(ValueError, match="non-negative"):
+        edit(gan, z, remove(), dictionary, units=units, steps=1, preserve=-1.0, progress=False)
+
+
+def test_evaluate_editing_reports_every_edit(dictionary):
+    report = evaluate_editing(dictionary, images=2, steps=2, progress=False)
+    assert {r["edit"] for r in report["geometry"]} >= {"shift right 1/4", "zoom in 1.5x", "zoom out 0.75x"}
+    assert {r["setting"] for r in report["geometry"]} == {"default", "baseline: every layer, fill rest"}
+    default, baseline = report["removal"]["variants"]
+    assert default["variant"].startswith("default") and baseline["variant"].startswith("baseline")
+    for variant in (default, baseline):
+        assert len(variant["clusters"]) == len(dictionary.clusters)
+        for row in variant["clusters"]:
+            assert 0 <= row["share_of_changed_pixels_inside_region"] <= 1
+    plain = evaluate_editing(dictionary, images=1, steps=1, baselines=False, progress=False)
+    assert len(plain["removal"]["variants"]) == 1 and len(plain["geometry"]) == 8
+
+
+def test_geometric_edits_skip_coarse_layers_by_default(gan, dictionary):
+    z = gan.sample_latents(1, seed=2)
+    fine = edit(gan, z, zoom(1.5), dictionary, units="all", steps=1, progress=False)
+    assert sorted(fine.channels) == ["b16", "b32"]  # maps at least half the 32 px output
+    every = edit(gan, z, zoom(1.5), dictionary, units="all", steps=1, min_scale=0.0, progress=False)
+    assert sorted(every.channels) == ["b16", "b32", "b4", "b8"]
+    coarse_unit = [dictionary.models["lite-gan"]["units"][0]]  # the first unit of b8
+    with pytest.raises(ValueError, match="min_scale"):
+        edit(gan, z, shift(0.25, 0), dictionary, units=coarse_unit, steps=1, progress=False)
 
 
 # ---- bad inputs ----
@@ -139,6 +318,17 @@ def test_dictionary_of_another_generator_is_refused(gan, dictionary):
         invert(gan, torch.rand(1, 3, 32, 32), other, encoders=[zoo.load("lite-clip")], steps=1, progress=False)
     with pytest.raises(InversionError, match="other-gan"):
         edit(gan, gan.sample_latents(1), shift(0.1, 0), other, steps=1, progress=False)
+
+
+def test_encoder_or_generator_version_not_in_the_dictionary_is_refused(gan, dictionary):
+    stranger = dataclasses.replace(zoo.load("lite-clip"), name="vit-b16-clip")
+    with pytest.raises(InversionError, match="not an encoder of this dictionary"):
+        invert(gan, torch.rand(1, 3, 32, 32), dictionary, encoders=[stranger], steps=1, progress=False)
+    models = {k: dict(v) for k, v in dictionary.models.items()}
+    models["lite-gan"]["units"] = [u + 1 for u in models["lite-gan"]["units"]]
+    resized = dataclasses.replace(dictionary, models=models)
+    with pytest.raises(InversionError, match="another version of the generator"):
+        check_dictionary(gan, resized)
 
 
 def test_empty_rosetta_units_are_refused(gan, dictionary):
@@ -163,7 +353,27 @@ def test_nan_stops_and_keeps_best(gan):
     with pytest.warns(RuntimeWarning, match="non-finite loss at step"):
         result = invert(bad, targets, steps=20, restarts=1, progress=False)
     assert result.stopped_at is not None and result.stopped_at < 20
+    assert len(result.history) == result.stopped_at  # every step before the non-finite one was kept
     assert torch.isfinite(result.images).all() and torch.isfinite(result.loss).all()
+    assert float(result.loss) <= min(result.history) + 1e-6  # the best latent seen, not the last one
+
+
+def test_nan_in_an_edit_stops_and_keeps_the_best_latent(gan, dictionary):
+    calls = {"n": 0}
+
+    def flaky(module, inputs, output):  # the edited maps turn NaN after a few forward passes
+        calls["n"] += 1
+        return output * float("nan") if calls["n"] > 6 else output
+
+    z = gan.sample_latents(1, seed=1)
+    handle = gan.model.b16.register_forward_hook(flaky)
+    try:
+        with pytest.warns(RuntimeWarning, match="non-finite edit loss at step"):
+            result = edit(gan, z, shift(0.25, 0), dictionary, units="all", steps=20, progress=False)
+    finally:
+        handle.remove()
+    assert result.stopped_at is not None and len(result.history) == result.stopped_at
+    assert torch.isfinite(result.z).all()  # (the after image is NaN here: the hook still breaks G)
 
 
 def test_metrics():
