@@ -2,6 +2,7 @@
 
     python -m rosetta_lite bench mining --json
     python -m rosetta_lite bench mining --zoo full-untrained --device cuda --precision bf16 --json
+    python -m rosetta_lite bench mining --zoo full-untrained --device cuda --tables host --json
 
 Measures full one-pass mining against (a) the models' forward passes alone, (b) the
 cross-product matrix multiplies alone on data of the same shapes, and (c) a
@@ -12,7 +13,8 @@ and each keeps its fastest time: on a shared machine the other tenants only ever
 measurement down. Also the error against a float64 Pearson of all float32 activations
 held at once (per precision on a GPU), how far the official approximation's best buddies
 are from the exact ones, and peak memory at two image counts 10x apart (each in a fresh
-process; GPU memory on CUDA).
+process; GPU memory on CUDA). ``tables`` places the float64 tables of every mining run
+(:func:`rosetta_lite.mine.choose_tables`); the report gives where they went and their size.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ import torch.nn.functional as F
 
 from rosetta_lite import zoo as zoo_registry
 from rosetta_lite.match import best_buddies
-from rosetta_lite.mine import (PRECISIONS, check_precision, latents, maps_to_rows, mine, plan, precision_context,
-                               record_encoder, record_generator, size_groups)
+from rosetta_lite.mine import (PRECISIONS, check_precision, check_tables, latents, maps_to_rows, mine, plan,
+                               precision_context, record_encoder, record_generator, size_groups, table_bytes)
 from rosetta_lite.runs import ZOOS, zoo_members
 from rosetta_lite.zoo.member import Member
 
@@ -165,7 +167,8 @@ def two_pass(gan: Member, encoders: list[Member], images: int, batch_size: int,
 
 
 def float64_error(gan: Member, encoders: list[Member], images: int, batch_size: int, device: str = "cpu",
-                  precisions: tuple[str, ...] = ("fp32",), grid: int | None = None) -> dict[str, float]:
+                  precisions: tuple[str, ...] = ("fp32",), grid: int | None = None,
+                  tables: str = "auto") -> dict[str, float]:
     """Per precision, the largest |mined - float64 Pearson of all float32 activations held at once|.
 
         float64_error(gan, encoders, 64, 32)   # {"fp32": 3e-07}
@@ -193,7 +196,7 @@ def float64_error(gan: Member, encoders: list[Member], images: int, batch_size: 
     errors = {}
     for precision in precisions:
         result = mine(gan, encoders, images, batch_size=batch_size, progress=False, device=device, precision=precision,
-                      grid=grid)
+                      grid=grid, tables=tables)
         worst = 0.0
         for name, table in expected.items():
             live = torch.isfinite(table)
@@ -208,7 +211,7 @@ def jaccard(a: set, b: set) -> float:
 
 def peak_memory_mb(zoo: str, images: int, batch_size: int, device: str = "cpu", precision: str = "fp32",
                    generator: str | None = None, encoders: list[str] | None = None,
-                   grid: int | None = None) -> dict[str, float]:
+                   grid: int | None = None, tables: str = "auto") -> dict[str, float]:
     """Peak memory of a mining run in a fresh process: resident (VmHWM; getrusage keeps the parent's peak) and GPU.
 
         peak_memory_mb("lite", 64, 32)   # {"rss": 1113.0}
@@ -217,7 +220,7 @@ def peak_memory_mb(zoo: str, images: int, batch_size: int, device: str = "cpu", 
             "from rosetta_lite.bench_mining import bench_members\nfrom rosetta_lite.mine import mine\n"
             f"gan, enc, _ = bench_members({zoo!r}, {generator!r}, {encoders!r})\n"
             f"mine(gan, enc, {images}, batch_size={batch_size}, progress=False, device={device!r}, "
-            f"precision={precision!r}, grid={grid!r})\n"
+            f"precision={precision!r}, grid={grid!r}, tables={tables!r})\n"
             "peak = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
             "out = {'rss': int(peak.split()[1]) / 1024}\n"
             "if torch.cuda.is_available() and torch.cuda.is_initialized():\n"
@@ -231,13 +234,15 @@ def peak_memory_mb(zoo: str, images: int, batch_size: int, device: str = "cpu", 
 
 def run(zoo: str = "lite", images: int = 256, batch_size: int = 32, exact_images: int = 64,
         rss_images: int = 64, *, device: str = "cpu", precision: str = "fp32", repeats: int = 3,
-        generator: str | None = None, encoders: list[str] | None = None, grid: int | None = None) -> dict:
+        generator: str | None = None, encoders: list[str] | None = None, grid: int | None = None,
+        tables: str = "auto") -> dict:
     """Every figure of the benchmark, measured in this one run.
 
         report = run("lite-untrained", images=64)
-        report = run("full-untrained", images=64, device="cuda", precision="bf16")
+        report = run("full-untrained", images=64, device="cuda", precision="bf16", tables="host")
     """
     check_precision(precision)
+    check_tables(tables)
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
@@ -245,7 +250,7 @@ def run(zoo: str = "lite", images: int = 256, batch_size: int = 32, exact_images
     gan, members, stand_in = bench_members(zoo, generator, encoders)
     torch.manual_seed(0)
     mine(gan, members, batch_size, batch_size=batch_size, progress=False, device=device, precision=precision,
-         grid=grid)  # warm-up
+         grid=grid, tables=tables)  # warm-up
     cuda = torch.device(device).type == "cuda"
     times = {"mining": [], "forward": [], "matmul": []}
     peak_gpu = 0.0
@@ -253,7 +258,7 @@ def run(zoo: str = "lite", images: int = 256, batch_size: int = 32, exact_images
         if cuda:
             torch.cuda.reset_peak_memory_stats(device)
         seconds, result = _timed(lambda: mine(gan, members, images, batch_size=batch_size, progress=False,
-                                              device=device, precision=precision, grid=grid), device)
+                                              device=device, precision=precision, grid=grid, tables=tables), device)
         if cuda:
             peak_gpu = max(peak_gpu, torch.cuda.max_memory_allocated(device) / 2 ** 20)
         times["mining"].append(seconds)
@@ -268,16 +273,20 @@ def run(zoo: str = "lite", images: int = 256, batch_size: int = 32, exact_images
                                  dead_b=acc.dead_b().cpu()))
         official = set(best_buddies(approx[encoder.name], 1))
         overlaps.append(jaccard(exact, official))
+    settings = result.settings
+    del result, approx  # full scale: GBs of tables this process need not hold beside the probes' own
     checked = tuple(PRECISIONS) if cuda else tuple(dict.fromkeys(("fp32", precision)))
-    errors = float64_error(gan, members, exact_images, batch_size, device, checked, grid)
-    memory = {str(n): peak_memory_mb(zoo, n, batch_size, device, precision, generator or stand_in, encoders, grid)
-              for n in (rss_images, 10 * rss_images)}
+    errors = float64_error(gan, members, exact_images, batch_size, device, checked, grid, tables)
+    memory = {str(n): peak_memory_mb(zoo, n, batch_size, device, precision, generator or stand_in, encoders, grid,
+                                     tables) for n in (rss_images, 10 * rss_images)}
     report = {
-        "benchmark": "mining", "zoo": zoo, "images": images, "batch_size": batch_size, "grid": result.settings.grid,
+        "benchmark": "mining", "zoo": zoo, "images": images, "batch_size": batch_size, "grid": settings.grid,
         "device": str(device), "precision": precision, "repeats": repeats,
+        "tables": tables, "tables_placed_on": settings.extra["tables"],
+        "tables_gb": round(table_bytes(settings.units, gan.name) / 1e9, 3),
         "threads": torch.get_num_threads(), "models": [gan.name] + [e.name for e in members],
         "generator_stand_in": stand_in,
-        "units": {name: sum(u) for name, u in result.settings.units.items()},
+        "units": {name: sum(u) for name, u in settings.units.items()},
         "images_per_s": round(images / mining_s, 2),
         "forward_only_images_per_s": round(images / forward_s, 2),
         "matmul_only_s": round(matmul_s, 3),
@@ -306,6 +315,6 @@ def main(args) -> int:
     torch.set_num_threads(args.threads)
     report = run(args.zoo, args.images, args.batch_size, args.exact_images, args.rss_images, device=args.device,
                  precision=args.precision, repeats=args.repeats, generator=args.generator, encoders=args.encoders,
-                 grid=args.grid)
+                 grid=args.grid, tables=args.tables)
     print(json.dumps(report, indent=None if args.json else 2))
     return 0

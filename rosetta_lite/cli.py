@@ -129,7 +129,8 @@ def _mine(args: argparse.Namespace) -> int:
                            generator=args.generator, encoders=args.encoders, batch_size=args.batch_size,
                            seed=args.seed, start=args.start, grid=args.grid, device=args.device,
                            progress=not args.json, similarity=args.similarity, quantile=args.quantile,
-                           calibration_images=args.calibration_images, precision=args.precision)
+                           calibration_images=args.calibration_images, precision=args.precision,
+                           tables=args.tables)
     finally:
         distributed.teardown()
     if summary is None:
@@ -239,6 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench_mining.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16", "fp16"],
                               help="fp32 exact; tf32 matmuls; bf16/fp16 models under autocast")
     bench_mining.add_argument("--repeats", type=int, default=3, help="timings repeated, fastest kept (default 3)")
+    bench_mining.add_argument("--tables", default="auto", choices=["auto", "device", "host"],
+                              help="where the float64 tables live: device, host (GPU products added into CPU "
+                                   "memory in chunks), or auto (default: host on CUDA when they exceed half the "
+                                   "free GPU memory)")
     bench_mining.add_argument("--generator", default=None, help="override the zoo's generator")
     bench_mining.add_argument("--encoders", nargs="+", default=None, help="only these encoders")
     bench_mining.add_argument("--grid", type=int, default=None, help="common map side (default: the largest map)")
@@ -275,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="mi: thresholds from the first N latents of the stream (default 64)")
     mine.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16", "fp16"],
                       help="fp32 exact (default); tf32 matmuls; bf16/fp16 models under autocast")
+    mine.add_argument("--tables", default="auto", choices=["auto", "device", "host"],
+                      help="where the float64 tables live: device, host (GPU products added into CPU memory in "
+                           "chunks), or auto (default: host on CUDA when they exceed half the free GPU memory)")
     mine.add_argument("--json", action="store_true", help="print the summary as JSON")
     mine.set_defaults(run=_mine)
 

@@ -11,6 +11,11 @@ binarised maps). Each image goes through the generator and through each encoder 
 once. Runs checkpoint their accumulators and resume; runs over disjoint latent ranges
 merge; under ``torchrun`` the processes split the latents and reduce their accumulators
 (:mod:`rosetta_lite.distributed`).
+
+Pearson tables too large for the GPU stay in host memory (``tables="host"``, chosen
+automatically on CUDA when they would take more than :data:`AUTO_HOST_FRACTION` of the
+free GPU memory): the products are still computed on the GPU, in column chunks, and
+added into the float64 host tables (:class:`~rosetta_lite.stats.CoMoments`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,7 +37,7 @@ from rosetta_lite.capture import Trace
 from rosetta_lite.files import atomic_path, writable_dir
 from rosetta_lite.mutual_info import BinaryMoments, top_quantile_thresholds
 from rosetta_lite.resample import Resampler, _apply_both_axes
-from rosetta_lite.stats import CoMoments, Centred, centre, scratch
+from rosetta_lite.stats import DEFAULT_CHUNK_BYTES, CoMoments, Centred, centre, check_chunk_bytes, scratch
 from rosetta_lite.zoo.member import Member
 
 LATENT_BLOCK = 1024  # latents come in seeded blocks, so any range is the same whoever draws it
@@ -41,11 +47,18 @@ SIMILARITIES = ("pearson", "mi")
 #: fp32: exact statistics (the default); tf32: TF32 matmuls allowed (GPU); bf16 / fp16: the
 #: models run under autocast in that dtype, statistics still in float32 / float64
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+#: where the float64 tables live: "device" (with the rows), "host" (CPU memory, products from
+#: the device in chunks), or "auto": the host on CUDA when the tables would not fit comfortably
+TABLES = ("auto", "device", "host")
+#: "auto" keeps the tables on the host when they would take more than this fraction of the free
+#: GPU memory: the rest is needed for the models, their recorded maps and the rows of a batch
+AUTO_HOST_FRACTION = 0.5
 DEFAULT_QUANTILE = 0.9
 DEFAULT_CALIBRATION_IMAGES = 64
 #: settings added after the first saved runs, with the value that means "as before": left
 #: out of the fingerprint at that value, so older checkpoints still resume and merge
 _LATER_SETTINGS = {"similarity": "pearson", "quantile": None, "calibration_images": None, "precision": "fp32"}
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -108,7 +121,7 @@ class MiningResult:
         return self.pairs[encoder].similarity()
 
     def to(self, device: torch.device | str) -> "MiningResult":
-        """Move every accumulator and threshold to ``device`` (in place); returns self."""
+        """Move every accumulator and threshold to ``device`` (in place; host tables stay on the host); returns self."""
         for acc in [*self.pairs.values(), self.self_pair]:
             acc.to(device)
         self.thresholds = {key: value.to(device) for key, value in self.thresholds.items()}
@@ -180,6 +193,60 @@ def check_similarity(similarity: str) -> str:
     if similarity not in SIMILARITIES:
         raise ValueError(f"similarity must be one of {list(SIMILARITIES)}, got {similarity!r}")
     return similarity
+
+
+def check_tables(tables: str, similarity: str = "pearson") -> str:
+    """``tables`` if it is one of :data:`TABLES` and fits ``similarity``, else a ValueError saying why.
+
+        check_tables("host")
+    """
+    if tables not in TABLES:
+        raise ValueError(f"tables must be one of {list(TABLES)}, got {tables!r}")
+    if tables == "host" and similarity != "pearson":
+        raise ValueError(f"tables='host' is for Pearson tables only; mine similarity {similarity!r} with "
+                         "tables='device' (or 'auto')")
+    return tables
+
+
+def table_bytes(units: dict[str, list[int]], generator: str) -> int:
+    """Bytes of every float64 table of a run: the generator against each model, itself included.
+
+        table_bytes({"gan": [11904], "dino-vitb16": [3072] * 12}, "gan")   # 4_644_274_176: 3.5 GB + 1.1 GB
+    """
+    n_g = sum(units[generator])
+    return 8 * n_g * sum(sum(widths) for widths in units.values())
+
+
+def choose_tables(tables: str, device: str | torch.device, nbytes: int, similarity: str = "pearson") -> str:
+    """Resolve ``tables`` ("auto", "device" or "host") to where this run's tables live: "device" or "host".
+
+        choose_tables("auto", "cuda", table_bytes(units, gan.name))   # "host" if over half the free memory
+
+    "auto" is "device" on the CPU (there, both are host memory) and for mutual
+    information (its count tables are kept with the rows); on CUDA it is "host" when
+    ``nbytes`` exceed :data:`AUTO_HOST_FRACTION` of the free GPU memory, and says so
+    in a log line. Under torchrun every process takes the host if any one would, so
+    that all reduce their tables alike.
+    """
+    check_tables(tables, similarity)
+    if tables != "auto":
+        return tables
+    device = torch.device(device)
+    if device.type != "cuda" or similarity != "pearson":
+        return "device"
+    free, _ = torch.cuda.mem_get_info(device)
+    host = nbytes > AUTO_HOST_FRACTION * free
+    if distributed.active():
+        vote = torch.tensor([float(host)], device=device)
+        distributed.dist.all_reduce(vote, op=distributed.dist.ReduceOp.MAX)
+        host = bool(vote.item())
+    if host:
+        log.warning("tables: %.2f GB of float64 tables exceed %.0f%% of the %.2f GB free on %s; keeping them in "
+                    "host memory (products on the GPU, added in chunks); pass tables='device' to keep them on the "
+                    "GPU", nbytes / 1e9, 100 * AUTO_HOST_FRACTION, free / 1e9, device)
+    else:
+        log.info("tables: %.2f GB of float64 tables on %s (%.2f GB free)", nbytes / 1e9, device, free / 1e9)
+    return "host" if host else "device"
 
 
 def check_precision(precision: str) -> str:
@@ -331,7 +398,7 @@ def mine(generator: Member, encoders: list[Member], images: int, *, out: str | P
          checkpoint_every: int = 10, resume: bool = True, progress: bool = True,
          device: str = "cpu", control_seed: int | None = None, similarity: str = "pearson",
          quantile: float = DEFAULT_QUANTILE, calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
-         precision: str = "fp32") -> MiningResult:
+         precision: str = "fp32", tables: str = "auto", chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> MiningResult:
     """Mine the generator against every encoder (and itself) in one pass.
 
         result = mine(gan, encoders, images=2000, out="runs/mine")
@@ -344,12 +411,21 @@ def mine(generator: Member, encoders: list[Member], images: int, *, out: str | P
     ``start`` is, so that shards and processes binarise alike). With ``out``,
     accumulators are checkpointed every ``checkpoint_every`` batches and a restarted run
     with the same settings resumes from the last checkpoint. ``precision`` (one of
-    :data:`PRECISIONS`) lets the models run in lower precision on a GPU. Under
-    ``torchrun`` (WORLD_SIZE > 1) every process mines a contiguous share of the batches
-    and all return the reduced result; only rank 0 writes ``out/accumulators``.
+    :data:`PRECISIONS`) lets the models run in lower precision on a GPU. ``tables``
+    (one of :data:`TABLES`, see :func:`choose_tables`) keeps the Pearson tables on the
+    device or in host memory; ``chunk_bytes`` bounds one column chunk of a table
+    (float64) multiplied and added at once, in either place. The placement changes
+    only float64 rounding (the float32 products are the same chunks either way), and
+    the returned tables are on the CPU in both. Under ``torchrun`` (WORLD_SIZE > 1)
+    every process mines a contiguous share of the batches and all return the reduced
+    result; only rank 0 writes ``out/accumulators``. Host tables are reduced one
+    column chunk at a time, each moved to the device for the all-reduce (NCCL reduces
+    GPU tensors only), so the device never holds a whole table.
     """
     check_similarity(similarity)
     check_precision(precision)
+    check_tables(tables, similarity)
+    check_chunk_bytes(chunk_bytes)
     if not generator.is_generator:
         raise ValueError(f"{generator.name} is not a generator; the pivot of mining must be one")
     if not encoders:
@@ -387,6 +463,11 @@ def mine(generator: Member, encoders: list[Member], images: int, *, out: str | P
         n_g = sum(units[generator.name])
         kind = _accumulator_class(similarity)
         result = MiningResult(settings, {e: kind(n_g, sum(units[e])) for e in names}, kind(n_g, n_g))
+    placement = choose_tables(tables, device, table_bytes(units, generator.name), similarity)
+    result.settings.extra["tables"] = placement
+    if not mi:
+        for accumulator in [*result.pairs.values(), result.self_pair]:
+            accumulator.host_tables, accumulator.chunk_bytes = placement == "host", chunk_bytes
     result.to(device)
     if mi and not result.thresholds:
         with precision_context(precision, device):
@@ -411,21 +492,21 @@ def mine(generator: Member, encoders: list[Member], images: int, *, out: str | P
             if mi:
                 _count_binary(tables, g_maps, generator, layers, grids, result.thresholds)
             else:
-                g_rows = _GeneratorRows(g_maps, generator.layers, sides[generator.name], resamplers)
-                for name, maps, accumulator in tables:
-                    resampler = resamplers[grids[name]]
-                    blocks = []
-                    for side, group, columns in groups[name]:
-                        rows = resampler.centre(maps_to_rows(maps, group, side, f"rows/{name}/{side}"), side)
-                        blocks.append((g_rows.on(resampler.grid, side), rows, columns))
-                    accumulator.update_blocks(blocks)
+                _update_pearson(tables, g_maps, generator, sides, grids, groups, resamplers)
+            # this batch's maps (and, inside the helper, its rows) are let go before the next batch
+            # is generated: at full scale they are GBs, and two batches alive at once double the peak
+            del generated, g_maps, encoded, tables
             result.batches_done = batch + 1
             bar.update(count)
             if out is not None and (result.batches_done % checkpoint_every == 0):
                 result.save(out / checkpoint)
     bar.close()
     if world > 1:
-        distributed.reduce_result(result)
+        if placement == "host":
+            for accumulator in [*(result.pairs[name] for name in sorted(result.pairs)), result.self_pair]:
+                reduce_host_table(accumulator, device)
+        else:
+            distributed.reduce_result(result)
         result.settings.start, result.settings.images = whole
         result.batches_done = (whole[1] + batch_size - 1) // batch_size  # the whole run is done
         result.settings.extra["processes"] = world
@@ -436,6 +517,37 @@ def mine(generator: Member, encoders: list[Member], images: int, *, out: str | P
         distributed.barrier()
         (out / checkpoint).unlink(missing_ok=True)
     return result
+
+
+def reduce_host_table(acc: CoMoments, device: str | torch.device) -> None:
+    """All-reduce co-moments whose table is in host memory, one column chunk at a time, in place.
+
+        reduce_host_table(result.pairs["dino-vitb16"], "cuda:0")   # under torchrun, on every process
+
+    Each chunk of ``acc.chunk_bytes`` goes to ``device`` with its columns' statistics,
+    is reduced there by :func:`rosetta_lite.distributed.reduce_comoments` (NCCL reduces
+    GPU tensors only; under gloo the device is the CPU and nothing moves) and comes
+    back. The generator's statistics are reduced again with every chunk: a few
+    kilobytes, the same numbers each time, kept from the first. Every process cuts the
+    same chunks, so their collective calls pair up.
+    """
+    step = acc.columns_per_chunk()
+    vectors = acc.device
+    means_b, m2s_b, first = [], [], None
+    for first_column in range(0, acc.n_b, step):
+        last = min(first_column + step, acc.n_b)
+        part = CoMoments(acc.n_a, last - first_column, False, acc.count, acc.mean_a.to(device),
+                         acc.mean_b[first_column:last].to(device), acc.m2_a.to(device),
+                         acc.m2_b[first_column:last].to(device), acc.cross[:, first_column:last].to(device),
+                         chunk_bytes=acc.chunk_bytes)
+        distributed.reduce_comoments(part)  # replaces part's tensors; acc's own are only read
+        acc.cross[:, first_column:last] = part.cross.to(acc.cross.device)
+        means_b.append(part.mean_b.to(vectors))
+        m2s_b.append(part.m2_b.to(vectors))
+        if first is None:
+            first = part
+    acc.mean_a, acc.m2_a = first.mean_a.to(vectors), first.m2_a.to(vectors)
+    acc.mean_b, acc.m2_b, acc.count = torch.cat(means_b), torch.cat(m2s_b), first.count
 
 
 def calibrate(generator: Member, encoders: list[Member], layers: dict, grids: dict, seed: int, quantile: float,
@@ -465,6 +577,25 @@ def calibrate(generator: Member, encoders: list[Member], layers: dict, grids: di
                                              quantile) for layer in layers[name]]
         thresholds[f"{name}@{grid}"] = torch.cat(per_layer)
     return thresholds
+
+
+def _update_pearson(tables: list, g_maps: dict, generator: Member, sides: dict, grids: dict, groups: dict,
+                    resamplers: dict[int, Resampler]) -> None:
+    """One batch of the Pearson pass: every table's blocks of rows, on their sides, into its co-moments.
+
+        _update_pearson(tables, g_maps, gan, sides, grids, groups, resamplers)
+
+    A function of its own so that the batch's rows (the generator's carried to every
+    side are cached for the batch) are freed when it returns.
+    """
+    g_rows = _GeneratorRows(g_maps, generator.layers, sides[generator.name], resamplers)
+    for name, maps, accumulator in tables:
+        resampler = resamplers[grids[name]]
+        blocks = []
+        for side, group, columns in groups[name]:
+            rows = resampler.centre(maps_to_rows(maps, group, side, f"rows/{name}/{side}"), side)
+            blocks.append((g_rows.on(resampler.grid, side), rows, columns))
+        accumulator.update_blocks(blocks)
 
 
 def _count_binary(tables: list, g_maps: dict, generator: Member, layers: dict, grids: dict,

@@ -9,7 +9,11 @@ Pearson correlation over every sample ever seen, not an average of per-batch sco
 and two accumulators over disjoint data merge exactly (``merge``).
 
 Accumulators live on the device of the rows they are given (float64 on a GPU too), so
-that a batch never travels back to the CPU; ``state_dict`` returns CPU tensors.
+that a batch never travels back to the CPU; ``state_dict`` returns CPU tensors. A table
+too large for the GPU (full scale: 11,904 x 36,864 x 8 B = 3.5 GB per GAN x ViT-B pair)
+stays in host memory with ``host_tables=True``: the products are still computed on the
+device, one column chunk of at most ``chunk_bytes`` at a time, and added into the host
+table; the statistics vectors stay on the device.
 """
 
 from __future__ import annotations
@@ -21,6 +25,13 @@ import torch
 #: a unit is dead when its standard deviation is at most this fraction of its mean's size
 #: (or zero): a constant up to float32 rounding, whatever the scale of the model's units
 DEAD_RELATIVE_STD = 1e-6
+#: default bound on one column chunk of a table (n_a x columns, float64) handled at once: the
+#: device then holds at most this much product (float32 half of it) per step, whatever n_b is
+DEFAULT_CHUNK_BYTES = 256 * 2**20
+#: a chunk is never narrower than this many columns, whatever ``chunk_bytes`` says: narrower
+#: products fall to matrix-vector kernels that sum in float32 one row after another (measured on
+#: the lite zoo with 1-column chunks: 2e-5 from the float64 correlation instead of 2e-7)
+MIN_CHUNK_COLUMNS = 64
 
 _SCRATCH: dict[str, torch.Tensor] = {}
 
@@ -45,6 +56,26 @@ def scratch(tag: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tenso
     if held is None or held.dtype != like.dtype or held.numel() < numel:
         held = _SCRATCH[tag] = torch.empty(numel, dtype=like.dtype)
     return held[:numel].view(shape)
+
+
+def check_chunk_bytes(chunk_bytes: int) -> int:
+    """``chunk_bytes`` if it is a positive integer, else a ValueError.
+
+        check_chunk_bytes(64 * 2**20)
+    """
+    if isinstance(chunk_bytes, bool) or not isinstance(chunk_bytes, int) or chunk_bytes < 1:
+        raise ValueError(f"chunk_bytes must be a positive number of bytes, got {chunk_bytes!r}")
+    return chunk_bytes
+
+
+def _sub_columns(columns: "slice | torch.Tensor", first: int, last: int, n_b: int) -> "slice | torch.Tensor":
+    """The table columns of a block's own columns ``first:last`` (the block's ``columns`` being a slice or an index)."""
+    if isinstance(columns, slice):
+        start, stop, stride = columns.indices(n_b)
+        if stride != 1:
+            raise ValueError(f"block columns must be a contiguous slice or an index tensor, got {columns}")
+        return slice(start + first, start + last)
+    return columns[first:last]
 
 
 def _dead(variance: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
@@ -99,6 +130,15 @@ class CoMoments:
 
     ``same=True`` declares that b is a (the G x G table): the cross-product is then also
     the sums of squares, and ``update`` takes a single matrix.
+
+    ``host_tables=True`` keeps ``cross`` in host memory whatever device the rows are on
+    (``to`` moves only the statistics vectors): each batch's product is computed on the
+    rows' device in column chunks of at most ``chunk_bytes`` (float64 size of the
+    chunk; never under :data:`MIN_CHUNK_COLUMNS` columns), the float64 corrections
+    folded in there, and each chunk added to the host table. With ``host_tables=False``
+    a product larger than ``chunk_bytes`` is also computed in chunks, so that no
+    product of the whole table is ever held at once; the same ``chunk_bytes`` gives
+    the same float32 products in both places (only float64 rounding differs).
     """
 
     n_a: int
@@ -110,10 +150,13 @@ class CoMoments:
     m2_a: torch.Tensor | None = None  # (n_a,) sum of squared deviations
     m2_b: torch.Tensor | None = None  # (n_b,)
     cross: torch.Tensor | None = None  # (n_a, n_b) sum of products of deviations
+    host_tables: bool = False  # cross stays in host memory; products come in chunks from the device
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES  # bound on one float64 column chunk of cross handled at once
 
     def __post_init__(self) -> None:
         if self.same and self.n_a != self.n_b:
             raise ValueError("same=True needs n_a == n_b")
+        check_chunk_bytes(self.chunk_bytes)
         if self.mean_a is None:
             f64 = dict(dtype=torch.float64)
             self.mean_a, self.m2_a = torch.zeros(self.n_a, **f64), torch.zeros(self.n_a, **f64)
@@ -122,16 +165,25 @@ class CoMoments:
 
     @property
     def device(self) -> torch.device:
-        return self.cross.device
+        """Where batches are accumulated: the statistics vectors' device (the table's unless on the host)."""
+        return self.mean_a.device
 
     def to(self, device: torch.device | str) -> "CoMoments":
-        """Move the accumulator to ``device`` (in place); returns self.
+        """Move the accumulator to ``device`` (in place; the table stays on the CPU if ``host_tables``); returns self.
 
             acc.to("cuda")
         """
-        for name in ("mean_a", "mean_b", "m2_a", "m2_b", "cross"):
+        for name in ("mean_a", "mean_b", "m2_a", "m2_b"):
             setattr(self, name, getattr(self, name).to(device))
+        self.cross = self.cross.to("cpu" if self.host_tables else device)
         return self
+
+    def columns_per_chunk(self) -> int:
+        """Columns of ``cross`` per chunk: n_a x columns x 8 B within ``chunk_bytes``, but MIN_CHUNK_COLUMNS or more.
+
+            CoMoments(1000, 5000, chunk_bytes=8 * 1000 * 128).columns_per_chunk()   # 128
+        """
+        return max(MIN_CHUNK_COLUMNS, self.chunk_bytes // (8 * max(self.n_a, 1)))
 
     def similarity(self) -> torch.Tensor:
         """The table best buddies rank: the Pearson correlation (see :meth:`correlation`)."""
@@ -159,14 +211,15 @@ class CoMoments:
         to another raster by :class:`rosetta_lite.resample.Resampler`); one multiply per
         block, on centred float32 rows, added straight into the float64 table. The
         residual sums (the float32 mean not being exactly the batch mean) and Chan's
-        shift of the running means are then one rank-2 update of the whole table.
+        shift of the running means are then one rank-2 update of the whole table. A
+        product wider than ``chunk_bytes`` allows is multiplied in column chunks; with
+        ``host_tables`` every chunk, rank-2 share included, is added to the host table.
         """
         first = blocks[0][0]
         count = first.count
-        device = self.cross.device
-        if first.mean.device != device and self.count == 0:
-            self.to(first.mean.device)  # a fresh accumulator follows its data
-            device = self.cross.device
+        if first.mean.device != self.device and self.count == 0:
+            self.to(first.mean.device)  # a fresh accumulator follows its data (a host table stays on the host)
+        device = self.device
         mean_b, m2_b, residual_b = (torch.empty(self.n_b, dtype=torch.float64, device=device) for _ in range(3))
         for a, b, columns in blocks:
             if a.count != count or b.count != count:
@@ -175,16 +228,45 @@ class CoMoments:
         total = self.count + count
         weight = self.count * count / total
         delta_a, delta_b = first.mean - self.mean_a, mean_b - self.mean_b
-        for a, b, columns in blocks:
-            product = a.rows.T @ b.rows
-            if isinstance(columns, slice) and columns == slice(None):
-                self.cross += product
-            else:
-                self.cross[:, columns] += product
         left = torch.stack([first.residual, delta_a], 1)  # (n_a, 2)
         right = torch.stack([residual_b * (-1.0 / count), delta_b * weight])  # (2, n_b)
-        self.cross.addmm_(left, right)
+        step = self.columns_per_chunk()
+        if self.host_tables:
+            self._add_chunks_to_host(blocks, left, right, step)
+        else:
+            for a, b, columns in blocks:
+                width = b.rows.shape[1]
+                for first_column in range(0, width, step):  # one pass unless the product is over chunk_bytes
+                    last = min(first_column + step, width)
+                    rows_b = b.rows if last - first_column == width else b.rows[:, first_column:last]
+                    target = _sub_columns(columns, first_column, last, self.n_b)
+                    if isinstance(target, slice) and target == slice(0, self.n_b):
+                        self.cross += a.rows.T @ rows_b
+                    else:
+                        self.cross[:, target] += a.rows.T @ rows_b
+            self.cross.addmm_(left, right)
         self._merge_vectors(count, first.mean, mean_b, first.m2, m2_b)
+
+    def _add_chunks_to_host(self, blocks: list[tuple[Centred, Centred, "slice | torch.Tensor"]],
+                            left: torch.Tensor, right: torch.Tensor, step: int) -> None:
+        """Each block's product, chunk by chunk on the rows' device, with its share of the rank-2
+        correction added there in float64, then added into the host table.
+
+        The correction is folded into each chunk (the blocks cover every column once), so
+        the host table is read and written once per batch, not twice: on the host that
+        pass, not the device's multiply, is what a batch waits for.
+        """
+        for a, b, columns in blocks:
+            width = b.rows.shape[1]
+            for first_column in range(0, width, step):
+                last = min(first_column + step, width)
+                target = _sub_columns(columns, first_column, last, self.n_b)
+                chunk = (a.rows.T @ b.rows[:, first_column:last]).double()  # float32 multiply, float64 sum
+                chunk.addmm_(left, right[:, target])
+                if chunk.device != self.cross.device:
+                    # through one reused host buffer: no fresh chunk-sized allocation per step
+                    chunk = scratch("host_tables/chunk", tuple(chunk.shape), self.cross).copy_(chunk)
+                self.cross[:, target] += chunk
 
     def _merge_vectors(self, n, mean_a, mean_b, m2_a, m2_b) -> None:
         total = self.count + n
@@ -201,8 +283,9 @@ class CoMoments:
         if total == 0:
             return
         weight = self.count * n / total
-        self.cross += cross
-        self.cross.addr_(mean_a - self.mean_a, mean_b - self.mean_b, alpha=weight)
+        table = self.cross.device  # the host, with host_tables; the vectors' device otherwise
+        self.cross += cross.to(table)
+        self.cross.addr_((mean_a - self.mean_a).to(table), (mean_b - self.mean_b).to(table), alpha=weight)
         self._merge_vectors(n, mean_a, mean_b, m2_a, m2_b)
 
     def merge(self, other: "CoMoments") -> "CoMoments":
@@ -211,9 +294,9 @@ class CoMoments:
             raise ValueError(f"cannot merge a {type(other).__name__} into Pearson co-moments")
         if (other.n_a, other.n_b, other.same) != (self.n_a, self.n_b, self.same):
             raise ValueError(f"cannot merge a ({other.n_a}, {other.n_b}) accumulator into ({self.n_a}, {self.n_b})")
-        device = self.cross.device
-        self._merge(other.count, *(t.to(device) for t in (other.mean_a, other.mean_b, other.m2_a, other.m2_b,
-                                                           other.cross)))
+        device = self.device
+        self._merge(other.count, *(t.to(device) for t in (other.mean_a, other.mean_b, other.m2_a, other.m2_b)),
+                    other.cross)
         return self
 
     def variance_a(self) -> torch.Tensor:
@@ -234,9 +317,10 @@ class CoMoments:
         if self.count < 2:
             raise ValueError(f"need at least 2 samples for a correlation, have {self.count}")
         dead_a, dead_b = self.dead_a(), self.dead_b()
-        scale_a = torch.where(dead_a, torch.inf, self.m2_a).rsqrt()
-        scale_b = torch.where(dead_b, torch.inf, self.m2_b).rsqrt()
-        corr = self.cross * scale_a[:, None] * scale_b[None, :]
+        table = self.cross.device
+        scale_a = torch.where(dead_a, torch.inf, self.m2_a).rsqrt().to(table)
+        scale_b = torch.where(dead_b, torch.inf, self.m2_b).rsqrt().to(table)
+        corr = (self.cross * scale_a[:, None]).mul_(scale_b[None, :])  # one table-sized temporary, not two
         return corr.clamp_(-1.0, 1.0).cpu()
 
     def state_dict(self, prefix: str = "") -> dict[str, torch.Tensor]:

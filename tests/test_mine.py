@@ -184,6 +184,7 @@ def test_bench_mining_reports_errors_per_precision_and_stands_in_a_generator(mon
     report = bench_mining.run("lite-untrained", images=16, batch_size=16, exact_images=16, rss_images=16, repeats=2,
                               precision="bf16", encoders=["lite-resnet-sup"])
     assert report["precision"] == "bf16" and report["device"] == "cpu" and "peak_gpu_memory_mb" not in report
+    assert report["tables"] == "auto" and report["tables_placed_on"] == "device" and 0 < report["tables_gb"] < 0.1
     errors = report["max_abs_err_vs_float64_by_precision"]
     assert set(errors) == {"fp32", "bf16"} and errors["fp32"] < 1e-5 < errors["bf16"]
     assert len(report["all_times_s"]["mining"]) == 2 and report["mining_s"] == min(report["all_times_s"]["mining"])
@@ -192,3 +193,59 @@ def test_bench_mining_reports_errors_per_precision_and_stands_in_a_generator(mon
             bench_mining.run("lite-untrained", device="cuda")
         else:
             raise RuntimeError("no CUDA GPU (skipped: this machine has one)")
+
+
+def test_host_tables_give_the_device_tables(members, reference_run, tmp_path):
+    gan, encoders = members
+    small = 1  # the narrowest chunks (64 columns): every table, the self table too, goes in several
+    device = mine(gan, encoders, images=48, batch_size=16, progress=False, tables="device", chunk_bytes=small)
+    host = mine(gan, encoders, images=48, batch_size=16, progress=False, tables="host", chunk_bytes=small,
+                out=tmp_path, checkpoint_every=1)
+    assert host.settings.extra["tables"] == "host" and device.settings.extra["tables"] == "device"
+    assert host.self_pair.host_tables and host.self_pair.columns_per_chunk() < host.self_pair.n_b
+    assert host.settings.fingerprint() == reference_run.settings.fingerprint()  # placement is not a setting
+    for name in [*reference_run.pairs]:
+        assert (host.correlation(name) - device.correlation(name)).abs().max() <= 1e-9
+        assert (host.correlation(name) - reference_run.correlation(name)).abs().max() < 1e-5  # float32 rounding
+    saved = MiningResult.load(tmp_path / ACCUMULATORS)
+    for name in reference_run.pairs:
+        assert torch.equal(saved.correlation(name), host.correlation(name))
+    # shards mined with host tables merge into the single run (one chunk a product: the same float32 products)
+    first = mine(gan, encoders, images=32, batch_size=16, progress=False, tables="host")
+    second = mine(gan, encoders, images=16, batch_size=16, start=32, progress=False, tables="device")
+    merged = first.merge(second)
+    for name in reference_run.pairs:
+        assert (merged.correlation(name) - reference_run.correlation(name)).abs().max() <= 1e-9
+
+
+def test_tables_option_is_checked_and_auto_picks_the_host_when_the_gpu_is_short(members, monkeypatch, caplog):
+    import logging
+
+    import rosetta_lite.mine as mining
+
+    gan, encoders = members
+    with pytest.raises(ValueError, match=r"tables must be one of \['auto', 'device', 'host'\], got 'gpu'"):
+        mine(gan, encoders, images=16, batch_size=16, progress=False, tables="gpu")
+    with pytest.raises(ValueError, match="tables='host' is for Pearson tables only"):
+        mine(gan, encoders, images=16, batch_size=16, progress=False, tables="host", similarity="mi")
+    with pytest.raises(ValueError, match="chunk_bytes must be a positive number of bytes, got 0"):
+        mine(gan, encoders, images=16, batch_size=16, progress=False, chunk_bytes=0)
+    assert mining.table_bytes({"gan": [11904], "vit": [3072] * 12}, "gan") == 8 * 11904 * (11904 + 36864)
+    assert mining.choose_tables("auto", "cpu", 10**15) == "device"  # on the CPU both are host memory
+    assert mining.choose_tables("host", "cpu", 1) == "host"
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10 * 2**30, 80 * 2**30))
+    assert mining.choose_tables("auto", "cuda", 4 * 2**30) == "device"  # 4 GiB of 10 free: fits
+    with caplog.at_level(logging.INFO, logger="rosetta_lite.mine"):
+        assert mining.choose_tables("auto", "cuda", 6 * 2**30) == "host"  # over half the free memory
+    assert "keeping them in host memory" in caplog.text and "6.44 GB" in caplog.text
+    assert mining.choose_tables("auto", "cuda", 6 * 2**30, "mi") == "device"
+    assert mining.choose_tables("device", "cuda", 6 * 2**30) == "device"  # asked for: kept
+
+
+def test_cli_refuses_unknown_tables(capsys):
+    with pytest.raises(SystemExit):
+        main(["mine", "--tables", "gpu"])
+    assert "invalid choice: 'gpu'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bench", "mining", "--tables", "gpu"])
+    assert "invalid choice: 'gpu'" in capsys.readouterr().err
