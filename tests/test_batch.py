@@ -14,13 +14,17 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_full_parameter_file_plans_every_chapter():
     params = load_params(ROOT / "params" / "full.yaml")
     assert params["common"]["zoo"] == "full" and params["common"]["device"] == "cuda"
-    assert params["common"]["images"] == 1000 and params["common"]["batch_size"] == 64
+    assert params["common"]["images"] == 1000 and params["common"]["batch_size"] == 16
+    assert params["common"]["grid"] == 56  # the largest map (BigGAN's 256) would need 3 GB an image
     jobs = {nb.stem: (declared_parameters(nb), values) for nb, values in plan(params, chapter_notebooks())}
     assert jobs and all(stem[:2].isdigit() for stem in jobs)
     for stem, (declared, values) in jobs.items():  # each chapter gets every full-scale value it declares
         for name, value in params["common"].items():
             assert values.get(name, value) == value and (name in values) == (name in declared), (stem, name)
     assert jobs["01_world_and_capture"][1]["model_name"] == "resnet50"
+    full_scale = [stem for stem, (_, values) in jobs.items() if values.get("zoo") == "full"]
+    assert full_scale == [stem for stem in jobs if stem[:2] in ("02", "03", "04", "05", "06")]
+    assert all(jobs[stem][1]["grid"] == 56 for stem in full_scale)
 
 
 def test_runs_chapter_01_with_parameters_into_a_folder(tmp_path):
