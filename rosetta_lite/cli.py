@@ -194,7 +194,7 @@ def _train(args: argparse.Namespace) -> int:
     reports = []
     for name in names:
         report = train_member(name, args.out, steps=args.steps, seed=args.seed, progress=not args.json,
-                              install_weights=args.install)
+                              install_weights=args.install, device=args.device)
         reports.append(report)
         if not args.json:
             gates = ", ".join(f"{k} {'pass' if v else 'FAIL'}" for k, v in report["gates"].items()) or "none"
@@ -300,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=int, default=None, help="override the recipe's steps")
     train.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
     train.add_argument("--install", action="store_true", help="copy the weights into the package's manifest")
+    train.add_argument("--device", default="cpu", help="where to train: cpu (the reference) or cuda")
     train.add_argument("--json", action="store_true")
     train.set_defaults(run=_train)
 

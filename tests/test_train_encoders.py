@@ -177,3 +177,33 @@ def test_mae_masking_and_patchify():
     # visible patches come back exactly from reconstruct_images
     out = mae.reconstruct_images(x, torch.Generator().manual_seed(1))
     assert out.shape == x.shape
+
+
+@pytest.mark.parametrize("device", ["gpu", "mps", "cuda"])
+def test_training_device_is_checked_before_any_work(device, tmp_path):
+    from rosetta_lite.train.gan import train_gan
+    from rosetta_lite.train.supervised import train_lite_resnet_sup
+
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    match = "sees no CUDA GPU" if device == "cuda" else "device must be 'cpu', 'cuda' or 'cuda:N'"
+    with pytest.raises(ValueError, match=match):
+        train_lite_resnet_sup(tmp_path, steps=2, progress=False, batch_size=8, device=device)
+    with pytest.raises(ValueError, match=match):
+        train_gan(tmp_path, steps=2, progress=False, device=device)
+    assert not list(tmp_path.glob("*.ckpt.pt")) and not (tmp_path / "checkpoint.pt").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_recipes_train_on_cuda_and_save_cpu_weights(tmp_path):
+    from rosetta_lite.train.clip import train_lite_clip
+    from rosetta_lite.train.gan import load_generator, train_gan
+    from rosetta_lite.train.mae import train_lite_vit_mae
+    from rosetta_lite.train.selfsup import train_lite_resnet_dino
+
+    for train in (train_lite_clip, train_lite_vit_mae, train_lite_resnet_dino):
+        result = _tiny(train, tmp_path, steps=2, device="cuda")
+        assert result["done"] and torch.isfinite(torch.tensor(result["final_loss"]))
+    train_gan(tmp_path / "gan", steps=2, progress=False, device="cuda")
+    g = load_generator(tmp_path / "gan" / "lite-gan.safetensors")
+    assert next(g.parameters()).device.type == "cpu"

@@ -63,15 +63,15 @@ def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 2e-3,
 
     def step(batch, step_index, gen):
         x = augment(batch.images, gen, scale=(1.0, 1.0), flip=True)
-        img, txt, scale = model(normalize(x, MEMBER), tokenizer(batch.captions))
+        img, txt, scale = model(normalize(x, MEMBER), tokenizer(batch.captions).to(x.device))
         loss = loss_fn(img, txt, scale)
         out = {"clip_loss": loss.detach(), "logit_scale": scale.detach()}
         if hard_negatives > 0:
             negs = shape_swapped_captions(batch, gen, True) + shape_swapped_captions(batch, gen, False)
-            neg = F.normalize(model.encode_text(tokenizer(negs)), dim=-1).view(2, len(batch), -1)
+            neg = F.normalize(model.encode_text(tokenizer(negs).to(x.device)), dim=-1).view(2, len(batch), -1)
             hard = scale * torch.einsum("bd,kbd->bk", img, neg)  # (B, 2)
             logits = torch.cat([scale * img @ txt.T, hard], 1)
-            hard_loss = F.cross_entropy(logits, torch.arange(len(batch)))
+            hard_loss = F.cross_entropy(logits, torch.arange(len(batch), device=x.device))
             out["hard_loss"] = hard_loss.detach()
             loss = loss + hard_negatives * hard_loss
         out["loss"] = loss
@@ -92,8 +92,9 @@ def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 2e-3,
 
 def train_lite_clip(out_dir, steps: int = 500, seed: int = 1000, progress: bool = True,
                     checkpoint_every: int = 50, resume: bool = True, batch_size: int = 128,
-                    stop_after: int | None = None) -> dict:
+                    stop_after: int | None = None, device: str = "cpu") -> dict:
     """Train ``lite-clip``; writes the whole CLIP model to ``<out_dir>/lite-clip.safetensors``."""
     recipe = make_recipe(seed=seed, batch_size=batch_size)
     return run_recipe(recipe, out_dir, steps=steps, seed=seed, progress=progress,
-                      checkpoint_every=checkpoint_every, resume=resume, stop_after=stop_after)
+                      checkpoint_every=checkpoint_every, resume=resume, stop_after=stop_after,
+                      device=device)

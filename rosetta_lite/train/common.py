@@ -18,6 +18,7 @@ to ``<out_dir>/<member>.json``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -43,6 +44,19 @@ def check_train_seed(seed: int) -> None:
     if not isinstance(seed, int) or seed < MIN_TRAIN_SEED:
         raise ValueError(f"training seeds must be integers >= {MIN_TRAIN_SEED} (the evaluation "
                          f"stream is seed {EVAL_SEED}), got {seed!r}")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``torch.device(device)``, refusing a CUDA device on a machine without one."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {str(device)!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} asked for, but torch sees no CUDA GPU here; use 'cpu'")
+    return device
 
 
 def seed_everything(seed: int) -> None:
@@ -123,20 +137,22 @@ def augment(images: torch.Tensor, gen: torch.Generator, *, scale: tuple[float, f
     theta = torch.zeros(b, 2, 3)
     theta[:, 0, 0], theta[:, 0, 2] = sx, tx
     theta[:, 1, 1], theta[:, 1, 2] = side, ty
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    # random draws stay on the CPU generator (same stream on any device); only results move
+    device = images.device
+    grid = F.affine_grid(theta.to(device), list(images.shape), align_corners=False)
     out = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
     if colour > 0:
         perms = torch.stack([torch.randperm(3, generator=gen) for _ in range(b)])
         keep = rand(b) >= colour
         perms[keep] = torch.arange(3)
-        out = torch.gather(out, 1, perms[:, :, None, None].expand_as(out))
-        bright = 1 + 0.4 * colour * (2 * rand(b, 1, 1, 1) - 1)
-        contrast = 1 + 0.4 * colour * (2 * rand(b, 1, 1, 1) - 1)
+        out = torch.gather(out, 1, perms.to(device)[:, :, None, None].expand_as(out))
+        bright = 1 + 0.4 * colour * (2 * rand(b, 1, 1, 1).to(device) - 1)
+        contrast = 1 + 0.4 * colour * (2 * rand(b, 1, 1, 1).to(device) - 1)
         mean = out.mean(dim=(1, 2, 3), keepdim=True)
         out = ((out - mean) * contrast + mean) * bright
     if grey > 0:
         g = (0.299 * out[:, 0] + 0.587 * out[:, 1] + 0.114 * out[:, 2]).unsqueeze(1).expand_as(out)
-        out = torch.where((rand(b) < grey)[:, None, None, None], g, out)
+        out = torch.where((rand(b) < grey).to(device)[:, None, None, None], g, out)
     return out.clamp(0, 1)
 
 
@@ -187,8 +203,11 @@ def weights_path(out_dir: str | os.PathLike, member: str) -> Path:
 
 def run_recipe(recipe: Recipe, out_dir: str | os.PathLike, steps: int, seed: int = MIN_TRAIN_SEED,
                progress: bool = True, checkpoint_every: int = 100, resume: bool = True,
-               stop_after: Optional[int] = None) -> dict:
+               stop_after: Optional[int] = None, device: str | torch.device = "cpu") -> dict:
     """Train ``recipe`` for ``steps`` steps (resuming from its checkpoint); save the member.
+
+    ``device`` ("cpu", "cuda") holds the modules and each step's images and labels; the
+    random streams stay on the CPU, so a step draws the same scenes and views anywhere.
 
     ``stop_after`` ends this call after that many steps (a checkpoint is written), so a
     long run can be split across calls; the schedule still spans ``steps``. Returns a
@@ -206,6 +225,9 @@ def run_recipe(recipe: Recipe, out_dir: str | os.PathLike, steps: int, seed: int
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_file = checkpoint_path(out_dir, recipe.member)
     world = ShapesWorld(size=recipe.world_size)
+    device = resolve_device(device)
+    for module in recipe.modules.values():
+        module.to(device)  # in place: the optimizer keeps the same parameters
 
     start, seconds, log = 0, 0.0, []
     ckpt = load_checkpoint(ckpt_file) if resume else None
@@ -247,6 +269,7 @@ def run_recipe(recipe: Recipe, out_dir: str | os.PathLike, steps: int, seed: int
         for group in recipe.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         batch = world.batch(recipe.batch_size, seed=seed, start=step * recipe.batch_size)
+        batch = dataclasses.replace(batch, images=batch.images.to(device), labels=batch.labels.to(device))
         out = recipe.step_fn(batch, step, step_generator(seed, step))
         loss = out["loss"]
         if not torch.isfinite(loss):
@@ -289,5 +312,5 @@ def run_recipe(recipe: Recipe, out_dir: str | os.PathLike, steps: int, seed: int
         _atomic_write(out_dir / f"{recipe.member}.json",
                       lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
     for m in recipe.modules.values():
-        m.eval()
+        m.eval().cpu()
     return result

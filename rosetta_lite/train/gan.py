@@ -141,20 +141,24 @@ def _g_loss(cfg: GANConfig, fake_logits) -> torch.Tensor:
 
 def train_gan(out_dir: str | os.PathLike, steps: int = 6000, seed: int = 0, progress: bool = True,
               checkpoint_every: int = 500, resume: bool = True, config: GANConfig | None = None,
-              log_every: int = 100) -> dict:
+              log_every: int = 100, device: str = "cpu") -> dict:
     """Train the lite GAN; returns a dict of figures (losses, timings, paths).
 
         figures = train_gan("runs/gan", steps=6000, seed=0)
 
     Writes ``out_dir/checkpoint.pt`` every ``checkpoint_every`` steps (atomically) and
     resumes from it when ``resume`` is true; writes the EMA generator to
-    ``out_dir/lite-gan.safetensors`` at the end. Uses the threads torch is set to use.
+    ``out_dir/lite-gan.safetensors`` at the end. Uses the threads torch is set to use, or
+    ``device="cuda"``; latents and scenes are drawn on the CPU either way.
     """
     from tqdm.auto import tqdm
+
+    from rosetta_lite.train.common import resolve_device
 
     cfg = config or GANConfig()
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
+    device = resolve_device(device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / CHECKPOINT_NAME
@@ -163,6 +167,7 @@ def train_gan(out_dir: str | os.PathLike, steps: int = 6000, seed: int = 0, prog
     torch.manual_seed(seed)
     g = _make_generator(cfg)
     d = LiteDiscriminator(channels=tuple(cfg.d_channels))
+    g, d = g.to(device), d.to(device)
     g_ema = copy.deepcopy(g).eval().requires_grad_(False)
     # lazy-regularisation correction of D's Adam (StyleGAN-2); it is applied whether or not
     # R1 is on, so the default recipe's D runs at lr 4e-4 * 8/9 with beta2 = 0.9 ** (8/9)
@@ -192,16 +197,16 @@ def train_gan(out_dir: str | os.PathLike, steps: int = 6000, seed: int = 0, prog
     run = {"d": 0.0, "g": 0.0, "r1": 0.0, "real": 0.0, "fake": 0.0, "n": 0}
     t0 = t_session = time.perf_counter()
     for step in bar:
-        real = world.batch(cfg.batch, seed=TRAIN_SEED_OFFSET + seed, start=step * cfg.batch).images
+        real = world.batch(cfg.batch, seed=TRAIN_SEED_OFFSET + seed, start=step * cfg.batch).images.to(device)
 
         # discriminator step (with lazy R1 on real images)
         with torch.no_grad():
-            fake = g(_latents(cfg, seed, step, 0))
+            fake = g(_latents(cfg, seed, step, 0).to(device))
         do_r1 = cfg.r1_gamma > 0 and step % cfg.r1_every == 0
         real.requires_grad_(do_r1)
         real_logits, fake_logits = d(real), d(fake)
         loss_d = _d_loss(cfg, real_logits, fake_logits)
-        r1 = torch.zeros(())
+        r1 = torch.zeros((), device=device)
         if do_r1:
             (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
             r1 = grad.pow(2).sum((1, 2, 3)).mean()
@@ -212,7 +217,7 @@ def train_gan(out_dir: str | os.PathLike, steps: int = 6000, seed: int = 0, prog
 
         # generator step
         d.requires_grad_(False)
-        loss_g = _g_loss(cfg, d(g(_latents(cfg, seed, step, 1))))
+        loss_g = _g_loss(cfg, d(g(_latents(cfg, seed, step, 1).to(device))))
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
@@ -245,6 +250,7 @@ def train_gan(out_dir: str | os.PathLike, steps: int = 6000, seed: int = 0, prog
     elapsed += time.perf_counter() - t0
     session = time.perf_counter() - t_session
 
+    g_ema = g_ema.cpu()  # statistics and weights file made on the CPU, as on any machine
     standing_bn_stats(g_ema, cfg.bn_stat_batches, cfg.batch, seed=seed + 12345)
     weights = save_generator(g_ema, out / WEIGHTS_NAME,
                              extra={"steps": steps, "seed": seed, "recipe": asdict(cfg)})

@@ -60,14 +60,14 @@ class MaskedAutoencoder(nn.Module):
         x = x.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1)
         return x.reshape(b, (h // p) * (w // p), p * p * c)
 
-    def random_masking(self, b: int, gen: torch.Generator):
+    def random_masking(self, b: int, gen: torch.Generator, device: torch.device | str = "cpu"):
         """ids_keep (B, K), mask (B, N) with 1 = hidden, ids_restore (B, N)."""
         n = self.num_patches
         keep = max(1, int(round(n * (1 - self.mask_ratio))))
-        noise = torch.rand(b, n, generator=gen)
+        noise = torch.rand(b, n, generator=gen).to(device)
         ids_shuffle = noise.argsort(1)
         ids_restore = ids_shuffle.argsort(1)
-        mask = torch.ones(b, n)
+        mask = torch.ones(b, n, device=device)
         mask[:, :keep] = 0
         return ids_shuffle[:, :keep], torch.gather(mask, 1, ids_restore), ids_restore
 
@@ -92,7 +92,7 @@ class MaskedAutoencoder(nn.Module):
     def forward(self, images: torch.Tensor, gen: torch.Generator):
         """Images in [0, 1] -> (prediction, target, mask) in normalised pixel space."""
         x = normalize(images, self.member)
-        ids_keep, mask, ids_restore = self.random_masking(x.shape[0], gen)
+        ids_keep, mask, ids_restore = self.random_masking(x.shape[0], gen, x.device)
         pred = self.decode(self.encode_visible(x, ids_keep), ids_restore)
         return pred, self.patchify(x), mask
 
@@ -139,11 +139,12 @@ def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 1.5e-3) -> 
 
 def train_lite_vit_mae(out_dir, steps: int = 600, seed: int = 1000, progress: bool = True,
                        checkpoint_every: int = 100, resume: bool = True, batch_size: int = 128,
-                       stop_after: int | None = None) -> dict:
+                       stop_after: int | None = None, device: str = "cpu") -> dict:
     """Train ``lite-vit-mae``; writes the encoder to ``<out_dir>/lite-vit-mae.safetensors``."""
     recipe = make_recipe(seed=seed, batch_size=batch_size)
     return run_recipe(recipe, out_dir, steps=steps, seed=seed, progress=progress,
-                      checkpoint_every=checkpoint_every, resume=resume, stop_after=stop_after)
+                      checkpoint_every=checkpoint_every, resume=resume, stop_after=stop_after,
+                      device=device)
 
 
 def load_mae(out_dir) -> MaskedAutoencoder:

@@ -40,19 +40,20 @@ class RecipeSpec:
     seed: int = 1000
     options: dict = field(default_factory=dict)
 
-    def train(self, out_dir: Path, steps: int, seed: int, progress: bool) -> dict:
+    def train(self, out_dir: Path, steps: int, seed: int, progress: bool, device: str = "cpu") -> dict:
         import importlib
 
         train = getattr(importlib.import_module(self.module), self.function)
-        return train(out_dir, steps=steps, seed=seed, progress=progress, **self.options)
+        return train(out_dir, steps=steps, seed=seed, progress=progress, device=device, **self.options)
 
 
 RECIPES: dict[str, RecipeSpec] = {
-    "lite-resnet-sup": RecipeSpec("rosetta_lite.train.supervised", "train_lite_resnet_sup", 1000),
-    "lite-resnet-dino": RecipeSpec("rosetta_lite.train.selfsup", "train_lite_resnet_dino", 600),
+    "lite-resnet-sup": RecipeSpec("rosetta_lite.train.supervised", "train_lite_resnet_sup", 2000),
+    "lite-resnet-dino": RecipeSpec("rosetta_lite.train.selfsup", "train_lite_resnet_dino", 1500,
+                                   options={"batch_size": 128}),
     "lite-vit-dino": RecipeSpec("rosetta_lite.train.selfsup", "train_lite_vit_dino", 400),
     "lite-vit-mae": RecipeSpec("rosetta_lite.train.mae", "train_lite_vit_mae", 600),
-    "lite-clip": RecipeSpec("rosetta_lite.train.clip", "train_lite_clip", 500),
+    "lite-clip": RecipeSpec("rosetta_lite.train.clip", "train_lite_clip", 2000),
     "lite-gan": RecipeSpec("rosetta_lite.train.gan", "train_gan", 2750, seed=0),
 }
 
@@ -137,7 +138,7 @@ def gate_results(name: str, quality: dict) -> dict[str, bool]:
 
 
 def train_member(name: str, out_dir: str | Path = "runs/zoo", steps: int | None = None, seed: int | None = None,
-                 progress: bool = True, install_weights: bool = False) -> dict:
+                 progress: bool = True, install_weights: bool = False, device: str = "cpu") -> dict:
     """Train one member (resuming a checkpoint in ``out_dir``), measure it, optionally install it.
 
         train_member("lite-vit-mae", "runs/zoo", install_weights=True)
@@ -147,7 +148,7 @@ def train_member(name: str, out_dir: str | Path = "runs/zoo", steps: int | None 
     recipe = RECIPES[name]
     out_dir = Path(out_dir)
     start = time.perf_counter()
-    figures = recipe.train(out_dir, steps or recipe.steps, recipe.seed if seed is None else seed, progress)
+    figures = recipe.train(out_dir, steps or recipe.steps, recipe.seed if seed is None else seed, progress, device)
     quality = measure_quality(name, out_dir)
     report = {"member": name, "recipe": f"python -m rosetta_lite train {name}", "steps": steps or recipe.steps,
               "seed": recipe.seed if seed is None else seed,

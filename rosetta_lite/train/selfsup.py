@@ -9,8 +9,9 @@ crops, flips, strong colour changes, no rotation) go through the encoder and a h
 - ``dino``: self-distillation without labels (Caron et al. 2021): a student matches the
   sharpened, centred softmax of an EMA teacher on the other view.
 - ``simclr``: the NT-Xent contrastive loss (Chen et al. 2020) between the two views.
-  The default: at this scale and budget (150 steps of 64 scenes, lite ResNet) SimCLR's
-  linear-probe shape accuracy was 34% against DINO's 29% (random init: 26%).
+  The default: with 3,000 steps of 128 scenes (on a GPU) the lite ResNet's linear-probe
+  shape accuracy was 0.69 with SimCLR against 0.38 with DINO, and the lite ViT's 0.35
+  against 0.27; narrower crops (area 0.5-1 or 0.7-1 instead of 0.3-1) did not help.
 Only the encoder is the member (the head is dropped); the member name stays
 ``lite-*-dino`` whichever method trained it, and the method is recorded in
 ``<member>.json`` and in the safetensors metadata.
@@ -64,25 +65,27 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -> tor
     sim = z @ z.T / temperature
     n = z1.shape[0]
     sim.fill_diagonal_(float("-inf"))
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
     return F.cross_entropy(sim, target)
 
 
 def make_recipe(member: str, encoder: nn.Module, dim: int, method: str = "dino", seed: int = 1000,
                 batch_size: int = 128, lr: float = 2e-3, weight_decay: float = 0.05,
                 steps: int = 400, momentum: float = 0.99, teacher_temp: float = 0.04,
-                student_temp: float = 0.1, temperature: float = 0.2) -> Recipe:
+                student_temp: float = 0.1, temperature: float = 0.2,
+                crop_scale: tuple[float, float] = (0.3, 1.0)) -> Recipe:
     """A self-supervised recipe for any encoder that maps normalised images to (B, dim)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
     def views(batch, gen):
-        kw = dict(scale=(0.3, 1.0), colour=0.8, grey=0.2)
+        kw = dict(scale=tuple(crop_scale), colour=0.8, grey=0.2)
         a = augment(batch.images, gen, **kw)
         b = augment(batch.images, gen, **kw)
         return normalize(torch.cat([a, b]), member)
 
-    config = {"method": method, "batch_size": batch_size, "lr": lr, "augment": "crop 0.3-1, flip, colour 0.8, grey 0.2"}
+    config = {"method": method, "batch_size": batch_size, "lr": lr,
+              "augment": f"crop {crop_scale[0]}-{crop_scale[1]}, flip, colour 0.8, grey 0.2"}
     if method == "simclr":
         head = ProjectionHead(dim)
         params = list(encoder.parameters()) + list(head.parameters())
@@ -110,6 +113,8 @@ def make_recipe(member: str, encoder: nn.Module, dim: int, method: str = "dino",
     def step(batch, step_index, gen):
         x = views(batch, gen)
         n = len(batch)
+        if centre.device != x.device:
+            centre.data = centre.data.to(x.device)
         s = student(x) / student_temp
         with torch.no_grad():
             teacher.train()  # BatchNorm uses batch statistics, as in the student
@@ -141,23 +146,25 @@ def make_recipe(member: str, encoder: nn.Module, dim: int, method: str = "dino",
 
 def train_lite_resnet_dino(out_dir, steps: int = 600, seed: int = 1000, progress: bool = True,
                            checkpoint_every: int = 50, resume: bool = True, method: str = "simclr",
-                           batch_size: int = 64, stop_after: int | None = None) -> dict:
+                           batch_size: int = 64, stop_after: int | None = None, device: str = "cpu") -> dict:
     """Train ``lite-resnet-dino`` (head-less lite ResNet); writes ``lite-resnet-dino.safetensors``."""
     seed_everything(seed)
     encoder = build_lite_resnet(num_classes=0)
     recipe = make_recipe("lite-resnet-dino", encoder, encoder.num_features, method=method, seed=seed,
                          batch_size=batch_size, lr=2e-3, steps=steps)
     return run_recipe(recipe, out_dir, steps=steps, seed=seed, progress=progress,
-                      checkpoint_every=checkpoint_every, resume=resume, stop_after=stop_after)
+                      checkpoint_every=checkpoint_every, resume=resume, stop_after=stop_after,
+                      device=device)
 
 
 def train_lite_vit_dino(out_dir, steps: int = 400, seed: int = 1000, progress: bool = True,
                         checkpoint_every: int = 50, resume: bool = True, method: str = "simclr",
-                        batch_size: int = 64, stop_after: int | None = None) -> dict:
+                        batch_size: int = 64, stop_after: int | None = None, device: str = "cpu") -> dict:
     """Train ``lite-vit-dino`` (lite ViT, class-token output); writes ``lite-vit-dino.safetensors``."""
     seed_everything(seed)
     encoder = build_lite_vit()
     recipe = make_recipe("lite-vit-dino", encoder, encoder.num_features, method=method, seed=seed,
                          batch_size=batch_size, lr=1e-3, steps=steps)
     return run_recipe(recipe, out_dir, steps=steps, seed=seed, progress=progress,
-                      checkpoint_every=checkpoint_every, resume=resume, stop_after=stop_after)
+                      checkpoint_every=checkpoint_every, resume=resume, stop_after=stop_after,
+                      device=device)

@@ -35,8 +35,9 @@ def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 2e-3) -> Re
 
 def train_lite_resnet_sup(out_dir, steps: int = 1000, seed: int = 1000, progress: bool = True,
                           checkpoint_every: int = 50, resume: bool = True, batch_size: int = 128,
-                          stop_after: int | None = None) -> dict:
+                          stop_after: int | None = None, device: str = "cpu") -> dict:
     """Train ``lite-resnet-sup``; writes ``<out_dir>/lite-resnet-sup.safetensors``."""
     recipe = make_recipe(seed=seed, batch_size=batch_size)
     return run_recipe(recipe, out_dir, steps=steps, seed=seed, progress=progress,
-                      checkpoint_every=checkpoint_every, resume=resume, stop_after=stop_after)
+                      checkpoint_every=checkpoint_every, resume=resume, stop_after=stop_after,
+                      device=device)
