@@ -107,6 +107,21 @@ def test_augment_keeps_shape_range_and_is_seeded():
     torch.testing.assert_close(same, x, atol=1e-5, rtol=0)
 
 
+def test_largest_shape_swaps_name_every_other_shape():
+    from rosetta_lite.train.clip import largest_shape_swaps
+    from rosetta_lite.world import SHAPES, ShapesWorld
+
+    batch = ShapesWorld(32).batch(6, seed=3)
+    swaps = largest_shape_swaps(batch)
+    assert len(swaps) == len(SHAPES) - 1 and all(len(column) == 6 for column in swaps)
+    for i, (caption, objects) in enumerate(zip(batch.captions, batch.objects)):
+        largest = max(objects, key=lambda o: o["pixels"])
+        phrase = f"a {largest['size']} {largest['colour']} "
+        named = {column[i].split(phrase, 1)[1].split()[0].rstrip(",") for column in swaps}
+        assert named == set(SHAPES) - {largest["shape"]}, caption
+        assert all(column[i] != caption for column in swaps)
+
+
 def test_architectures_layers_and_sizes():
     for member in lite_arch.MEMBERS:
         net = lite_arch.build_member(member)

@@ -9,9 +9,11 @@ together with open_clip's ``ClipLoss`` (symmetric InfoNCE over the batch, learne
 temperature). Text goes through open_clip's own BPE tokenizer (``SimpleTokenizer``,
 whose vocabulary ships in the wheel: no download). Scenes in a batch differ in colours,
 ground and sky, so captions can be matched without looking at shapes (measured: top-5
-retrieval 100% but zero-shot shape accuracy 21%); each image therefore also gets two
-hard negative captions, its own caption with one shape word swapped (the largest
-object's, and a random object's), in an extra image-to-text cross-entropy. Augmentation is horizontal flips
+retrieval 100% but zero-shot shape accuracy 21%); each image therefore also gets six
+hard negative captions, its own caption with one shape word swapped, in an extra
+image-to-text cross-entropy: the largest object's shape set to each of the five other
+shapes, and a random object's shape changed. (With one swap of the largest object's
+shape instead of five, 2,000 steps gave zero-shot 0.72 instead of 0.80.) Augmentation is horizontal flips
 only: crops could cut out objects the caption names, colour changes would falsify it.
 The whole CLIP model (both towers) is saved as ``lite-clip.safetensors``.
 """
@@ -27,8 +29,15 @@ from rosetta_lite.zoo.lite_arch import build_lite_clip, clip_tokenizer, normaliz
 MEMBER = "lite-clip"
 
 
+def _swap_shape(caption: str, obj: dict, new: str) -> str:
+    phrase = f"a {obj['size']} {obj['colour']} "
+    return caption.replace(phrase + obj["shape"], phrase + new, 1)
+
+
 def shape_swapped_captions(batch, gen: torch.Generator, largest: bool = True) -> list[str]:
     """Each caption with one object's shape word changed (the largest object's, or a random one's).
+
+        negatives = shape_swapped_captions(batch, torch.Generator().manual_seed(0), largest=False)
 
     Hard negatives: within a batch, scenes differ in colours, ground and sky, so plain
     contrastive training can match captions without ever looking at shapes.
@@ -41,14 +50,28 @@ def shape_swapped_captions(batch, gen: torch.Generator, largest: bool = True) ->
         else:
             obj = objects[int(torch.randint(len(objects), (1,), generator=gen))]
         others = [s for s in shapes if s != obj["shape"]]
-        new = others[int(torch.randint(len(others), (1,), generator=gen))]
-        phrase = f"a {obj['size']} {obj['colour']} "
-        out.append(caption.replace(phrase + obj["shape"], phrase + new, 1))
+        out.append(_swap_shape(caption, obj, others[int(torch.randint(len(others), (1,), generator=gen))]))
     return out
 
 
+def largest_shape_swaps(batch) -> list[list[str]]:
+    """Every caption with its largest object's shape word set to each other shape in turn.
+
+        swaps = largest_shape_swaps(batch)   # (classes - 1) lists of len(batch) captions
+
+    With these as negatives, matching an image to its own caption among them is a
+    classification of the largest object's shape, taught by captions alone (no labels).
+    """
+    shapes = list(batch.class_names)
+    rows = []
+    for caption, objects in zip(batch.captions, batch.objects):
+        obj = max(objects, key=lambda o: o["pixels"])
+        rows.append([_swap_shape(caption, obj, s) for s in shapes if s != obj["shape"]])
+    return [list(column) for column in zip(*rows)]
+
+
 def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 2e-3,
-                hard_negatives: float = 1.0) -> Recipe:
+                hard_negatives: float = 1.0, all_largest_swaps: bool = True) -> Recipe:
     from open_clip import ClipLoss
 
     seed_everything(seed)
@@ -67,9 +90,12 @@ def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 2e-3,
         loss = loss_fn(img, txt, scale)
         out = {"clip_loss": loss.detach(), "logit_scale": scale.detach()}
         if hard_negatives > 0:
-            negs = shape_swapped_captions(batch, gen, True) + shape_swapped_captions(batch, gen, False)
-            neg = F.normalize(model.encode_text(tokenizer(negs).to(x.device)), dim=-1).view(2, len(batch), -1)
-            hard = scale * torch.einsum("bd,kbd->bk", img, neg)  # (B, 2)
+            swaps = (largest_shape_swaps(batch) if all_largest_swaps
+                     else [shape_swapped_captions(batch, gen, True)])
+            swaps.append(shape_swapped_captions(batch, gen, False))
+            negs = [caption for column in swaps for caption in column]
+            neg = F.normalize(model.encode_text(tokenizer(negs).to(x.device)), dim=-1).view(len(swaps), len(batch), -1)
+            hard = scale * torch.einsum("bd,kbd->bk", img, neg)  # (B, K negatives)
             logits = torch.cat([scale * img @ txt.T, hard], 1)
             hard_loss = F.cross_entropy(logits, torch.arange(len(batch), device=x.device))
             out["hard_loss"] = hard_loss.detach()
@@ -85,16 +111,19 @@ def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 2e-3,
                   export=lambda: model, batch_size=batch_size, lr=lr, warmup=30,
                   after_step=clamp_scale,
                   config={"method": "clip", "hard_negatives": hard_negatives,
-                          "loss": "open_clip.ClipLoss + weight x image-to-text CE with 2 shape-swapped "
-                                  "captions per image as extra negatives",
+                          "loss": "open_clip.ClipLoss + weight x image-to-text CE with shape-swapped captions "
+                                  "per image as extra negatives: "
+                                  + ("the largest object's shape set to each other shape"
+                                     if all_largest_swaps else "the largest object's shape changed")
+                                  + ", and a random object's shape changed",
                           "tokenizer": "open_clip.tokenizer.SimpleTokenizer(context_length=32)"})
 
 
 def train_lite_clip(out_dir, steps: int = 500, seed: int = 1000, progress: bool = True,
                     checkpoint_every: int = 50, resume: bool = True, batch_size: int = 128,
-                    stop_after: int | None = None, device: str = "cpu") -> dict:
+                    stop_after: int | None = None, device: str = "cpu", hard_negatives: float = 1.0) -> dict:
     """Train ``lite-clip``; writes the whole CLIP model to ``<out_dir>/lite-clip.safetensors``."""
-    recipe = make_recipe(seed=seed, batch_size=batch_size)
+    recipe = make_recipe(seed=seed, batch_size=batch_size, hard_negatives=hard_negatives)
     return run_recipe(recipe, out_dir, steps=steps, seed=seed, progress=progress,
                       checkpoint_every=checkpoint_every, resume=resume, stop_after=stop_after,
                       device=device)
