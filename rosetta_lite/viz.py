@@ -298,5 +298,8 @@ def zoo_table(scale: str = "lite"):
     for row in zoo.describe(scale):
         entry = manifest.get(row["name"], {})
         quality = ", ".join(f"{k} {v}" for k, v in entry.get("quality", {}).items() if not isinstance(v, list))
-        rows.append(row | {"quality (held-out world)": quality or "not shipped", "train s": entry.get("train_seconds")})
+        seconds = entry.get("train_seconds")
+        note = entry.get("train_note")  # e.g. trained on fewer threads than the recipe's 2
+        rows.append(row | {"quality (held-out world)": quality or "not shipped",
+                           "train s": f"{seconds} ({note})" if note and seconds else seconds})
     return pd.DataFrame(rows).set_index("name")

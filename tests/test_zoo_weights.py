@@ -59,3 +59,14 @@ GATE_CASES = [pytest.param(name, figure, marks=pytest.mark.xfail(strict=True, re
 @pytest.mark.parametrize("name, figure", GATE_CASES)
 def test_quality_gate(name, figure):
     assert _measured(name)[figure] >= GATES[name][figure]
+
+
+def test_zoo_table_shows_every_member_and_how_it_was_timed():
+    from rosetta_lite.viz import zoo_table
+
+    table = zoo_table("lite")
+    assert set(table.index) == set(SHIPPED)
+    for name, entry in MANIFEST.items():
+        shown = str(table.loc[name, "train s"])
+        assert shown.startswith(str(entry["train_seconds"]))
+        assert ("train_note" in entry) == ("(" in shown), shown
