@@ -13,7 +13,7 @@ retrieval 100% but zero-shot shape accuracy 21%); each image therefore also gets
 hard negative captions, its own caption with one shape word swapped, in an extra
 image-to-text cross-entropy: the largest object's shape set to each of the five other
 shapes, and a random object's shape changed. (With one swap of the largest object's
-shape instead of five, 2,000 steps gave zero-shot 0.72 instead of 0.80.) Augmentation is horizontal flips
+shape instead of five, 2,000 steps gave zero-shot 0.72 instead of 0.798.) Augmentation is horizontal flips
 only: crops could cut out objects the caption names, colour changes would falsify it.
 The whole CLIP model (both towers) is saved as ``lite-clip.safetensors``.
 """
