@@ -1,5 +1,6 @@
 """Tests of the lite GAN: architecture, a short training run, and the quality metrics."""
 
+import json
 import math
 
 import numpy as np
@@ -8,7 +9,7 @@ import torch
 
 from rosetta_lite.gan_quality import frechet_distance, knn_precision_recall, knn_radii
 from rosetta_lite.train.gan import GANConfig, load_generator, train_gan
-from rosetta_lite.zoo.gan_arch import GENERATOR_LAYERS, LiteDiscriminator, LiteGenerator
+from rosetta_lite.zoo.gan_arch import GENERATOR_LAYERS, FeatureDiscriminator, LiteDiscriminator, LiteGenerator
 
 
 def test_generator_shapes_layers_and_range():
@@ -42,9 +43,33 @@ def test_discriminator_output():
     assert d(torch.rand(4, 3, 32, 32)).shape == (4,)
 
 
+def test_feature_discriminator_reads_a_frozen_tower_through_trainable_heads():
+    from rosetta_lite.zoo.lite_arch import build_lite_clip
+
+    visual = build_lite_clip().visual
+    before = {k: v.clone() for k, v in visual.state_dict().items()}
+    fd = FeatureDiscriminator(visual, "lite-clip").train()
+    assert not visual.training and not any(p.requires_grad for p in visual.parameters())
+    images = torch.rand(3, 3, 32, 32, requires_grad=True)
+    logits = fd(images)
+    # one logit per position of the 16, 8 and 4 px maps, and one for the pooled embedding
+    assert [tuple(x.shape) for x in logits] == [(3, 256), (3, 64), (3, 16), (3, 1)]
+    sum(x.sum() for x in logits).backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0  # the generator learns through it
+    assert all(p.grad is not None for p in fd.heads.parameters() if p.requires_grad)
+    for k, v in visual.state_dict().items():  # batch-norm statistics included
+        assert torch.equal(v, before[k]), k
+
+
+def test_gan_config_rejects_an_unknown_feature_member():
+    with pytest.raises(ValueError, match="feature_member must be '' \\(off\\) or 'lite-clip', got 'lite-vit-mae'"):
+        GANConfig(feature_member="lite-vit-mae")
+
+
 def test_short_training_run_saves_and_resumes(tmp_path):
     torch.manual_seed(0)
-    cfg = GANConfig(batch=8, g_channels=(16, 16, 8, 8), d_channels=(8, 8, 16, 16), r1_every=2)
+    # the vision-aided discriminator counts from step 1, so resuming is checked with it on
+    cfg = GANConfig(batch=8, g_channels=(16, 16, 8, 8), d_channels=(8, 8, 16, 16), r1_every=2, feature_start=1)
     figs = train_gan(tmp_path, steps=3, seed=1, progress=False, checkpoint_every=2, config=cfg)
     assert figs["steps"] == 3 and math.isfinite(figs["final"]["d"]) and math.isfinite(figs["final"]["g"])
     weights = tmp_path / "lite-gan.safetensors"
@@ -52,6 +77,11 @@ def test_short_training_run_saves_and_resumes(tmp_path):
     assert (tmp_path / "checkpoint.pt").exists()
     g = load_generator(weights)
     assert g(torch.randn(2, g.z_dim)).shape == (2, 3, 32, 32)
+    from safetensors import safe_open
+
+    from rosetta_lite.zoo.weights import entry
+    with safe_open(str(weights), framework="pt") as f:  # which CLIP the discriminator read is recorded
+        assert json.loads(f.metadata()["feature_weights_sha256"]) == entry("lite-clip")["sha256"]
     # resuming from the step-3 checkpoint to step 4 runs exactly one more step
     figs2 = train_gan(tmp_path, steps=4, seed=1, progress=False, config=cfg)
     assert figs2["resumed_from"] == 3
@@ -96,3 +126,20 @@ def test_frechet_distance():
     # shift of the mean by (2, 0, 0): FD ~ 4; scaling by 2: tr(C1 + C2 - 2 sqrt(C1 C2)) = 3 (1 + 4 - 4) = 3
     assert abs(frechet_distance(a, a + np.array([2.0, 0, 0])) - 4) < 1e-6
     assert abs(frechet_distance(a, 2 * rng.normal(size=(5000, 3))) - 3) < 0.3
+
+
+def test_gan_recipe_runs_alone_judged_and_guided_by_shipped_members(tmp_path):
+    """`train lite-gan --out EMPTY` needs lite-clip (its second discriminator) and
+    lite-resnet-sup (its judge): without them in the folder it uses the shipped ones."""
+    import shutil
+
+    from rosetta_lite.train.common import trained_or_shipped
+    from rosetta_lite.train.recipes import train_member
+    from rosetta_lite.zoo.weights import WEIGHTS_DIR
+
+    assert trained_or_shipped(tmp_path, "lite-clip") == WEIGHTS_DIR / "lite-clip.safetensors"
+    report = train_member("lite-gan", tmp_path / "gan", steps=1, progress=False)
+    assert {"precision_ratio", "recall_ratio", "frechet", "frechet_world"} <= set(report["quality"])
+    assert not any(report["gates"].values())  # one step draws nothing like the world
+    shutil.copy(WEIGHTS_DIR / "lite-clip.safetensors", tmp_path)
+    assert trained_or_shipped(tmp_path, "lite-clip") == tmp_path / "lite-clip.safetensors"

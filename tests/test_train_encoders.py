@@ -212,13 +212,14 @@ def test_training_device_is_checked_before_any_work(device, tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_recipes_train_on_cuda_and_save_cpu_weights(tmp_path):
     from rosetta_lite.train.clip import train_lite_clip
-    from rosetta_lite.train.gan import load_generator, train_gan
+    from rosetta_lite.train.gan import GANConfig, load_generator, train_gan
     from rosetta_lite.train.mae import train_lite_vit_mae
     from rosetta_lite.train.selfsup import train_lite_resnet_dino
 
     for train in (train_lite_clip, train_lite_vit_mae, train_lite_resnet_dino):
         result = _tiny(train, tmp_path, steps=2, device="cuda")
         assert result["done"] and torch.isfinite(torch.tensor(result["final_loss"]))
-    train_gan(tmp_path / "gan", steps=2, progress=False, device="cuda")
+    # the vision-aided discriminator (on lite-clip's frozen tower) counts from step 1
+    train_gan(tmp_path / "gan", steps=2, progress=False, device="cuda", config=GANConfig(feature_start=1))
     g = load_generator(tmp_path / "gan" / "lite-gan.safetensors")
     assert next(g.parameters()).device.type == "cpu"

@@ -201,6 +201,20 @@ def weights_path(out_dir: str | os.PathLike, member: str) -> Path:
     return Path(out_dir) / f"{member}.safetensors"
 
 
+def trained_or_shipped(out_dir: str | os.PathLike, member: str) -> Path:
+    """The weights of a member another recipe depends on: those a run trained in ``out_dir``
+    (``train --all`` trains it first), else the shipped ones, checksum verified.
+
+        trained_or_shipped("runs/zoo", "lite-resnet-sup")   # the GAN's judge
+    """
+    path = weights_path(out_dir, member)
+    if path.exists():
+        return path
+    from rosetta_lite.zoo.weights import verified_file
+
+    return verified_file(member)
+
+
 def run_recipe(recipe: Recipe, out_dir: str | os.PathLike, steps: int, seed: int = MIN_TRAIN_SEED,
                progress: bool = True, checkpoint_every: int = 100, resume: bool = True,
                stop_after: Optional[int] = None, device: str | torch.device = "cpu") -> dict:

@@ -5,8 +5,9 @@
     # -> runs/gan/lite-gan.safetensors (EMA generator weights) and a figures dict
 
 Recipe: hinge loss, spectrally normalised discriminator, Adam with betas (0, 0.9) and
-two time-scale learning rates (generator 1e-4, discriminator 4e-4), one discriminator
-step per generator step, batch 64, an exponential
+learning rates 2e-4 (generator) and 4e-4 (discriminator), one discriminator step per
+generator step, batch 64, a second, vision-aided discriminator (Kumari et al. 2022: small
+heads on ``lite-clip``'s frozen image tower, weight 0.1, from step 500), an exponential
 moving average of the generator weights (the saved model; its batch-norm statistics are
 recomputed at the end), and fresh world images every step (training streams use seeds
 >= 1000, disjoint from evaluation seeds < 100). Step ``t`` draws world images
@@ -31,7 +32,7 @@ import torch.nn.functional as F
 from rosetta_lite.files import atomic_path
 from rosetta_lite.train.common import save_checkpoint
 from rosetta_lite.world import ShapesWorld
-from rosetta_lite.zoo.gan_arch import LiteDiscriminator, LiteGenerator
+from rosetta_lite.zoo.gan_arch import FeatureDiscriminator, LiteDiscriminator, LiteGenerator
 
 __all__ = ["GANConfig", "train_gan", "save_generator", "load_generator", "WEIGHTS_NAME"]
 
@@ -50,7 +51,7 @@ class GANConfig:
     g_channels: tuple[int, ...] = (256, 128, 64, 32)
     d_channels: tuple[int, ...] = (32, 64, 128, 256)
     mapping_layers: int = 1
-    g_lr: float = 1e-4
+    g_lr: float = 2e-4
     d_lr: float = 4e-4
     betas: tuple[float, float] = (0.0, 0.9)
     loss: str = "hinge"  # "hinge" or "logistic" (non-saturating)
@@ -60,10 +61,17 @@ class GANConfig:
     ema_rampup: float = 0.05  # EMA half-life is at most this fraction of images seen
     bn_stat_batches: int = 32  # batches used to recompute the EMA generator's batch-norm statistics
     world: dict = field(default_factory=dict)  # extra ShapesWorld settings
+    # vision-aided discriminator: heads on this member's frozen image tower ("" = off)
+    feature_member: str = "lite-clip"
+    feature_weight: float = 0.1  # weight 1, or from step 0, collapsed to one image
+    feature_layers: tuple[str, ...] = ("layer2", "layer3", "layer4")  # maps read by heads (the embedding always is)
+    feature_start: int = 500  # step from which the vision-aided loss counts
 
     def __post_init__(self) -> None:
         if self.loss not in ("logistic", "hinge"):
             raise ValueError(f"loss must be 'logistic' or 'hinge', got {self.loss!r}")
+        if self.feature_member not in ("", "lite-clip"):
+            raise ValueError(f"feature_member must be '' (off) or 'lite-clip', got {self.feature_member!r}")
         if self.batch < 2:
             raise ValueError(f"batch must be at least 2, got {self.batch}")
 
@@ -127,6 +135,17 @@ def load_generator(path: str | os.PathLike) -> LiteGenerator:
     return g
 
 
+def feature_discriminator(cfg: GANConfig, out_dir: Path) -> tuple[FeatureDiscriminator, Path]:
+    """The vision-aided discriminator on ``cfg.feature_member``'s frozen image tower, and
+    the weights file it was read from (``trained_or_shipped``)."""
+    from rosetta_lite.train.common import load_weights, trained_or_shipped
+    from rosetta_lite.zoo import lite_arch
+
+    path = trained_or_shipped(out_dir, cfg.feature_member)
+    model = load_weights(lite_arch.build_member(cfg.feature_member), path)
+    return FeatureDiscriminator(model.visual, cfg.feature_member, layers=tuple(cfg.feature_layers)), path
+
+
 def _d_loss(cfg: GANConfig, real_logits, fake_logits) -> torch.Tensor:
     if cfg.loss == "hinge":
         return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
@@ -167,13 +186,16 @@ def train_gan(out_dir: str | os.PathLike, steps: int = 6000, seed: int = 0, prog
     torch.manual_seed(seed)
     g = _make_generator(cfg)
     d = LiteDiscriminator(channels=tuple(cfg.d_channels))
+    feature_d, feature_path = feature_discriminator(cfg, out) if cfg.feature_member else (None, None)
+    if feature_d is not None:
+        d = torch.nn.ModuleDict({"pixels": d, "features": feature_d})
     g, d = g.to(device), d.to(device)
     g_ema = copy.deepcopy(g).eval().requires_grad_(False)
     # lazy-regularisation correction of D's Adam (StyleGAN-2); it is applied whether or not
     # R1 is on, so the default recipe's D runs at lr 4e-4 * 8/9 with beta2 = 0.9 ** (8/9)
     r1_ratio = cfg.r1_every / (cfg.r1_every + 1)
     opt_g = torch.optim.Adam(g.parameters(), lr=cfg.g_lr, betas=tuple(cfg.betas))
-    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.d_lr * r1_ratio,
+    opt_d = torch.optim.Adam([p for p in d.parameters() if p.requires_grad], lr=cfg.d_lr * r1_ratio,
                              betas=tuple(b ** r1_ratio for b in cfg.betas))
     start, elapsed, history = 0, 0.0, []
     if resume and ckpt_path.exists():
@@ -191,6 +213,8 @@ def train_gan(out_dir: str | os.PathLike, steps: int = 6000, seed: int = 0, prog
                       "elapsed": elapsed, "history": history, "config": asdict(cfg), "seed": seed},
                      ckpt_path)
 
+    pixel_d = d["pixels"] if feature_d is not None else d
+    trainable_d = [p for p in d.parameters() if p.requires_grad]
     g.train(); d.train()
     bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress,
                desc="lite-gan", unit="step")
@@ -204,8 +228,11 @@ def train_gan(out_dir: str | os.PathLike, steps: int = 6000, seed: int = 0, prog
             fake = g(_latents(cfg, seed, step, 0).to(device))
         do_r1 = cfg.r1_gamma > 0 and step % cfg.r1_every == 0
         real.requires_grad_(do_r1)
-        real_logits, fake_logits = d(real), d(fake)
+        real_logits, fake_logits = pixel_d(real), pixel_d(fake)
         loss_d = _d_loss(cfg, real_logits, fake_logits)
+        if feature_d is not None and step >= cfg.feature_start:
+            loss_d = loss_d + cfg.feature_weight * sum(
+                _d_loss(cfg, r, f) for r, f in zip(feature_d(real.detach()), feature_d(fake)))
         r1 = torch.zeros((), device=device)
         if do_r1:
             (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
@@ -217,11 +244,15 @@ def train_gan(out_dir: str | os.PathLike, steps: int = 6000, seed: int = 0, prog
 
         # generator step
         d.requires_grad_(False)
-        loss_g = _g_loss(cfg, d(g(_latents(cfg, seed, step, 1).to(device))))
+        fake = g(_latents(cfg, seed, step, 1).to(device))
+        loss_g = _g_loss(cfg, pixel_d(fake))
+        if feature_d is not None and step >= cfg.feature_start:
+            loss_g = loss_g + cfg.feature_weight * sum(_g_loss(cfg, f) for f in feature_d(fake))
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
-        d.requires_grad_(True)
+        for p in trainable_d:
+            p.requires_grad_(True)
 
         # exponential moving average of the generator weights
         with torch.no_grad():
@@ -252,8 +283,12 @@ def train_gan(out_dir: str | os.PathLike, steps: int = 6000, seed: int = 0, prog
 
     g_ema = g_ema.cpu()  # statistics and weights file made on the CPU, as on any machine
     standing_bn_stats(g_ema, cfg.bn_stat_batches, cfg.batch, seed=seed + 12345)
-    weights = save_generator(g_ema, out / WEIGHTS_NAME,
-                             extra={"steps": steps, "seed": seed, "recipe": asdict(cfg)})
+    extra = {"steps": steps, "seed": seed, "recipe": asdict(cfg)}
+    if feature_path is not None:
+        from rosetta_lite.zoo.weights import sha256
+
+        extra["feature_weights_sha256"] = sha256(Path(feature_path))
+    weights = save_generator(g_ema, out / WEIGHTS_NAME, extra=extra)
     return {
         "steps": steps,
         "seed": seed,
@@ -267,4 +302,5 @@ def train_gan(out_dir: str | os.PathLike, steps: int = 6000, seed: int = 0, prog
         "final": history[-1] if history else None,
         "history": history,
         "config": asdict(cfg),
+        "feature_weights": str(feature_path) if feature_path is not None else None,
     }

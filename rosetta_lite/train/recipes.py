@@ -54,7 +54,7 @@ RECIPES: dict[str, RecipeSpec] = {
     "lite-vit-dino": RecipeSpec("rosetta_lite.train.selfsup", "train_lite_vit_dino", 400),
     "lite-vit-mae": RecipeSpec("rosetta_lite.train.mae", "train_lite_vit_mae", 600),
     "lite-clip": RecipeSpec("rosetta_lite.train.clip", "train_lite_clip", 2000),
-    "lite-gan": RecipeSpec("rosetta_lite.train.gan", "train_gan", 2750, seed=0),
+    "lite-gan": RecipeSpec("rosetta_lite.train.gan", "train_gan", 2000, seed=0),
 }
 
 
@@ -64,11 +64,11 @@ def measure_quality(name: str, out_dir: Path) -> dict:
         measure_quality("lite-clip", Path("runs/zoo"))
     """
     from rosetta_lite import evaluate_encoders as ev
-    from rosetta_lite.train.common import load_weights
+    from rosetta_lite.train.common import load_weights, trained_or_shipped
 
     weights = Path(out_dir) / f"{name}.safetensors"
     if name == "lite-gan":
-        return gan_quality(weights, Path(out_dir) / "lite-resnet-sup.safetensors")
+        return gan_quality(weights, trained_or_shipped(out_dir, "lite-resnet-sup"))
     net = load_weights(lite_arch.build_member(name), weights).eval()
     figures = {"probe": ev.linear_probe_accuracy(net, name)}
     if name == "lite-resnet-sup":

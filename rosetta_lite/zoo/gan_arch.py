@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
-__all__ = ["LiteGenerator", "LiteDiscriminator", "GENERATOR_LAYERS"]
+__all__ = ["LiteGenerator", "LiteDiscriminator", "FeatureDiscriminator", "GENERATOR_LAYERS"]
 
 #: names of the generator modules whose outputs are the units to mine, coarse to fine
 GENERATOR_LAYERS: tuple[str, ...] = ("b4", "b8", "b16", "b32")
@@ -122,3 +122,49 @@ class LiteDiscriminator(nn.Module):
         for conv in self.convs:
             x = F.leaky_relu(conv(x), 0.1)
         return self.fc(x.flatten(1)).squeeze(1)
+
+
+class FeatureDiscriminator(nn.Module):
+    """A discriminator on a frozen encoder's features (vision-aided GAN, Kumari et al. 2022).
+
+        fd = FeatureDiscriminator(clip_model.visual, "lite-clip"); logits = fd(images)  # list of (B, N)
+
+    The encoder (a ModifiedResNet image tower, e.g. ``lite-clip``'s) stays frozen in eval
+    mode; small trainable spectrally normalised heads read its 16, 8 and 4 px maps (one
+    logit per position) and its pooled embedding. It knows shapes before training starts,
+    so the generator is pushed towards drawing them from the first steps.
+    """
+
+    def __init__(self, visual: nn.Module, member: str, layers: tuple[str, ...] = ("layer2", "layer3", "layer4"),
+                 hidden: int = 64) -> None:
+        super().__init__()
+        self.member, self.layers = member, tuple(layers)
+        self.visual = visual.eval().requires_grad_(False)
+        with torch.no_grad():
+            maps, embedding = self.features(torch.zeros(1, 3, 32, 32))
+        self.heads = nn.ModuleList(
+            nn.Sequential(spectral_norm(nn.Conv2d(m.shape[1], hidden, 3, padding=1)), nn.LeakyReLU(0.1),
+                          spectral_norm(nn.Conv2d(hidden, 1, 1))) for m in maps)
+        self.embedding_head = nn.Sequential(spectral_norm(nn.Linear(embedding.shape[1], hidden)),
+                                            nn.LeakyReLU(0.1), spectral_norm(nn.Linear(hidden, 1)))
+
+    def train(self, mode: bool = True) -> "FeatureDiscriminator":
+        super().train(mode)
+        self.visual.eval()  # frozen: batch norm keeps the encoder's own statistics
+        return self
+
+    def features(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        from rosetta_lite.zoo.lite_arch import normalize
+
+        x = self.visual.stem(normalize(images, self.member))
+        maps = []
+        for name in ("layer1", "layer2", "layer3", "layer4"):
+            x = getattr(self.visual, name)(x)
+            if name in self.layers:
+                maps.append(x)
+        return maps, self.visual.attnpool(x)
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        maps, embedding = self.features(images)
+        logits = [head(m).flatten(1) for head, m in zip(self.heads, maps)]
+        return logits + [self.embedding_head(embedding)]

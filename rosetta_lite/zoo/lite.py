@@ -13,7 +13,8 @@ from rosetta_lite.zoo.preprocess import Preprocess
 from rosetta_lite.zoo.weights import entry, retrain_command, verified_file, verified_state_dict
 
 TRAINED_FOR = {
-    "lite-gan": "generating Shapes World scenes (adversarial; coordinate-conv DCGAN, hinge loss)",
+    "lite-gan": ("generating Shapes World scenes (adversarial; coordinate-conv DCGAN, hinge loss, "
+                 "plus a discriminator on lite-clip's frozen features)"),
     "lite-resnet-sup": "shape classification with labels (paper: class-supervised ResNet50)",
     "lite-resnet-dino": "self-supervised, no labels (paper: DINO ResNet50)",
     "lite-vit-dino": "self-supervised, no labels (paper: DINO ViT)",
