@@ -131,8 +131,9 @@ class FeatureDiscriminator(nn.Module):
 
     The encoder (a ModifiedResNet image tower, e.g. ``lite-clip``'s) stays frozen in eval
     mode; small trainable spectrally normalised heads read its 16, 8 and 4 px maps (one
-    logit per position) and its pooled embedding. It knows shapes before training starts,
-    so the generator is pushed towards drawing them from the first steps.
+    logit per position) and its pooled embedding. It knows shapes before training starts;
+    switched on from the first step it lets the generator collapse onto one image that
+    fools the frozen tower, so the recipe adds it after 500 steps, with weight 0.1.
     """
 
     def __init__(self, visual: nn.Module, member: str, layers: tuple[str, ...] = ("layer2", "layer3", "layer4"),
