@@ -122,6 +122,27 @@ def test_largest_shape_swaps_name_every_other_shape():
         assert all(column[i] != caption for column in swaps)
 
 
+def test_main_object_captions_name_only_the_largest_object():
+    from rosetta_lite.train.clip import main_object_captions
+    from rosetta_lite.world import ShapesWorld
+
+    batch = ShapesWorld(32).batch(64, seed=3)
+    cut = main_object_captions(batch, torch.Generator().manual_seed(0), share=0.5)
+    changed = 0
+    for before, after, objects, kept in zip(batch.captions, cut.captions, batch.objects, cut.objects):
+        scene = before[before.rindex(" on "):]
+        assert after.endswith(scene)
+        if after != before:
+            changed += 1
+            largest = max(objects, key=lambda o: o["pixels"])
+            assert kept == [largest] and after == f"a {largest['size']} {largest['colour']} {largest['shape']}{scene}"
+        else:
+            assert kept == objects
+    assert 0 < changed < 64
+    assert main_object_captions(batch, torch.Generator(), share=0.0).captions == batch.captions
+    assert torch.equal(cut.images, batch.images) and torch.equal(cut.labels, batch.labels)
+
+
 def test_architectures_layers_and_sizes():
     for member in lite_arch.MEMBERS:
         net = lite_arch.build_member(member)

@@ -13,12 +13,18 @@ retrieval 100% but zero-shot shape accuracy 21%); each image therefore also gets
 hard negative captions, its own caption with one shape word swapped, in an extra
 image-to-text cross-entropy: the largest object's shape set to each of the five other
 shapes, and a random object's shape changed. (With one swap of the largest object's
-shape instead of five, 2,000 steps gave zero-shot 0.72 instead of 0.798.) Augmentation is horizontal flips
+shape instead of five, 2,000 steps gave zero-shot 0.72 instead of 0.798.) Half the scenes
+with several objects get a caption naming only the largest one (``main_object_captions``):
+zero-shot prompts name one shape, and a scene's single-object caption should be its main
+subject; it lifted zero-shot accuracy from 0.798 to 0.842 at 2,000 steps (captions that
+name the largest object first instead: 0.780). Augmentation is horizontal flips
 only: crops could cut out objects the caption names, colour changes would falsify it.
 The whole CLIP model (both towers) is saved as ``lite-clip.safetensors``.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +60,31 @@ def shape_swapped_captions(batch, gen: torch.Generator, largest: bool = True) ->
     return out
 
 
+def _phrase(obj: dict) -> str:
+    return f"a {obj['size']} {obj['colour']} {obj['shape']}"
+
+
+def main_object_captions(batch, gen: torch.Generator, share: float = 0.5):
+    """The batch with a random ``share`` of its captions cut to the largest object alone.
+
+        batch = main_object_captions(batch, torch.Generator().manual_seed(0), share=0.5)
+
+    "a large cyan circle on green ground under a yellow sky" instead of naming all three
+    objects: a caption that names only a scene's main subject, as alt text often does.
+    Such scenes keep only their largest object in ``objects``, so shape swaps change a
+    word the caption has.
+    """
+    captions, objects = [], []
+    for caption, items in zip(batch.captions, batch.objects):
+        if float(torch.rand((), generator=gen)) < share:  # one draw per scene, one-object scenes too
+            largest = max(items, key=lambda o: o["pixels"])
+            caption = _phrase(largest) + caption[caption.rindex(" on "):]  # + " on <ground> ground under a <sky> sky"
+            items = [largest]
+        captions.append(caption)
+        objects.append(items)
+    return dataclasses.replace(batch, captions=captions, objects=objects)
+
+
 def largest_shape_swaps(batch) -> list[list[str]]:
     """Every caption with its largest object's shape word set to each other shape in turn.
 
@@ -71,7 +102,8 @@ def largest_shape_swaps(batch) -> list[list[str]]:
 
 
 def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 2e-3,
-                hard_negatives: float = 1.0, all_largest_swaps: bool = True) -> Recipe:
+                hard_negatives: float = 1.0, all_largest_swaps: bool = True,
+                main_object: float = 0.5) -> Recipe:
     from open_clip import ClipLoss
 
     seed_everything(seed)
@@ -85,6 +117,8 @@ def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 2e-3,
                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98))
 
     def step(batch, step_index, gen):
+        if main_object > 0:
+            batch = main_object_captions(batch, gen, main_object)
         x = augment(batch.images, gen, scale=(1.0, 1.0), flip=True)
         img, txt, scale = model(normalize(x, MEMBER), tokenizer(batch.captions).to(x.device))
         loss = loss_fn(img, txt, scale)
@@ -111,6 +145,7 @@ def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 2e-3,
                   export=lambda: model, batch_size=batch_size, lr=lr, warmup=30,
                   after_step=clamp_scale,
                   config={"method": "clip", "hard_negatives": hard_negatives,
+                          "main_object_captions": main_object,
                           "loss": "open_clip.ClipLoss + weight x image-to-text CE with shape-swapped captions "
                                   "per image as extra negatives: "
                                   + ("the largest object's shape set to each other shape"
