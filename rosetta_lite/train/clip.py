@@ -35,12 +35,9 @@ from rosetta_lite.zoo.lite_arch import build_lite_clip, clip_tokenizer, normaliz
 MEMBER = "lite-clip"
 
 
-def _phrase(obj: dict) -> str:
-    return f"a {obj['size']} {obj['colour']} {obj['shape']}"
-
-
 def _swap_shape(caption: str, obj: dict, new: str) -> str:
-    return caption.replace(_phrase(obj), _phrase({**obj, "shape": new}), 1)
+    phrase = f"a {obj['size']} {obj['colour']} "
+    return caption.replace(phrase + obj["shape"], phrase + new, 1)
 
 
 def shape_swapped_captions(batch, gen: torch.Generator, largest: bool = True) -> list[str]:
@@ -61,6 +58,10 @@ def shape_swapped_captions(batch, gen: torch.Generator, largest: bool = True) ->
         others = [s for s in shapes if s != obj["shape"]]
         out.append(_swap_shape(caption, obj, others[int(torch.randint(len(others), (1,), generator=gen))]))
     return out
+
+
+def _phrase(obj: dict) -> str:
+    return f"a {obj['size']} {obj['colour']} {obj['shape']}"
 
 
 def main_object_captions(batch, gen: torch.Generator, share: float = 0.5):
