@@ -242,25 +242,33 @@ def dictionary_explorer(dictionary, generator, encoders: dict):
     """An ipywidgets explorer: pick a concept and an image seed, see its units' maps.
 
         dictionary_explorer(d, gan, members)   # interactive in Jupyter; the book shows Figure 2
+
+    The figure is an ``Image`` widget holding a PNG, not an ``Output`` widget: output
+    captured into an ``Output`` widget during execution makes nbclient send comm messages
+    on the shell channel while it waits there for the cell's reply, a race that can leave
+    a headless run (the book build, papermill) waiting forever (jupyter/nbclient#312).
     """
+    import io
+
     import ipywidgets as widgets
 
     options = [(f"{c.id}: {c.concept or 'unlabelled'} (r {c.score:.2f})", c.id) for c in dictionary.clusters]
     concept = widgets.Dropdown(options=options, description="concept")
     seed = widgets.IntSlider(value=0, min=0, max=50, description="image seed")
-    output = widgets.Output()
+    image = widgets.Image(format="png")
 
     def draw(*_):
-        with output:
-            output.clear_output(wait=True)
-            fig = dictionary_figure(dictionary, generator, encoders, generator.sample_latents(1, seed=seed.value),
-                                    clusters=[concept.value])
-            plt.show(fig)
+        fig = dictionary_figure(dictionary, generator, encoders, generator.sample_latents(1, seed=seed.value),
+                                clusters=[concept.value])
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", bbox_inches="tight")
+        plt.close(fig)
+        image.value = buffer.getvalue()
 
     concept.observe(draw, "value")
     seed.observe(draw, "value")
     draw()
-    return widgets.VBox([widgets.HBox([concept, seed]), output])
+    return widgets.VBox([widgets.HBox([concept, seed]), image])
 
 
 def samples_figure(generator, world, n: int = 32, seed: int = 0) -> plt.Figure:

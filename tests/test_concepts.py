@@ -182,3 +182,31 @@ def test_eval_concepts_command(tiny_run, tmp_path, capsys):
     assert "Rosetta neurons" in capsys.readouterr().out
     assert main(["eval", "concepts", "--run", str(tmp_path / "nothing")]) == 2
     assert "no dictionary" in capsys.readouterr().err
+
+
+def test_dictionary_explorer_shows_a_png_and_redraws_for_a_new_seed(monkeypatch):
+    """The explorer holds its figure in an Image widget (no Output widget: see its docstring)."""
+    import matplotlib.pyplot as plt
+    from types import SimpleNamespace
+
+    import ipywidgets as widgets
+
+    from rosetta_lite import viz
+
+    drawn = []
+
+    def figure(dictionary, generator, encoders, z, clusters):
+        drawn.append((float(z.sum()), clusters))
+        return plt.figure(figsize=(1, 1))
+
+    monkeypatch.setattr(viz, "dictionary_figure", figure)
+    dictionary = SimpleNamespace(clusters=[Cluster(4, [0], {}, 0.9, concept="sky"), Cluster(7, [1], {}, 0.8)])
+    generator = SimpleNamespace(sample_latents=lambda n, seed: _noise((n, 8), seed))
+    explorer = viz.dictionary_explorer(dictionary, generator, {})
+    (controls, image) = explorer.children
+    concept, seed = controls.children
+    assert isinstance(image, widgets.Image) and bytes(image.value).startswith(b"\x89PNG")
+    assert [label for label, _ in concept.options] == ["4: sky (r 0.90)", "7: unlabelled (r 0.80)"]
+    seed.value, concept.value = 5, 7
+    assert [c for _, c in drawn] == [[4], [4], [7]] and drawn[1][0] != drawn[0][0]
+    assert bytes(image.value).startswith(b"\x89PNG") and not any(isinstance(w, widgets.Output) for w in explorer.children)
