@@ -12,9 +12,10 @@ from rosetta_lite.train.gan import GANConfig, load_generator, train_gan
 from rosetta_lite.zoo.gan_arch import GENERATOR_LAYERS, FeatureDiscriminator, LiteDiscriminator, LiteGenerator
 
 
-def test_generator_shapes_layers_and_range():
+@pytest.mark.parametrize("convs", [1, 2])
+def test_generator_shapes_layers_and_range(convs):
     torch.manual_seed(0)
-    g = LiteGenerator()
+    g = LiteGenerator(convs_per_block=convs)
     maps = {}
     hooks = [getattr(g, n).register_forward_hook(lambda m, i, o, n=n: maps.__setitem__(n, o))
              for n in GENERATOR_LAYERS]
@@ -36,6 +37,19 @@ def test_generator_is_deterministic_and_differentiable_in_z():
     assert torch.equal(x, g(z))
     x.mean().backward()
     assert z.grad is not None and torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
+
+
+def test_two_convolutions_per_block_survive_saving_and_a_third_is_refused(tmp_path):
+    from rosetta_lite.train.gan import save_generator
+
+    torch.manual_seed(0)
+    g = LiteGenerator(channels=(16, 16, 8, 8), convs_per_block=2).eval()
+    loaded = load_generator(save_generator(g, tmp_path / "g.safetensors"))
+    z = torch.randn(2, g.z_dim)
+    assert loaded.config["convs_per_block"] == 2 and torch.equal(loaded(z), g(z))
+    assert "convs_per_block" not in LiteGenerator().config  # one-conv weight files keep their old config
+    with pytest.raises(ValueError, match="convs per block must be 1 or 2, got 3"):
+        LiteGenerator(convs_per_block=3)
 
 
 def test_discriminator_output():

@@ -51,6 +51,7 @@ class GANConfig:
     g_channels: tuple[int, ...] = (256, 128, 64, 32)
     d_channels: tuple[int, ...] = (32, 64, 128, 256)
     mapping_layers: int = 1
+    convs_per_block: int = 1  # 2: a 3 x 3 convolution after each upsampling (book: sixth round)
     g_lr: float = 2e-4
     d_lr: float = 4e-4
     betas: tuple[float, float] = (0.0, 0.9)
@@ -78,7 +79,7 @@ class GANConfig:
 
 def _make_generator(cfg: GANConfig) -> LiteGenerator:
     return LiteGenerator(z_dim=cfg.z_dim, w_dim=cfg.w_dim, channels=tuple(cfg.g_channels),
-                         mapping_layers=cfg.mapping_layers)
+                         mapping_layers=cfg.mapping_layers, convs_per_block=cfg.convs_per_block)
 
 
 @torch.no_grad()

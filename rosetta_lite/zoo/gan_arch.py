@@ -6,7 +6,9 @@
     # units to mine: g.b4, g.b8, g.b16, g.b32 return (B, C, H, W) maps at 4, 8, 16, 32 px
 
 The generator is DCGAN-shaped (a linear layer to a 4 x 4 map, then three 4 x 4
-stride-2 transposed convolutions, each followed by batch norm and ReLU) with two
+stride-2 transposed convolutions, each followed by batch norm and ReLU and, with
+``convs_per_block=2``, by a 3 x 3 convolution, batch norm and ReLU at the new
+resolution; the shipped member has one) with two
 coordinate channels (x, y in [-1, 1]) appended to the input of every convolution
 (CoordConv), so that position-dependent structure (sky above, ground below) is easy to
 draw and the convolutions can spend their capacity on edges. A 3 x 3 convolution and a
@@ -54,15 +56,22 @@ class InputBlock(nn.Module):
 
 class UpBlock(nn.Module):
     """(B, cin, r, r) -> (B, cout, 2r, 2r): coordinates appended, 4 x 4 stride-2 transposed
-    convolution, batch norm, ReLU. Its output is the map that mining records."""
+    convolution, batch norm, ReLU; with ``convs=2`` a 3 x 3 convolution (coordinates
+    appended), batch norm and ReLU follow at the new resolution. Its output is the map
+    that mining records."""
 
-    def __init__(self, cin: int, cout: int) -> None:
+    def __init__(self, cin: int, cout: int, convs: int = 1) -> None:
         super().__init__()
+        if convs not in (1, 2):
+            raise ValueError(f"convs per block must be 1 or 2, got {convs}")
         self.conv = nn.ConvTranspose2d(cin + 2, cout, 4, stride=2, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(cout)
+        self.refine = nn.Sequential(nn.Conv2d(cout + 2, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+                                    nn.ReLU()) if convs == 2 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.bn(self.conv(_with_coords(x))))
+        x = F.relu(self.bn(self.conv(_with_coords(x))))
+        return x if self.refine is None else self.refine(_with_coords(x))
 
 
 class LiteGenerator(nn.Module):
@@ -76,21 +85,23 @@ class LiteGenerator(nn.Module):
     """
 
     def __init__(self, z_dim: int = 64, w_dim: int = 128, channels: tuple[int, ...] = (256, 128, 64, 32),
-                 mapping_layers: int = 1) -> None:
+                 mapping_layers: int = 1, convs_per_block: int = 1) -> None:
         super().__init__()
         if len(channels) != len(GENERATOR_LAYERS):
             raise ValueError(f"channels needs one width per layer {GENERATOR_LAYERS}, got {channels}")
         self.z_dim, self.w_dim, self.channels = z_dim, w_dim, tuple(channels)
         self.config = dict(z_dim=z_dim, w_dim=w_dim, channels=list(channels), mapping_layers=mapping_layers)
+        if convs_per_block != 1:  # recorded only when set, so earlier weight files keep their config
+            self.config["convs_per_block"] = convs_per_block
         layers, d = [], z_dim
         for _ in range(mapping_layers):
             layers += [nn.Linear(d, w_dim), nn.LeakyReLU(0.2)]
             d = w_dim
         self.mapping = nn.Sequential(*layers)
         self.b4 = InputBlock(d, channels[0])
-        self.b8 = UpBlock(channels[0], channels[1])
-        self.b16 = UpBlock(channels[1], channels[2])
-        self.b32 = UpBlock(channels[2], channels[3])
+        self.b8 = UpBlock(channels[0], channels[1], convs_per_block)
+        self.b16 = UpBlock(channels[1], channels[2], convs_per_block)
+        self.b32 = UpBlock(channels[2], channels[3], convs_per_block)
         self.to_rgb = nn.Conv2d(channels[3] + 2, 3, 3, padding=1)
 
     @property
