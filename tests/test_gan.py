@@ -12,10 +12,10 @@ from rosetta_lite.train.gan import GANConfig, load_generator, train_gan
 from rosetta_lite.zoo.gan_arch import GENERATOR_LAYERS, FeatureDiscriminator, LiteDiscriminator, LiteGenerator
 
 
-@pytest.mark.parametrize("convs", [1, 2])
-def test_generator_shapes_layers_and_range(convs):
+@pytest.mark.parametrize("convs, object_layers", [(1, 0), (2, 0), (1, 3)])
+def test_generator_shapes_layers_and_range(convs, object_layers):
     torch.manual_seed(0)
-    g = LiteGenerator(convs_per_block=convs)
+    g = LiteGenerator(convs_per_block=convs, object_layers=object_layers)
     maps = {}
     hooks = [getattr(g, n).register_forward_hook(lambda m, i, o, n=n: maps.__setitem__(n, o))
              for n in GENERATOR_LAYERS]
@@ -50,6 +50,30 @@ def test_two_convolutions_per_block_survive_saving_and_a_third_is_refused(tmp_pa
     assert "convs_per_block" not in LiteGenerator().config  # one-conv weight files keep their old config
     with pytest.raises(ValueError, match="convs per block must be 1 or 2, got 3"):
         LiteGenerator(convs_per_block=3)
+
+
+def test_layered_head_paints_each_object_in_one_colour_and_survives_saving(tmp_path):
+    from rosetta_lite.train.gan import save_generator
+    from rosetta_lite.zoo.gan_arch import LayeredHead
+
+    torch.manual_seed(0)
+    head = LayeredHead(8, layers=1)
+    with torch.no_grad():  # an opaque layer over the left half: that half is one colour
+        head.conv.weight.zero_(); head.conv.bias.zero_()
+        head.conv.weight[3, 8, 1, 1] = -200.0  # alpha logit from the x coordinate channel
+        head.conv.weight[:3, :8].normal_()  # background and the layer's colour map vary
+        head.conv.weight[4:7, :8].normal_()  # from pixel to pixel
+    x = head(torch.randn(2, 8, 32, 32))
+    assert x[:, :, :, :15].std((2, 3)).max() < 1e-4  # under the opaque layer: one colour
+    assert x[:, :, :, 17:].std((2, 3)).min() > 1e-2  # beside it: the background, which varies from row to row
+
+    g = LiteGenerator(channels=(16, 16, 8, 8), object_layers=2).eval()
+    loaded = load_generator(save_generator(g, tmp_path / "g.safetensors"))
+    z = torch.randn(2, g.z_dim)
+    assert loaded.config["object_layers"] == 2 and torch.equal(loaded(z), g(z))
+    assert "object_layers" not in LiteGenerator().config
+    with pytest.raises(ValueError, match="object_layers must be from 0"):
+        LiteGenerator(object_layers=9)
 
 
 def test_discriminator_output():

@@ -52,6 +52,7 @@ class GANConfig:
     d_channels: tuple[int, ...] = (32, 64, 128, 256)
     mapping_layers: int = 1
     convs_per_block: int = 1  # 2: a 3 x 3 convolution after each upsampling (book: sixth round)
+    object_layers: int = 0  # >0: a layered head of this many one-coloured objects (book: seventh round)
     g_lr: float = 2e-4
     d_lr: float = 4e-4
     betas: tuple[float, float] = (0.0, 0.9)
@@ -79,7 +80,8 @@ class GANConfig:
 
 def _make_generator(cfg: GANConfig) -> LiteGenerator:
     return LiteGenerator(z_dim=cfg.z_dim, w_dim=cfg.w_dim, channels=tuple(cfg.g_channels),
-                         mapping_layers=cfg.mapping_layers, convs_per_block=cfg.convs_per_block)
+                         mapping_layers=cfg.mapping_layers, convs_per_block=cfg.convs_per_block,
+                         object_layers=cfg.object_layers)
 
 
 @torch.no_grad()
