@@ -65,7 +65,8 @@ def test_layered_head_paints_each_object_in_one_colour_and_survives_saving(tmp_p
         head.conv.weight[4:7, :8].normal_()  # from pixel to pixel
     x = head(torch.randn(2, 8, 32, 32))
     assert x[:, :, :, :15].std((2, 3)).max() < 1e-4  # under the opaque layer: one colour
-    assert x[:, :, :, 17:].std((2, 3)).min() > 1e-2  # beside it: the background, which varies from row to row
+    background = x[:, :, :, 17:]  # beside the layer: the background, which varies only from row to row
+    assert background.std(3).max() < 1e-5 and background.std(2).min() > 1e-2
 
     g = LiteGenerator(channels=(16, 16, 8, 8), object_layers=2).eval()
     loaded = load_generator(save_generator(g, tmp_path / "g.safetensors"))
