@@ -244,3 +244,16 @@ def test_recipes_train_on_cuda_and_save_cpu_weights(tmp_path):
     train_gan(tmp_path / "gan", steps=2, progress=False, device="cuda", config=GANConfig(feature_start=1))
     g = load_generator(tmp_path / "gan" / "lite-gan.safetensors")
     assert next(g.parameters()).device.type == "cpu"
+
+
+def test_shipped_self_supervised_resnet_knows_shapes_better_than_it_compares_sizes(tmp_path):
+    """measure_quality reports the probe on one-object scenes beside the three-object probe."""
+    import shutil
+
+    from rosetta_lite.train.recipes import measure_quality
+    from rosetta_lite.zoo.weights import WEIGHTS_DIR
+
+    shutil.copy(WEIGHTS_DIR / "lite-resnet-dino.safetensors", tmp_path)
+    figures = measure_quality("lite-resnet-dino", tmp_path)
+    assert set(figures) == {"probe", "probe_one_object"}
+    assert figures["probe_one_object"] > figures["probe"] + 0.1
