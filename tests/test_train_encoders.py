@@ -97,6 +97,35 @@ def test_atomic_save_leaves_old_file_on_failure(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
 
 
+def test_bf16_precision_where_native_and_bad_precision_named(tmp_path):
+    from safetensors import safe_open
+
+    from rosetta_lite.train.supervised import train_lite_resnet_sup
+
+    with pytest.raises(ValueError, match="precision must be 'fp32' or 'bf16', got 'fp16'"):
+        train_lite_resnet_sup(tmp_path / "bad", steps=1, progress=False, batch_size=8, precision="fp16")
+    assert not (tmp_path / "bad" / "lite-resnet-sup.ckpt.pt").exists()
+    result = train_lite_resnet_sup(tmp_path, steps=2, progress=False, batch_size=8, precision="bf16")
+    native = common.native_bf16(torch.device("cpu"))
+    assert result["config"]["precision"] == ("bf16" if native else "fp32")
+    with safe_open(result["weights"], "pt") as f:
+        assert f.metadata()["precision"] == result["config"]["precision"]
+        conv = f.get_tensor("conv1.weight")
+    assert conv.dtype == torch.float32 and conv.is_contiguous()  # weights stay fp32, plain layout
+
+
+def test_nt_xent_stays_fp32_under_autocast():
+    from rosetta_lite.train.selfsup import nt_xent
+
+    gen = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(32, 16, generator=gen), torch.randn(32, 16, generator=gen)
+    expected = nt_xent(z1, z2, 0.1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = nt_xent(z1, z2, 0.1)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, expected)
+
+
 def test_augment_keeps_shape_range_and_is_seeded():
     x = torch.rand(4, 3, 32, 32)
     a = common.augment(x, torch.Generator().manual_seed(0), colour=0.8, grey=0.2)
@@ -257,3 +286,35 @@ def test_shipped_self_supervised_resnet_knows_shapes_better_than_it_compares_siz
     figures = measure_quality("lite-resnet-dino", tmp_path)
     assert set(figures) == {"probe", "probe_one_object"}
     assert figures["probe_one_object"] > figures["probe"] + 0.1
+
+
+def test_training_benchmark_times_both_precisions_and_names_bad_members():
+    from rosetta_lite.bench_training import bench_training, seconds_per_step
+
+    with pytest.raises(ValueError, match="member must be one of"):
+        seconds_per_step("lite-gan", "fp32")
+    with pytest.raises(ValueError, match="steps and warmup must be at least 1"):
+        seconds_per_step("lite-resnet-sup", "fp32", steps=0)
+    (row,) = bench_training(["lite-vit-mae"], steps=1, repeats=1)
+    assert row["batch_size"] == 128 and row["fp32_seconds_per_step"] > 0 and row["bf16_seconds_per_step"] > 0
+    assert row["speed_up"] == pytest.approx(row["fp32_seconds_per_step"] / row["bf16_seconds_per_step"], rel=0.02)
+    assert row["bf16_ran_as"] == ("bf16" if common.native_bf16(torch.device("cpu")) else "fp32")
+
+
+def test_clip_tokenizer_gives_open_clips_tokens():
+    from open_clip.tokenizer import SimpleTokenizer
+
+    from rosetta_lite.train.clip import largest_shape_swaps
+    from rosetta_lite.world import ShapesWorld
+
+    batch = ShapesWorld(32).batch(32, seed=1000)
+    captions = list(batch.captions) + [c for column in largest_shape_swaps(batch) for c in column]
+    # text the word cache must leave to open_clip: capitals, punctuation, doubled spaces,
+    # accents, hyphens, an empty caption, and one longer than the context (truncated)
+    captions += ["A  Red, circle!", "", "café au lait", "x-ray 12 cats", " a red circle", "a large red circle " * 10]
+    reference = SimpleTokenizer(context_length=lite_arch.CLIP_CONTEXT_LENGTH)
+    tokenizer = lite_arch.clip_tokenizer()
+    assert torch.equal(tokenizer(captions), reference(captions))
+    assert torch.equal(tokenizer(captions), reference(captions))  # again, from the cache
+    assert torch.equal(tokenizer("a red circle"), reference("a red circle"))
+    assert 0 < len(tokenizer.word_tokens) < 60  # the world's captions use a few dozen words

@@ -103,7 +103,7 @@ def largest_shape_swaps(batch) -> list[list[str]]:
 
 def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 2e-3,
                 hard_negatives: float = 1.0, all_largest_swaps: bool = True,
-                main_object: float = 0.5) -> Recipe:
+                main_object: float = 0.5, precision: str = "fp32") -> Recipe:
     from open_clip import ClipLoss
 
     seed_everything(seed)
@@ -121,19 +121,23 @@ def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 2e-3,
             batch = main_object_captions(batch, gen, main_object)
         x = augment(batch.images, gen, scale=(1.0, 1.0), flip=True)
         img, txt, scale = model(normalize(x, MEMBER), tokenizer(batch.captions).to(x.device))
-        loss = loss_fn(img, txt, scale)
-        out = {"clip_loss": loss.detach(), "logit_scale": scale.detach()}
         if hard_negatives > 0:
             swaps = (largest_shape_swaps(batch) if all_largest_swaps
                      else [shape_swapped_captions(batch, gen, True)])
             swaps.append(shape_swapped_captions(batch, gen, False))
             negs = [caption for column in swaps for caption in column]
-            neg = F.normalize(model.encode_text(tokenizer(negs).to(x.device)), dim=-1).view(len(swaps), len(batch), -1)
-            hard = scale * torch.einsum("bd,kbd->bk", img, neg)  # (B, K negatives)
-            logits = torch.cat([scale * img @ txt.T, hard], 1)
-            hard_loss = F.cross_entropy(logits, torch.arange(len(batch), device=x.device))
-            out["hard_loss"] = hard_loss.detach()
-            loss = loss + hard_negatives * hard_loss
+            neg = model.encode_text(tokenizer(negs).to(x.device)).view(len(swaps), len(batch), -1)
+        # the losses in fp32 under any autocast: logits reach 100, which bf16 rounds by 0.5
+        with torch.autocast(x.device.type, enabled=False):
+            img, txt, scale = F.normalize(img.float(), dim=-1), F.normalize(txt.float(), dim=-1), scale.float()
+            loss = loss_fn(img, txt, scale)
+            out = {"clip_loss": loss.detach(), "logit_scale": scale.detach()}
+            if hard_negatives > 0:
+                hard = scale * torch.einsum("bd,kbd->bk", img, F.normalize(neg.float(), dim=-1))  # (B, K)
+                logits = torch.cat([scale * img @ txt.T, hard], 1)
+                hard_loss = F.cross_entropy(logits, torch.arange(len(batch), device=x.device))
+                out["hard_loss"] = hard_loss.detach()
+                loss = loss + hard_negatives * hard_loss
         out["loss"] = loss
         return out
 
@@ -143,7 +147,7 @@ def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 2e-3,
 
     return Recipe(member=MEMBER, modules={"clip": model}, optimizer=opt, step_fn=step,
                   export=lambda: model, batch_size=batch_size, lr=lr, warmup=30,
-                  after_step=clamp_scale,
+                  after_step=clamp_scale, precision=precision,
                   config={"method": "clip", "hard_negatives": hard_negatives,
                           "main_object_captions": main_object,
                           "loss": "open_clip.ClipLoss + weight x image-to-text CE with shape-swapped captions "
@@ -156,9 +160,10 @@ def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 2e-3,
 
 def train_lite_clip(out_dir, steps: int = 500, seed: int = 1000, progress: bool = True,
                     checkpoint_every: int = 50, resume: bool = True, batch_size: int = 128,
-                    stop_after: int | None = None, device: str = "cpu", hard_negatives: float = 1.0) -> dict:
+                    stop_after: int | None = None, device: str = "cpu", hard_negatives: float = 1.0,
+                    precision: str = "fp32") -> dict:
     """Train ``lite-clip``; writes the whole CLIP model to ``<out_dir>/lite-clip.safetensors``."""
-    recipe = make_recipe(seed=seed, batch_size=batch_size, hard_negatives=hard_negatives)
+    recipe = make_recipe(seed=seed, batch_size=batch_size, hard_negatives=hard_negatives, precision=precision)
     return run_recipe(recipe, out_dir, steps=steps, seed=seed, progress=progress,
                       checkpoint_every=checkpoint_every, resume=resume, stop_after=stop_after,
                       device=device)

@@ -14,6 +14,11 @@ resumes from it when called again. Augmentation randomness comes from a generato
 seeded by (seed, step), so a resumed run takes the same steps as an uninterrupted one.
 At the end the member's weights go to ``<out_dir>/<member>.safetensors`` and a summary
 to ``<out_dir>/<member>.json``.
+
+A recipe with ``precision="bf16"`` runs its steps under bfloat16 autocast, with its modules
+in channels-last memory, where the device computes bf16 natively (CPUs with AVX-512 BF16
+or AMX, recent GPUs); the weights and the optimizer stay in fp32. Elsewhere it runs in
+fp32, and the precision it used is recorded in the summary and the weights' metadata.
 """
 
 from __future__ import annotations
@@ -156,6 +161,16 @@ def augment(images: torch.Tensor, gen: torch.Generator, *, scale: tuple[float, f
     return out.clamp(0, 1)
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively (emulated bf16 is slower than fp32)."""
+    if device.type == "cuda":
+        try:
+            return torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # torch < 2.4 has no such argument and counts only native bf16
+            return torch.cuda.is_bf16_supported()
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def cosine_lr(step: int, steps: int, base: float, warmup: int) -> float:
     """Linear warm-up over ``warmup`` steps, then cosine decay to 2% of ``base``."""
     if step < warmup:
@@ -191,6 +206,10 @@ class Recipe:
     load_extra_state: Optional[Callable[[dict], None]] = None
     world_size: int = 32
     config: dict = field(default_factory=dict)
+    #: "fp32", or "bf16": step_fn runs under bfloat16 autocast with channels-last modules where
+    #: the device computes bf16 natively (2.2x faster per ResNet step on 2 AVX-512 BF16 cores);
+    #: elsewhere fp32. Losses that need fp32 leave autocast themselves (see ``nt_xent``).
+    precision: str = "fp32"
 
 
 def checkpoint_path(out_dir: str | os.PathLike, member: str) -> Path:
@@ -228,9 +247,12 @@ def run_recipe(recipe: Recipe, out_dir: str | os.PathLike, steps: int, seed: int
     summary dict: member, steps, seconds (all calls together), final loss, file paths,
     and ``done`` (False when stopped early; no weights file is written then).
     """
+    from rosetta_lite.mine import precision_context
     from rosetta_lite.world import ShapesWorld
 
     check_train_seed(seed)
+    if recipe.precision not in ("fp32", "bf16"):
+        raise ValueError(f"a recipe's precision must be 'fp32' or 'bf16', got {recipe.precision!r}")
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     if checkpoint_every < 1:
@@ -240,8 +262,10 @@ def run_recipe(recipe: Recipe, out_dir: str | os.PathLike, steps: int, seed: int
     ckpt_file = checkpoint_path(out_dir, recipe.member)
     world = ShapesWorld(size=recipe.world_size)
     device = resolve_device(device)
+    precision = recipe.precision if recipe.precision == "fp32" or native_bf16(device) else "fp32"
+    memory_format = torch.channels_last if precision == "bf16" else torch.contiguous_format
     for module in recipe.modules.values():
-        module.to(device)  # in place: the optimizer keeps the same parameters
+        module.to(device, memory_format=memory_format)  # in place: the optimizer keeps the same parameters
 
     start, seconds, log = 0, 0.0, []
     ckpt = load_checkpoint(ckpt_file) if resume else None
@@ -284,7 +308,8 @@ def run_recipe(recipe: Recipe, out_dir: str | os.PathLike, steps: int, seed: int
             group["lr"] = lr * group.get("lr_scale", 1.0)
         batch = world.batch(recipe.batch_size, seed=seed, start=step * recipe.batch_size)
         batch = dataclasses.replace(batch, images=batch.images.to(device), labels=batch.labels.to(device))
-        out = recipe.step_fn(batch, step, step_generator(seed, step))
+        with precision_context(precision, device):
+            out = recipe.step_fn(batch, step, step_generator(seed, step))
         loss = out["loss"]
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{recipe.member}: loss is {loss.item()} at step {step}")
@@ -313,18 +338,18 @@ def run_recipe(recipe: Recipe, out_dir: str | os.PathLike, steps: int, seed: int
         "batch_size": recipe.batch_size, "resumed_from": resumed_from,
         "steps_run": end - resumed_from, "seconds": round(seconds, 2),
         "final_loss": float(np.mean([e["loss"] for e in log[-20:]])) if log else float("nan"),
-        "checkpoint": str(ckpt_file), "done": done, "config": recipe.config,
+        "checkpoint": str(ckpt_file), "done": done, "config": {**recipe.config, "precision": precision},
     }
     if done:
         member = recipe.export()
         wfile = weights_path(out_dir, recipe.member)
         result["weights"] = str(wfile)
         result["weights_bytes"] = save_weights(member, wfile, metadata={
-            **recipe.config, "member": recipe.member, "steps": steps, "seed": seed})
+            **result["config"], "member": recipe.member, "steps": steps, "seed": seed})
         summary = dict(result)
         summary["loss_curve"] = [round(e["loss"], 5) for e in log[:: max(1, len(log) // 50)]]
         _atomic_write(out_dir / f"{recipe.member}.json",
                       lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
     for m in recipe.modules.values():
-        m.eval().cpu()
+        m.eval().cpu().to(memory_format=torch.contiguous_format)
     return result

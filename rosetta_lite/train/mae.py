@@ -98,7 +98,7 @@ class MaskedAutoencoder(nn.Module):
 
     def loss(self, images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         pred, target, mask = self(images, gen)
-        per_patch = ((pred - target) ** 2).mean(-1)
+        per_patch = ((pred.float() - target.float()) ** 2).mean(-1)
         return (per_patch * mask).sum() / mask.sum()
 
     def _unnormalise(self, patches: torch.Tensor) -> torch.Tensor:
@@ -122,7 +122,7 @@ class MaskedAutoencoder(nn.Module):
         return x.reshape(b, 3, h, w)
 
 
-def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 1.5e-3) -> Recipe:
+def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 1.5e-3, precision: str = "fp32") -> Recipe:
     seed_everything(seed)
     mae = MaskedAutoencoder(build_lite_vit())
     opt = torch.optim.AdamW(mae.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.05)
@@ -132,16 +132,16 @@ def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 1.5e-3) -> 
         return {"loss": mae.loss(x, gen)}
 
     return Recipe(member=MEMBER, modules={"mae": mae}, optimizer=opt, step_fn=step,
-                  export=lambda: mae.encoder, batch_size=batch_size, lr=lr, warmup=20,
+                  export=lambda: mae.encoder, batch_size=batch_size, lr=lr, warmup=20, precision=precision,
                   config={"method": "mae", "mask_ratio": mae.mask_ratio, "decoder": "dim 64, 2 blocks",
                           "loss": "MSE on hidden patches (normalised pixels)"})
 
 
 def train_lite_vit_mae(out_dir, steps: int = 600, seed: int = 1000, progress: bool = True,
                        checkpoint_every: int = 100, resume: bool = True, batch_size: int = 128,
-                       stop_after: int | None = None, device: str = "cpu") -> dict:
+                       stop_after: int | None = None, device: str = "cpu", precision: str = "fp32") -> dict:
     """Train ``lite-vit-mae``; writes the encoder to ``<out_dir>/lite-vit-mae.safetensors``."""
-    recipe = make_recipe(seed=seed, batch_size=batch_size)
+    recipe = make_recipe(seed=seed, batch_size=batch_size, precision=precision)
     return run_recipe(recipe, out_dir, steps=steps, seed=seed, progress=progress,
                       checkpoint_every=checkpoint_every, resume=resume, stop_after=stop_after,
                       device=device)

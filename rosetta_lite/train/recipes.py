@@ -49,8 +49,8 @@ class RecipeSpec:
 
 RECIPES: dict[str, RecipeSpec] = {
     "lite-resnet-sup": RecipeSpec("rosetta_lite.train.supervised", "train_lite_resnet_sup", 2000),
-    "lite-resnet-dino": RecipeSpec("rosetta_lite.train.selfsup", "train_lite_resnet_dino", 1500,
-                                   options={"batch_size": 128}),
+    "lite-resnet-dino": RecipeSpec("rosetta_lite.train.selfsup", "train_lite_resnet_dino", 3500,
+                                   options={"batch_size": 128, "precision": "bf16"}),
     "lite-vit-dino": RecipeSpec("rosetta_lite.train.selfsup", "train_lite_vit_dino", 400),
     "lite-vit-mae": RecipeSpec("rosetta_lite.train.mae", "train_lite_vit_mae", 600),
     "lite-clip": RecipeSpec("rosetta_lite.train.clip", "train_lite_clip", 2000),

@@ -15,7 +15,7 @@ from rosetta_lite.zoo.lite_arch import build_lite_resnet, normalize
 MEMBER = "lite-resnet-sup"
 
 
-def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 2e-3) -> Recipe:
+def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 2e-3, precision: str = "fp32") -> Recipe:
     seed_everything(seed)
     net = build_lite_resnet(num_classes=6)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.05)
@@ -29,15 +29,15 @@ def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 2e-3) -> Re
         return {"loss": loss, "acc": acc.detach()}
 
     return Recipe(member=MEMBER, modules={"net": net}, optimizer=opt, step_fn=step,
-                  export=lambda: net, batch_size=batch_size, lr=lr, warmup=20,
+                  export=lambda: net, batch_size=batch_size, lr=lr, warmup=20, precision=precision,
                   config={"arch": "build_lite_resnet(num_classes=6)", "loss": "cross-entropy"})
 
 
 def train_lite_resnet_sup(out_dir, steps: int = 1000, seed: int = 1000, progress: bool = True,
                           checkpoint_every: int = 50, resume: bool = True, batch_size: int = 128,
-                          stop_after: int | None = None, device: str = "cpu") -> dict:
+                          stop_after: int | None = None, device: str = "cpu", precision: str = "fp32") -> dict:
     """Train ``lite-resnet-sup``; writes ``<out_dir>/lite-resnet-sup.safetensors``."""
-    recipe = make_recipe(seed=seed, batch_size=batch_size)
+    recipe = make_recipe(seed=seed, batch_size=batch_size, precision=precision)
     return run_recipe(recipe, out_dir, steps=steps, seed=seed, progress=progress,
                       checkpoint_every=checkpoint_every, resume=resume, stop_after=stop_after,
                       device=device)
