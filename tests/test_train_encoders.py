@@ -27,8 +27,8 @@ def _recipes():
 
     return {
         "lite-resnet-sup": train_lite_resnet_sup,
-        "lite-resnet-dino": train_lite_resnet_dino,
-        "lite-resnet-dino/simclr": lambda *a, **k: train_lite_resnet_dino(*a, method="simclr", **k),
+        "lite-resnet-dino": train_lite_resnet_dino,  # SimCLR, in bf16 where the CPU has it
+        "lite-resnet-dino/dino": lambda *a, **k: train_lite_resnet_dino(*a, method="dino", **k),
         "lite-vit-dino": train_lite_vit_dino,
         "lite-vit-mae": train_lite_vit_mae,
         "lite-clip": train_lite_clip,

@@ -119,10 +119,12 @@ def make_recipe(member: str, encoder: nn.Module, dim: int, method: str = "dino",
         n = len(batch)
         if centre.device != x.device:
             centre.data = centre.data.to(x.device)
-        s = student(x) / student_temp
+        # the heads' outputs in fp32 under any autocast: the teacher's temperature of 0.04 would
+        # magnify bf16's rounding 25 times
+        s = student(x).float() / student_temp
         with torch.no_grad():
             teacher.train()  # BatchNorm uses batch statistics, as in the student
-            t_logits = teacher(x)
+            t_logits = teacher(x).float()
             t = F.softmax((t_logits - centre) / teacher_temp, dim=-1)
             centre.mul_(0.9).add_(0.1 * t_logits.mean(0, keepdim=True))
         ls = F.log_softmax(s, dim=-1)
