@@ -251,8 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench_mining.set_defaults(run=lambda args: __import__("rosetta_lite.bench_mining", fromlist=["main"]).main(args))
 
     bench_training = bench_kinds.add_parser("training", help="seconds per training step, fp32 vs bf16")
-    bench_training.add_argument("--members", nargs="+", default=["lite-resnet-sup", "lite-resnet-dino", "lite-clip"],
-                                help="encoders to time (default: lite-resnet-sup lite-resnet-dino lite-clip)")
+    bench_training.add_argument("--members", nargs="+",
+                                default=["lite-resnet-sup", "lite-resnet-dino", "lite-clip", "lite-gan"],
+                                help="members to time (default: lite-resnet-sup lite-resnet-dino lite-clip lite-gan)")
     bench_training.add_argument("--steps", type=int, default=10, help="timed steps per run (default 10)")
     bench_training.add_argument("--repeats", type=int, default=2, help="runs per precision, fastest kept")
     bench_training.add_argument("--threads", type=int, default=2)

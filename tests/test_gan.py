@@ -105,6 +105,25 @@ def test_gan_config_rejects_an_unknown_feature_member():
         GANConfig(feature_member="lite-vit-mae")
 
 
+def test_gan_trains_in_bf16_where_native_and_names_a_bad_precision(tmp_path):
+    from rosetta_lite.train.common import native_bf16
+
+    with pytest.raises(ValueError, match="precision must be 'fp32' or 'bf16', got 'fp16'"):
+        GANConfig(precision="fp16")
+    cfg = GANConfig(batch=8, g_channels=(16, 16, 8, 8), d_channels=(8, 8, 16, 16), feature_start=1,
+                    precision="bf16")
+    figs = train_gan(tmp_path, steps=2, seed=1, progress=False, config=cfg)
+    expected = "bf16" if native_bf16(torch.device("cpu")) else "fp32"
+    assert figs["precision"] == expected
+    assert math.isfinite(figs["final"]["d"]) and math.isfinite(figs["final"]["g"])
+    from safetensors import safe_open
+
+    with safe_open(figs["weights"], framework="pt") as f:  # the precision that ran is recorded
+        assert json.loads(f.metadata()["precision"]) == expected
+    g = load_generator(figs["weights"])
+    assert torch.isfinite(g(torch.randn(2, g.z_dim))).all()
+
+
 def test_short_training_run_saves_and_resumes(tmp_path):
     torch.manual_seed(0)
     # the vision-aided discriminator counts from step 1, so resuming is checked with it on

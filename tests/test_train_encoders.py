@@ -292,13 +292,15 @@ def test_training_benchmark_times_both_precisions_and_names_bad_members():
     from rosetta_lite.bench_training import bench_training, seconds_per_step
 
     with pytest.raises(ValueError, match="member must be one of"):
-        seconds_per_step("lite-gan", "fp32")
+        seconds_per_step("lite-nope", "fp32")
     with pytest.raises(ValueError, match="steps and warmup must be at least 1"):
         seconds_per_step("lite-resnet-sup", "fp32", steps=0)
     (row,) = bench_training(["lite-vit-mae"], steps=1, repeats=1)
     assert row["batch_size"] == 128 and row["fp32_seconds_per_step"] > 0 and row["bf16_seconds_per_step"] > 0
     assert row["speed_up"] == pytest.approx(row["fp32_seconds_per_step"] / row["bf16_seconds_per_step"], rel=0.02)
     assert row["bf16_ran_as"] == ("bf16" if common.native_bf16(torch.device("cpu")) else "fp32")
+    gan = seconds_per_step("lite-gan", "bf16", steps=1, warmup=1)  # the GAN's own loop
+    assert gan["batch_size"] == 64 and gan["seconds"] > 0 and gan["precision"] == row["bf16_ran_as"]
 
 
 def test_clip_tokenizer_gives_open_clips_tokens():

@@ -171,6 +171,19 @@ def native_bf16(device: torch.device) -> bool:
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
+def training_precision(precision: str, device: torch.device) -> str:
+    """The precision a recipe asking for ``precision`` trains in on ``device``.
+
+        training_precision("bf16", torch.device("cpu"))   # "bf16" on AVX-512 BF16 cores, else "fp32"
+
+    bf16 only where the device computes it natively; a value other than "fp32" or "bf16"
+    is a ValueError.
+    """
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"a recipe's precision must be 'fp32' or 'bf16', got {precision!r}")
+    return precision if precision == "fp32" or native_bf16(device) else "fp32"
+
+
 def cosine_lr(step: int, steps: int, base: float, warmup: int) -> float:
     """Linear warm-up over ``warmup`` steps, then cosine decay to 2% of ``base``."""
     if step < warmup:
@@ -251,8 +264,8 @@ def run_recipe(recipe: Recipe, out_dir: str | os.PathLike, steps: int, seed: int
     from rosetta_lite.world import ShapesWorld
 
     check_train_seed(seed)
-    if recipe.precision not in ("fp32", "bf16"):
-        raise ValueError(f"a recipe's precision must be 'fp32' or 'bf16', got {recipe.precision!r}")
+    device = resolve_device(device)
+    precision = training_precision(recipe.precision, device)
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     if checkpoint_every < 1:
@@ -261,8 +274,6 @@ def run_recipe(recipe: Recipe, out_dir: str | os.PathLike, steps: int, seed: int
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_file = checkpoint_path(out_dir, recipe.member)
     world = ShapesWorld(size=recipe.world_size)
-    device = resolve_device(device)
-    precision = recipe.precision if recipe.precision == "fp32" or native_bf16(device) else "fp32"
     memory_format = torch.channels_last if precision == "bf16" else torch.contiguous_format
     for module in recipe.modules.values():
         module.to(device, memory_format=memory_format)  # in place: the optimizer keeps the same parameters

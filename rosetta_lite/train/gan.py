@@ -9,7 +9,8 @@ learning rates 2e-4 (generator) and 4e-4 (discriminator), one discriminator step
 generator step, batch 64, a second, vision-aided discriminator (Kumari et al. 2022: small
 heads on ``lite-clip``'s frozen image tower, weight 0.1, from step 500), an exponential
 moving average of the generator weights (the saved model; its batch-norm statistics are
-recomputed at the end), and fresh world images every step (training streams use seeds
+recomputed at the end), steps in bfloat16 autocast where the device has native bf16, and
+fresh world images every step (training streams use seeds
 >= 1000, disjoint from evaluation seeds < 100). Step ``t`` draws world images
 ``t*B .. t*B+B-1`` of the stream ``1000 + seed`` and its latents from a generator seeded
 by ``(seed, t)``, so a run resumed from a checkpoint continues exactly as an
@@ -68,12 +69,18 @@ class GANConfig:
     feature_weight: float = 0.1  # weight 1, or from step 0, collapsed to one image
     feature_layers: tuple[str, ...] = ("layer2", "layer3", "layer4")  # maps read by heads (the embedding always is)
     feature_start: int = 500  # step from which the vision-aided loss counts
+    # "bf16": steps under bfloat16 autocast with channels-last modules where the device has
+    # native bf16 (else fp32); weights, optimizers, losses and the EMA stay fp32. 1.9x faster
+    # per step on 2 AVX-512 BF16 cores, same figures at equal steps (book: eleventh round)
+    precision: str = "bf16"
 
     def __post_init__(self) -> None:
         if self.loss not in ("logistic", "hinge"):
             raise ValueError(f"loss must be 'logistic' or 'hinge', got {self.loss!r}")
         if self.feature_member not in ("", "lite-clip"):
             raise ValueError(f"feature_member must be '' (off) or 'lite-clip', got {self.feature_member!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.batch < 2:
             raise ValueError(f"batch must be at least 2, got {self.batch}")
 
@@ -150,12 +157,14 @@ def feature_discriminator(cfg: GANConfig, out_dir: Path) -> tuple[FeatureDiscrim
 
 
 def _d_loss(cfg: GANConfig, real_logits, fake_logits) -> torch.Tensor:
+    real_logits, fake_logits = real_logits.float(), fake_logits.float()
     if cfg.loss == "hinge":
         return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
     return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
 
 
 def _g_loss(cfg: GANConfig, fake_logits) -> torch.Tensor:
+    fake_logits = fake_logits.float()
     if cfg.loss == "hinge":
         return -fake_logits.mean()
     return F.softplus(-fake_logits).mean()
@@ -175,12 +184,15 @@ def train_gan(out_dir: str | os.PathLike, steps: int = 6000, seed: int = 0, prog
     """
     from tqdm.auto import tqdm
 
-    from rosetta_lite.train.common import resolve_device
+    from rosetta_lite.mine import precision_context
+    from rosetta_lite.train.common import resolve_device, training_precision
 
     cfg = config or GANConfig()
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     device = resolve_device(device)
+    precision = training_precision(cfg.precision, device)
+    memory_format = torch.channels_last if precision == "bf16" else torch.contiguous_format
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / CHECKPOINT_NAME
@@ -192,7 +204,7 @@ def train_gan(out_dir: str | os.PathLike, steps: int = 6000, seed: int = 0, prog
     feature_d, feature_path = feature_discriminator(cfg, out) if cfg.feature_member else (None, None)
     if feature_d is not None:
         d = torch.nn.ModuleDict({"pixels": d, "features": feature_d})
-    g, d = g.to(device), d.to(device)
+    g, d = g.to(device, memory_format=memory_format), d.to(device, memory_format=memory_format)
     g_ema = copy.deepcopy(g).eval().requires_grad_(False)
     # lazy-regularisation correction of D's Adam (StyleGAN-2); it is applied whether or not
     # R1 is on, so the default recipe's D runs at lr 4e-4 * 8/9 with beta2 = 0.9 ** (8/9)
@@ -227,15 +239,17 @@ def train_gan(out_dir: str | os.PathLike, steps: int = 6000, seed: int = 0, prog
         real = world.batch(cfg.batch, seed=TRAIN_SEED_OFFSET + seed, start=step * cfg.batch).images.to(device)
 
         # discriminator step (with lazy R1 on real images)
-        with torch.no_grad():
-            fake = g(_latents(cfg, seed, step, 0).to(device))
         do_r1 = cfg.r1_gamma > 0 and step % cfg.r1_every == 0
         real.requires_grad_(do_r1)
-        real_logits, fake_logits = pixel_d(real), pixel_d(fake)
+        aided = feature_d is not None and step >= cfg.feature_start
+        with precision_context(precision, device):
+            with torch.no_grad():
+                fake = g(_latents(cfg, seed, step, 0).to(device))
+            real_logits, fake_logits = pixel_d(real), pixel_d(fake)
+            feature_logits = list(zip(feature_d(real.detach()), feature_d(fake))) if aided else []
         loss_d = _d_loss(cfg, real_logits, fake_logits)
-        if feature_d is not None and step >= cfg.feature_start:
-            loss_d = loss_d + cfg.feature_weight * sum(
-                _d_loss(cfg, r, f) for r, f in zip(feature_d(real.detach()), feature_d(fake)))
+        if aided:
+            loss_d = loss_d + cfg.feature_weight * sum(_d_loss(cfg, r, f) for r, f in feature_logits)
         r1 = torch.zeros((), device=device)
         if do_r1:
             (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
@@ -247,10 +261,13 @@ def train_gan(out_dir: str | os.PathLike, steps: int = 6000, seed: int = 0, prog
 
         # generator step
         d.requires_grad_(False)
-        fake = g(_latents(cfg, seed, step, 1).to(device))
-        loss_g = _g_loss(cfg, pixel_d(fake))
-        if feature_d is not None and step >= cfg.feature_start:
-            loss_g = loss_g + cfg.feature_weight * sum(_g_loss(cfg, f) for f in feature_d(fake))
+        with precision_context(precision, device):
+            fake = g(_latents(cfg, seed, step, 1).to(device))
+            fake_logits_g = pixel_d(fake)
+            feature_logits_g = feature_d(fake) if aided else []
+        loss_g = _g_loss(cfg, fake_logits_g)
+        if aided:
+            loss_g = loss_g + cfg.feature_weight * sum(_g_loss(cfg, f) for f in feature_logits_g)
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
@@ -286,7 +303,7 @@ def train_gan(out_dir: str | os.PathLike, steps: int = 6000, seed: int = 0, prog
 
     g_ema = g_ema.cpu()  # statistics and weights file made on the CPU, as on any machine
     standing_bn_stats(g_ema, cfg.bn_stat_batches, cfg.batch, seed=seed + 12345)
-    extra = {"steps": steps, "seed": seed, "recipe": asdict(cfg)}
+    extra = {"steps": steps, "seed": seed, "recipe": asdict(cfg), "precision": precision}
     if feature_path is not None:
         from rosetta_lite.zoo.weights import sha256
 
@@ -295,6 +312,7 @@ def train_gan(out_dir: str | os.PathLike, steps: int = 6000, seed: int = 0, prog
     return {
         "steps": steps,
         "seed": seed,
+        "precision": precision,
         "seconds": round(elapsed, 1),
         "seconds_per_step": round(session / (steps - start), 4) if start < steps else None,
         "resumed_from": start,
@@ -304,6 +322,6 @@ def train_gan(out_dir: str | os.PathLike, steps: int = 6000, seed: int = 0, prog
         "weights_bytes": weights.stat().st_size,
         "final": history[-1] if history else None,
         "history": history,
-        "config": asdict(cfg),
+        "config": {**asdict(cfg), "precision": precision},  # the precision that ran
         "feature_weights": str(feature_path) if feature_path is not None else None,
     }
