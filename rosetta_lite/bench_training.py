@@ -54,11 +54,9 @@ def seconds_per_step(member: str, precision: str, steps: int = 10, warmup: int =
 
 def _gan_seconds_per_step(train_gan, precision: str, steps: int, warmup: int, device: str,
                           seed: int) -> dict:
-    from dataclasses import replace
-
     from rosetta_lite.train.gan import GANConfig
 
-    config = replace(GANConfig(), precision=precision, feature_start=0)
+    config = GANConfig(precision=precision, feature_start=0)
     with tempfile.TemporaryDirectory() as folder:
         kw = dict(seed=seed, progress=False, device=device, config=config, checkpoint_every=warmup + steps)
         first = train_gan(folder, steps=warmup, **kw)
