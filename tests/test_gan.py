@@ -201,3 +201,21 @@ def test_gan_recipe_runs_alone_judged_and_guided_by_shipped_members(tmp_path):
     assert not any(report["gates"].values())  # one step draws nothing like the world
     shutil.copy(WEIGHTS_DIR / "lite-clip.safetensors", tmp_path)
     assert trained_or_shipped(tmp_path, "lite-clip") == tmp_path / "lite-clip.safetensors"
+
+
+def test_gate_figures_pass_world_images_and_fail_world_images_halved_in_resolution():
+    """image_set_quality scores any image set; the gates fail real scenes that lost detail."""
+    import torch.nn.functional as F
+
+    from rosetta_lite.train.recipes import GATES, gate_results, image_set_quality
+    from rosetta_lite.world import ShapesWorld
+    from rosetta_lite.zoo.weights import WEIGHTS_DIR
+
+    judge = WEIGHTS_DIR / "lite-resnet-sup.safetensors"
+    world = ShapesWorld(32).batch(500, seed=20).images
+    assert all(gate_results("lite-gan", image_set_quality(world, judge)).values())
+    halved = F.interpolate(F.interpolate(world, 16, mode="bilinear", antialias=True), 32, mode="bilinear")
+    figures = image_set_quality(halved, judge)
+    assert figures["recall_ratio"] < GATES["lite-gan"]["recall_ratio"]
+    with pytest.raises(ValueError, match=r"\(N >= 4, 3, 32, 32\)"):
+        image_set_quality(world[:, :, :16, :16], judge)

@@ -90,21 +90,41 @@ def measure_quality(name: str, out_dir: Path) -> dict:
 
 
 def gan_quality(generator_weights: Path, classifier_weights: Path, n: int = 2000, seed: int = 7) -> dict:
-    """Precision/recall (k = 3) and Frechet distance in the classifier's penultimate features.
+    """Precision/recall (k = 3) and Frechet distance of ``n`` generator samples.
 
         gan_quality(Path("runs/zoo/lite-gan.safetensors"), Path("runs/zoo/lite-resnet-sup.safetensors"))
 
-    Figures for GAN samples against world images, beside the same figures for two
-    disjoint sets of world images; class frequencies judged by the classifier.
+    The samples' latents are drawn with ``seed``; they are judged by ``image_set_quality``.
+    """
+    from rosetta_lite.train.gan import load_generator
+
+    generator = load_generator(generator_weights).eval()
+    with torch.no_grad():
+        latents = torch.randn(n, generator.z_dim, generator=torch.Generator().manual_seed(seed))
+        fake = torch.cat([generator(z).clamp(0, 1) for z in latents.split(500)])
+    return image_set_quality(fake, classifier_weights, seed=seed)
+
+
+def image_set_quality(images_bchw: torch.Tensor, classifier_weights: Path, seed: int = 7) -> dict:
+    """The GAN's gate figures for any set of 32 x 32 images in [0, 1], judged in
+    ``lite-resnet-sup``'s penultimate features against as many world images.
+
+        image_set_quality(ShapesWorld(32).batch(2000, seed=8).images, Path("lite-resnet-sup.safetensors"))
+
+    Figures for the images against world scenes of ``seed``, beside the same figures for
+    two disjoint sets of world images (scenes of ``seed`` and ``seed + 1``); class
+    frequencies judged by the classifier. Also scores world images degraded on purpose,
+    which shows what the gates ask for (book: twelfth round).
     """
     from rosetta_lite.evaluate_encoders import encode
     from rosetta_lite.gan_quality import frechet_distance, knn_precision_recall
     from rosetta_lite.train.common import load_weights
-    from rosetta_lite.train.gan import load_generator
     from rosetta_lite.world import ShapesWorld
 
+    if images_bchw.ndim != 4 or tuple(images_bchw.shape[1:]) != (3, 32, 32) or len(images_bchw) < 4:
+        raise ValueError(f"images must be a (N >= 4, 3, 32, 32) batch in [0, 1], got shape {tuple(images_bchw.shape)}")
+    n = len(images_bchw)
     classifier = load_weights(lite_arch.build_member("lite-resnet-sup"), classifier_weights).eval()
-    generator = load_generator(generator_weights).eval()
     world = ShapesWorld(32)
 
     def features(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,12 +135,9 @@ def gan_quality(generator_weights: Path, classifier_weights: Path, n: int = 2000
                 labels.append(classifier(lite_arch.normalize(part, "lite-resnet-sup")).argmax(1))
         return torch.cat(feats), torch.cat(labels)
 
-    with torch.no_grad():
-        latents = torch.randn(n, generator.z_dim, generator=torch.Generator().manual_seed(seed))
-        fake = torch.cat([generator(z).clamp(0, 1) for z in latents.split(500)])
     real_a, labels_a = features(world.batch(n, seed=seed).images)
     real_b, _ = features(world.batch(n, seed=seed + 1).images)
-    fake_f, labels_f = features(fake)
+    fake_f, labels_f = features(images_bchw.float())
     p0, r0 = knn_precision_recall(real_a, real_b, k=3)
     p, r = knn_precision_recall(real_a, fake_f, k=3)
     freq_world = torch.bincount(labels_a, minlength=6).double() / n
