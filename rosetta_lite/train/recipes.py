@@ -113,8 +113,8 @@ def image_set_quality(images_bchw: torch.Tensor, classifier_weights: Path, seed:
 
     Figures for the images against world scenes of ``seed``, beside the same figures for
     two disjoint sets of world images (scenes of ``seed`` and ``seed + 1``); class
-    frequencies judged by the classifier. Also scores world images degraded on purpose,
-    which shows what the gates ask for (book: twelfth round).
+    frequencies judged by the classifier. Scored on world images degraded on purpose, it
+    shows what the gates ask for (book: twelfth round).
     """
     from rosetta_lite.evaluate_encoders import encode
     from rosetta_lite.gan_quality import frechet_distance, knn_precision_recall
