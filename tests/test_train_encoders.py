@@ -136,6 +136,19 @@ def test_augment_keeps_shape_range_and_is_seeded():
     torch.testing.assert_close(same, x, atol=1e-5, rtol=0)
 
 
+def test_augment_posterize_keeps_four_levels_and_the_random_stream():
+    x = torch.rand(4, 3, 32, 32)
+    plain = common.augment(x, torch.Generator().manual_seed(0), colour=0.8, grey=0.2)
+    two_bits = common.augment(x, torch.Generator().manual_seed(0), colour=0.8, grey=0.2, posterize=2)
+    levels = two_bits * 3
+    torch.testing.assert_close(levels, levels.round(), atol=1e-5, rtol=0)  # 0, 1/3, 2/3, 1 only
+    # the same views, only rounded: posterize draws nothing from the generator
+    assert (two_bits - plain).abs().max() <= 1 / 6 + 1e-6
+    for bad in (9, -1):
+        with pytest.raises(ValueError, match="1 to 8 bits"):
+            common.augment(x, torch.Generator().manual_seed(0), posterize=bad)
+
+
 def test_largest_shape_swaps_name_every_other_shape():
     from rosetta_lite.train.clip import largest_shape_swaps
     from rosetta_lite.world import SHAPES, ShapesWorld

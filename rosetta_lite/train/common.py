@@ -122,15 +122,15 @@ def load_weights(module: nn.Module, path: str | os.PathLike, strict: bool = True
 # ------------------------------------------------------------------------ augmentation
 
 def augment(images: torch.Tensor, gen: torch.Generator, *, scale: tuple[float, float] = (0.4, 1.0),
-            flip: bool = True, colour: float = 0.0, grey: float = 0.0) -> torch.Tensor:
+            flip: bool = True, colour: float = 0.0, grey: float = 0.0, posterize: int = 0) -> torch.Tensor:
     """Random resized crops (area fraction in ``scale``), horizontal flips and colour changes.
 
     Images are (B, 3, H, W) in [0, 1]; the result has the same size and range. Crops are
     taken by one batched ``grid_sample`` (bilinear, border padding). ``colour`` in [0, 1]
     sets the strength of colour changes: random channel permutation (with probability
     ``colour``), brightness and contrast jitter of +-0.4 ``colour``. ``grey`` is the
-    probability of turning an image grey. Never rotates: a square turned 45 degrees is
-    a diamond.
+    probability of turning an image grey. ``posterize`` > 0 then rounds every channel to
+    ``2 ** posterize`` even levels (2: 0, 1/3, 2/3, 1); it draws nothing from ``gen``. Never rotates: a square turned 45 degrees is a diamond.
     """
     b = images.shape[0]
     rand = lambda *shape: torch.rand(*shape, generator=gen)  # noqa: E731
@@ -158,7 +158,13 @@ def augment(images: torch.Tensor, gen: torch.Generator, *, scale: tuple[float, f
     if grey > 0:
         g = (0.299 * out[:, 0] + 0.587 * out[:, 1] + 0.114 * out[:, 2]).unsqueeze(1).expand_as(out)
         out = torch.where((rand(b) < grey).to(device)[:, None, None, None], g, out)
-    return out.clamp(0, 1)
+    out = out.clamp(0, 1)
+    if posterize:
+        if not 1 <= posterize <= 8:
+            raise ValueError(f"posterize keeps 1 to 8 bits per channel (0: off), got {posterize!r}")
+        levels = 2 ** posterize - 1
+        out = torch.floor(out * levels + 0.5) / levels
+    return out
 
 
 def native_bf16(device: torch.device) -> bool:
