@@ -144,7 +144,7 @@ def test_augment_posterize_keeps_four_levels_and_the_random_stream():
     torch.testing.assert_close(levels, levels.round(), atol=1e-5, rtol=0)  # 0, 1/3, 2/3, 1 only
     # the same views, only rounded: posterize draws nothing from the generator
     assert (two_bits - plain).abs().max() <= 1 / 6 + 1e-6
-    for bad in (9, -1):
+    for bad in (9, -1, 2.5):
         with pytest.raises(ValueError, match="1 to 8 bits"):
             common.augment(x, torch.Generator().manual_seed(0), posterize=bad)
 

@@ -130,8 +130,11 @@ def augment(images: torch.Tensor, gen: torch.Generator, *, scale: tuple[float, f
     sets the strength of colour changes: random channel permutation (with probability
     ``colour``), brightness and contrast jitter of +-0.4 ``colour``. ``grey`` is the
     probability of turning an image grey. ``posterize`` > 0 then rounds every channel to
-    ``2 ** posterize`` even levels (2: 0, 1/3, 2/3, 1); it draws nothing from ``gen``. Never rotates: a square turned 45 degrees is a diamond.
+    ``2 ** posterize`` even levels (2: 0, 1/3, 2/3, 1); it draws nothing from ``gen``.
+    Never rotates: a square turned 45 degrees is a diamond.
     """
+    if isinstance(posterize, bool) or not isinstance(posterize, int) or not 0 <= posterize <= 8:
+        raise ValueError(f"posterize keeps 1 to 8 bits per channel (0: off), got {posterize!r}")
     b = images.shape[0]
     rand = lambda *shape: torch.rand(*shape, generator=gen)  # noqa: E731
     area = scale[0] + (scale[1] - scale[0]) * rand(b)
@@ -160,8 +163,6 @@ def augment(images: torch.Tensor, gen: torch.Generator, *, scale: tuple[float, f
         out = torch.where((rand(b) < grey).to(device)[:, None, None, None], g, out)
     out = out.clamp(0, 1)
     if posterize:
-        if not 1 <= posterize <= 8:
-            raise ValueError(f"posterize keeps 1 to 8 bits per channel (0: off), got {posterize!r}")
         levels = 2 ** posterize - 1
         out = torch.floor(out * levels + 0.5) / levels
     return out

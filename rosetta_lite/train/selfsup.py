@@ -15,8 +15,9 @@ crops, flips, strong colour changes, no rotation) go through the encoder and a h
 ``lite-resnet-dino``'s recipe trains in bf16 (``Recipe.precision``): 3,500 steps in the
 time 1,500 fp32 steps took. Its views are posterized to 2 bits per channel: colour, jittered
 before the rounding, becomes a less reliable cue for matching two views of a scene, and
-the shapes' outlines, drawn in flat colours, survive. Only the encoder is the member (the head is dropped); the member name stays ``lite-*-dino`` whichever method trained it, and the method is recorded
-in ``<member>.json`` and in the safetensors metadata.
+the shapes' outlines, drawn in flat colours, survive. Only the encoder is the member
+(the head is dropped); the member name stays ``lite-*-dino`` whichever method trained it,
+and the method is recorded in ``<member>.json`` and in the safetensors metadata.
 """
 
 from __future__ import annotations
