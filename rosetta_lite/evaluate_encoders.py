@@ -1,4 +1,4 @@
-"""Gate measurements of the lite zoo's encoders; each function returns floats.
+"""Gate measurements of the lite zoo's encoders: floats (``linear_probe_by_scene``: a table).
 
     from rosetta_lite.evaluate_encoders import classification_accuracy
     acc = classification_accuracy(net, "lite-resnet-sup")       # world seed 7, held out
@@ -11,13 +11,16 @@ normalise them per member (``rosetta_lite.zoo.lite_arch.normalize``).
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from rosetta_lite.zoo.lite_arch import normalize
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 EVAL_SEED = 7
 
@@ -68,7 +71,15 @@ def fit_linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch
                      test_y: torch.Tensor, classes: Optional[int] = None, weight_decay: float = 1e-4,
                      iters: int = 200) -> float:
     """Multinomial logistic regression (L-BFGS on standardised features); test accuracy."""
-    classes = classes or int(max(train_y.max(), test_y.max())) + 1
+    predicted = linear_probe_predictions(train_x, train_y, test_x, classes, weight_decay, iters)
+    return float((predicted == test_y).double().mean())
+
+
+def linear_probe_predictions(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
+                             classes: Optional[int] = None, weight_decay: float = 1e-4,
+                             iters: int = 200) -> torch.Tensor:
+    """``fit_linear_probe``'s predicted class for every test row: (N_test,) int64."""
+    classes = classes or int(train_y.max()) + 1
     mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
     a, b = ((train_x - mean) / std).double(), ((test_x - mean) / std).double()
     w = torch.zeros(a.shape[1], classes, dtype=torch.float64, requires_grad=True)
@@ -85,7 +96,7 @@ def fit_linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch
     with torch.enable_grad():
         opt.step(closure)
     with torch.no_grad():
-        return float(((b @ w + bias).argmax(1) == test_y).double().mean())
+        return (b @ w + bias).argmax(1)
 
 
 @torch.no_grad()
@@ -99,14 +110,58 @@ def linear_probe_accuracy(model: nn.Module, member: str, n_train: int = 4000, n_
     ``world_settings`` (e.g. ``max_objects=1``: one object, so the label is unambiguous)
     go to ``ShapesWorld``.
     """
+    x, y, _ = _probe_features(model, member, n_train + n_test, seed, batch_size, feature_fn,
+                              **world_settings)
+    return fit_linear_probe(x[:n_train], y[:n_train], x[n_train:], y[n_train:])
+
+
+def _probe_features(model, member, n, seed, batch_size, feature_fn=None, **world_settings):
+    """Features, labels and each scene's objects' visible pixels (N, max_objects)."""
     model.eval()
     feature_fn = feature_fn or (lambda images: encode(model, member, images))
-    feats, labels = [], []
-    for batch in _batches(n_train + n_test, batch_size, seed, 0, _world(**world_settings)):
+    feats, labels, pixels = [], [], []
+    for batch in _batches(n, batch_size, seed, 0, _world(**world_settings)):
         feats.append(feature_fn(batch.images).float().flatten(1))
         labels.append(batch.labels)
-    x, y = torch.cat(feats), torch.cat(labels)
-    return fit_linear_probe(x[:n_train], y[:n_train], x[n_train:], y[n_train:])
+        pixels.append(batch.object_masks.flatten(2).sum(-1))
+    return torch.cat(feats), torch.cat(labels), torch.cat(pixels)
+
+
+SIZE_RATIO_BINS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+@torch.no_grad()
+def linear_probe_by_scene(model: nn.Module, member: str, n_train: int = 4000, n_test: int = 2000,
+                          seed: int = EVAL_SEED, batch_size: int = 250) -> "pd.DataFrame":
+    """The gate's linear probe, its test scenes split by what makes the label hard.
+
+        linear_probe_by_scene(zoo.load("lite-resnet-dino").model, "lite-resnet-dino")
+
+    One row per group of test scenes (all; one, two, three objects; scenes of two or
+    more objects by the second-largest object's visible area over the largest's, in
+    ``SIZE_RATIO_BINS``) with its ``scenes`` and probe ``accuracy``. The label is the
+    largest object's shape, so near ties (ratio 0.75 or more) ask the features to rank
+    two objects by size. The probe is fitted once, exactly as ``linear_probe_accuracy``'s.
+    """
+    import pandas as pd
+
+    x, y, pixels = _probe_features(model, member, n_train + n_test, seed, batch_size)
+    predicted = linear_probe_predictions(x[:n_train], y[:n_train], x[n_train:])
+    correct, pixels = (predicted == y[n_train:]).double(), pixels[n_train:].float()
+    objects = (pixels > 0).sum(1)
+    top2 = torch.cat([pixels, torch.zeros_like(pixels[:, :1])], 1).topk(2, dim=1).values
+    ratio = top2[:, 1] / top2[:, 0].clamp_min(1)
+    groups = {"all": torch.ones_like(objects, dtype=torch.bool)}
+    most = int(objects.max())
+    groups.update({f"{k} object{'s' * (k > 1)}": objects == k for k in range(1, most + 1)})
+    bins = SIZE_RATIO_BINS
+    for i, (lo, hi) in enumerate(zip(bins[:-1], bins[1:])):
+        upper = ratio <= hi if i == len(bins) - 2 else ratio < hi
+        groups[f"second / largest {lo:g}-{hi:g}"] = (objects > 1) & (ratio >= lo) & upper
+    rows = {name: {"scenes": int(m.sum()),
+                   "accuracy": float(correct[m].mean()) if m.any() else float("nan")}
+            for name, m in groups.items()}
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 SHAPE_TEMPLATES: tuple[str, ...] = (

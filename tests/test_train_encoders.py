@@ -242,6 +242,23 @@ def test_linear_probe_separable_and_random():
     assert fit_linear_probe(noise[:200], y[:200], noise[200:], y[200:]) < 0.7
 
 
+def test_linear_probe_by_scene_splits_the_gate_probe():
+    from rosetta_lite import evaluate_encoders as ev
+
+    torch.manual_seed(0)
+    net = lite_arch.build_lite_resnet(num_classes=0)
+    table = ev.linear_probe_by_scene(net, "lite-resnet-dino", n_train=60, n_test=60, batch_size=30)
+    probe = ev.linear_probe_accuracy(net, "lite-resnet-dino", n_train=60, n_test=60, batch_size=30)
+    assert table.loc["all", "accuracy"] == pytest.approx(probe)  # the same probe, fitted once
+    counts = table.loc[["1 object", "2 objects", "3 objects"]]
+    assert counts["scenes"].sum() == table.loc["all", "scenes"] == 60
+    weighted = (counts["scenes"] * counts["accuracy"].fillna(0)).sum() / 60
+    assert weighted == pytest.approx(probe)
+    ratios = table.loc[[name for name in table.index if name.startswith("second / largest")]]
+    assert len(ratios) == len(ev.SIZE_RATIO_BINS) - 1
+    assert ratios["scenes"].sum() == counts.loc[["2 objects", "3 objects"], "scenes"].sum()
+
+
 def test_mae_masking_and_patchify():
     from rosetta_lite.train.mae import MaskedAutoencoder
 
