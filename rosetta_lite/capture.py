@@ -16,7 +16,11 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from rosetta_lite.device import scratch
+from rosetta_lite.zoo.member import Member
 
 
 class CaptureError(ValueError):
@@ -256,3 +260,45 @@ def list_layers(model: nn.Module, example: torch.Tensor, *, spatial_only: bool =
             if not spatial_only:
                 infos[name] = LayerInfo(name, type(module).__name__, None, str(error))
     return list(infos.values())
+
+
+def maps_to_rows(maps: dict[str, torch.Tensor], layers: list[str], grid: int,
+                 buffer: str | None = None) -> torch.Tensor:
+    """Concatenate the layers' maps on a grid x grid raster as rows: (B * grid * grid, units).
+
+        rows = maps_to_rows(trace.outputs, ["layer1", "layer2"], grid=32)
+
+    ``buffer`` names a reused buffer (:func:`rosetta_lite.device.scratch`) to write the rows
+    into instead of a fresh tensor: the mining loop's rows live one batch.
+    """
+    parts = []
+    for layer in layers:
+        maps_bchw = maps[layer].float()
+        if maps_bchw.shape[-2:] != (grid, grid):
+            # channels-last: after resizing, each position's units lie side by side, as rows need
+            maps_bchw = F.interpolate(maps_bchw.contiguous(memory_format=torch.channels_last), size=(grid, grid),
+                                      mode="bilinear", align_corners=False)
+        parts.append(maps_bchw.permute(0, 2, 3, 1))  # (B, H, W, C) views; ViT tokens are already laid out so
+    # one copy into fresh rows (callers centre them in place, so never a view of the recorded maps)
+    if buffer is not None:
+        shape = (*parts[0].shape[:3], sum(part.shape[3] for part in parts))
+        rows_bhwu = torch.cat(parts, 3, out=scratch(buffer, shape, parts[0]))
+    else:
+        rows_bhwu = torch.cat(parts, 3) if len(parts) > 1 else parts[0].clone(memory_format=torch.contiguous_format)
+    return rows_bhwu.reshape(-1, rows_bhwu.shape[-1])
+
+
+
+def record_generator(generator: Member, z: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Generate images and record the generator's layers: (images, maps by layer)."""
+    with Trace(generator.model, generator.layers) as trace:
+        images = generator.generate(z)
+    return images.clamp(0, 1), trace.outputs
+
+
+
+def record_encoder(encoder: Member, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Run an encoder on images in [0, 1], stopping after its last mined layer."""
+    with Trace(encoder.model, encoder.layers, stop=True) as trace:
+        encoder.encode(images)
+    return trace.outputs

@@ -11,6 +11,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+#: the run folder that ``mine``, ``eval`` and the chapters share (relative to the project)
+DEFAULT_RUN = "runs/lite"
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
@@ -36,7 +39,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
 def writable_dir(folder: str | os.PathLike) -> Path:
     """Create ``folder`` if needed and check that files can be written there.
 
-        out = writable_dir("runs/mine")
+        out = writable_dir("runs/lite")
     """
     folder = Path(folder)
     try:

@@ -11,7 +11,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from rosetta_lite import zoo
+from rosetta_lite.dictionary.units import unit_maps
 from rosetta_lite.world import WorldBatch
+from rosetta_lite.zoo.weights import read_manifest
 
 
 def _label_map(batch: WorldBatch, index: int) -> np.ndarray:
@@ -91,7 +94,7 @@ def setup_notebook() -> None:
 
     class OfflineNotebookRenderer(NotebookRenderer):
         # plotly's notebook renderer hard-codes a CDN MathJax into every figure; these
-        # figures have no TeX, and the book serves its own MathJax (rosetta_lite.book_build).
+        # figures have no TeX, and the book serves its own MathJax (rosetta_lite.book.build).
         def to_mimebundle(self, fig_dict):
             bundle = super().to_mimebundle(fig_dict)
             bundle["text/html"] = re.sub(r'<script src="https?://[^"]*mathjax[^"]*"></script>', "",
@@ -106,7 +109,7 @@ def correlation_heatmap(corr_gd: torch.Tensor, generator: str, encoder: str, max
                         title: str | None = None):
     """An interactive heat map of a (generator units x encoder units) correlation table.
 
-        correlation_heatmap(d.correlation("lite-clip"), "lite-gan", "lite-clip").show()
+        correlation_heatmap(d.similarity("lite-clip"), "lite-gan", "lite-clip").show()
 
     Rows and columns are ordered by each unit's best correlation and cut to ``max_units``,
     so the strongest structure is on screen; hover shows the unit indices.
@@ -165,8 +168,6 @@ def dictionary_figure(dictionary, generator, encoders: dict, z: torch.Tensor, cl
     Each row shows, for the first generated image of ``z``, the cluster's first generator
     unit and, for every encoder, its member unit most correlated with that generator unit.
     """
-    from rosetta_lite.units import unit_maps
-
     chosen = clusters if clusters is not None else list(range(min(6, len(dictionary.clusters))))
     with torch.no_grad():
         native = generator.generate(z[:1]).clamp(0, 1)
@@ -184,7 +185,7 @@ def dictionary_figure(dictionary, generator, encoders: dict, z: torch.Tensor, cl
                                                 f"r {cluster.score:.2f}"), fontsize=7)
         maps = [unit_maps(generator, z[:1], [g_unit], dictionary, size)[0, 0]]
         for encoder in dictionary.encoders:
-            corr = dictionary.correlation(encoder)
+            corr = dictionary.similarity(encoder)
             best = max(cluster.members[encoder], key=lambda unit: float(corr[g_unit, unit]))
             maps.append(unit_maps(encoders[encoder], native, [best], dictionary, size, name=encoder)[0, 0])
         for col, heat in enumerate(maps, start=1):
@@ -204,11 +205,11 @@ def best_correlation_figure(trained, control=None) -> plt.Figure:
     """
     fig, axes = plt.subplots(1, len(trained.encoders), figsize=(2.6 * len(trained.encoders), 2.4), squeeze=False)
     for ax, encoder in zip(axes[0], trained.encoders):
-        best = trained.correlation(encoder).amax(1).numpy()
+        best = trained.similarity(encoder).amax(1).numpy()
         ax.hist(best, bins=30, range=(0, 1), alpha=0.7, label="trained")
         if control is not None:
             twin = next(e for e in control.encoders if e.startswith(encoder))
-            ax.hist(control.correlation(twin).amax(1).numpy(), bins=30, range=(0, 1), alpha=0.6, label="untrained")
+            ax.hist(control.similarity(twin).amax(1).numpy(), bins=30, range=(0, 1), alpha=0.6, label="untrained")
         ax.set_title(encoder, fontsize=8)
         ax.set_xlabel("best r of a generator unit", fontsize=7)
     axes[0, 0].legend(fontsize=7)
@@ -222,8 +223,6 @@ def best_buddy_figure(dictionary, generator, encoder, pairs: int = 4, images: in
 
         best_buddy_figure(d, gan, clip, pairs=4)
     """
-    from rosetta_lite.units import unit_maps
-
     rows = dictionary.buddies[encoder.name][:pairs]
     z = generator.sample_latents(images, seed=seed)
     with torch.no_grad():
@@ -298,9 +297,6 @@ def zoo_table(scale: str = "lite"):
     """
     import pandas as pd
 
-    from rosetta_lite import zoo
-    from rosetta_lite.zoo.weights import read_manifest
-
     manifest = read_manifest()["members"]
     rows = []
     for row in zoo.describe(scale):
@@ -311,3 +307,26 @@ def zoo_table(scale: str = "lite"):
         rows.append(row | {"quality (held-out world)": quality or "not shipped",
                            "train s": f"{seconds} ({note})" if note and seconds else seconds})
     return pd.DataFrame(rows).set_index("name")
+
+
+def image_rows(rows: dict[str, torch.Tensor], n: int | None = None, cmap_maps: str = "magma"):
+    """A figure with one row per entry: images (B, 3, H, W) in [0, 1] or maps (B, 1, H, W) as heat maps.
+
+        image_rows({"before": result.before, "after": result.after, "edited map": result.targets["b16"][:, :1]})
+    """
+    import matplotlib.pyplot as plt
+
+    n = n or min(len(v) for v in rows.values())
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.6 * n, 1.7 * len(rows)), squeeze=False)
+    for r, (label, values) in enumerate(rows.items()):
+        for c in range(n):
+            ax = axes[r, c]
+            v = values[c].detach().float().cpu()
+            if v.shape[0] == 3:
+                ax.imshow(v.clamp(0, 1).permute(1, 2, 0).numpy())
+            else:
+                ax.imshow(v[0].numpy(), cmap=cmap_maps)
+            ax.set_xticks([]), ax.set_yticks([])
+        axes[r, 0].set_ylabel(label, fontsize=8)
+    fig.tight_layout()
+    return fig

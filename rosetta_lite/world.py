@@ -327,3 +327,10 @@ class ShapesDataset(torch.utils.data.Dataset):
             raise IndexError(f"index {index} out of range for a dataset of {self.length}")
         sample = self.world.batch(1, seed=self.seed, start=index)
         return sample.images[0], int(sample.labels[0])
+
+
+EVAL_SEED = 7  # world seed of every gate measurement
+
+
+
+MIN_TRAIN_SEED = 1000  # training streams use seeds >= this, disjoint from evaluation

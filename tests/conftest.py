@@ -1,4 +1,4 @@
-"""Shared fixtures: the book is built once per test session, for every test that reads it."""
+"""Shared fixtures, made once per test session: the built book, and a small mining run of the lite zoo."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from rosetta_lite.dictionary.runs import mine_zoo
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,3 +29,12 @@ def html(tmp_path_factory) -> Path:
     site = out / "_build" / "html"
     assert (site / "index.html").exists(), f"no built book under {site}"
     return site
+
+
+@pytest.fixture(scope="session")
+def lite_run(tmp_path_factory) -> Path:
+    """A small mining run of the trained lite zoo (and its control), made here, so that no test
+    depends on another having mined ``runs/lite``."""
+    out = tmp_path_factory.mktemp("lite-run")
+    mine_zoo("lite", images=256, out=out, k=3, batch_size=32, progress=False)
+    return out

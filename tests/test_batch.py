@@ -5,7 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from rosetta_lite.batch import ChapterError, chapter_notebooks, declared_parameters, load_params, plan, run_chapters
+from rosetta_lite.book.batch import (
+    ChapterError,
+    chapter_notebooks,
+    declared_parameters,
+    load_params,
+    plan,
+    run_chapters,
+)
 from rosetta_lite.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent

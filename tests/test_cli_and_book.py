@@ -1,4 +1,3 @@
-import pytest
 
 from rosetta_lite.cli import main
 

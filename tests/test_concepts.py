@@ -7,10 +7,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from rosetta_lite import zoo
-from rosetta_lite.concepts import (ConceptIoU, concept_names, concept_report, dictionary_members, format_report,
-                                   label_clusters, map_ious, stack_masks, unit_ious)
-from rosetta_lite.dictionary import Cluster, RosettaDictionary
-from rosetta_lite.mine import record_encoder
+from rosetta_lite.capture import record_encoder
+from rosetta_lite.dictionary.rosetta import Cluster, RosettaDictionary
+from rosetta_lite.dictionary.runs import load_dictionaries
+from rosetta_lite.evaluation.concepts import (
+    ConceptIoU,
+    concept_names,
+    concept_report,
+    dictionary_members,
+    format_report,
+    label_clusters,
+    map_ious,
+    stack_masks,
+    unit_ious,
+)
 from rosetta_lite.world import COLOURS, ShapesWorld
 from rosetta_lite.zoo.member import Member
 from rosetta_lite.zoo.preprocess import Preprocess
@@ -143,7 +153,7 @@ def tiny_run(tmp_path_factory):
 
 
 def test_control_members_have_the_weights_that_were_mined(tiny_run):
-    from rosetta_lite.runs import load_dictionaries
+    from rosetta_lite.dictionary.runs import load_dictionaries
 
     trained, control = load_dictionaries(tiny_run)
     members = dictionary_members(control)
@@ -157,7 +167,7 @@ def test_control_members_have_the_weights_that_were_mined(tiny_run):
 
 
 def test_concept_report_counts_both_zoos(tiny_run):
-    from rosetta_lite.runs import load_dictionaries
+    from rosetta_lite.dictionary.runs import load_dictionaries
 
     trained, control = load_dictionaries(tiny_run)
     report = concept_report(trained, control, pretrained=False, n_images=40)
@@ -177,7 +187,9 @@ def test_eval_concepts_command(tiny_run, tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", "concepts", "--run", str(tiny_run), "--untrained", "--images", "40", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["images"] == 40 and report["trained"]["n_clusters"] >= 0 and report["control"] is not None
+    trained, _ = load_dictionaries(tiny_run)
+    assert report["images"] == 40 and report["control"] is not None
+    assert report["trained"]["n_clusters"] == len(trained.clusters) and report["trained"]["n_rosetta"] == len(trained.rosetta_units())
     assert main(["eval", "concepts", "--run", str(tiny_run), "--untrained", "--images", "40"]) == 0
     assert "Rosetta neurons" in capsys.readouterr().out
     assert main(["eval", "concepts", "--run", str(tmp_path / "nothing")]) == 2
@@ -186,10 +198,10 @@ def test_eval_concepts_command(tiny_run, tmp_path, capsys):
 
 def test_dictionary_explorer_shows_a_png_and_redraws_for_a_new_seed(monkeypatch):
     """The explorer holds its figure in an Image widget (no Output widget: see its docstring)."""
-    import matplotlib.pyplot as plt
     from types import SimpleNamespace
 
     import ipywidgets as widgets
+    import matplotlib.pyplot as plt
 
     from rosetta_lite import viz
 

@@ -7,10 +7,10 @@ import sys
 import pytest
 import torch
 
-from rosetta_lite import distributed
 from rosetta_lite.cli import main
-from rosetta_lite.dictionary import RosettaDictionary
-from rosetta_lite.mine import ACCUMULATORS, MiningResult
+from rosetta_lite.dictionary.rosetta import RosettaDictionary
+from rosetta_lite.mining import processes as distributed
+from rosetta_lite.mining.settings import ACCUMULATORS, MiningResult
 
 
 def test_shares_are_contiguous_whole_batches_covering_the_run():

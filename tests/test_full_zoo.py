@@ -16,7 +16,7 @@ import torch
 
 from rosetta_lite import zoo
 from rosetta_lite.capture import Trace
-from rosetta_lite.mine import mine
+from rosetta_lite.mining.loop import mine
 from rosetta_lite.zoo import biggan
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # asking a hub offline would retry for ~46 s
@@ -135,7 +135,7 @@ def test_one_mining_batch_runs_through_every_full_member(gans, name, encoders):
     assert result.batches_done == 1
     for member in members:
         assert result.settings.layers[member.name] == member.layers
-        table = result.correlation(member.name)
+        table = result.similarity(member.name)
         units = sum(result.settings.units[member.name])
         assert table.shape == (256, units) and torch.isfinite(table).any()
     expected_units = {"resnet50": 3840, "dino-resnet50": 3840, "clip-rn50": 3840,

@@ -7,9 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from rosetta_lite.gan_quality import frechet_distance, knn_precision_recall, knn_radii
-from rosetta_lite.train.gan import GANConfig, load_generator, train_gan
-from rosetta_lite.zoo.gan_arch import GENERATOR_LAYERS, FeatureDiscriminator, LiteDiscriminator, LiteGenerator
+from rosetta_lite.train.gan import GANConfig, train_gan
+from rosetta_lite.train.gan_quality import frechet_distance, knn_precision_recall, knn_radii
+from rosetta_lite.zoo.gan_arch import (
+    GENERATOR_LAYERS,
+    FeatureDiscriminator,
+    LiteDiscriminator,
+    LiteGenerator,
+    load_generator,
+)
 
 
 @pytest.mark.parametrize("convs, object_layers", [(1, 0), (2, 0), (1, 3)])
@@ -40,7 +46,7 @@ def test_generator_is_deterministic_and_differentiable_in_z():
 
 
 def test_two_convolutions_per_block_survive_saving_and_a_third_is_refused(tmp_path):
-    from rosetta_lite.train.gan import save_generator
+    from rosetta_lite.zoo.gan_arch import save_generator
 
     torch.manual_seed(0)
     g = LiteGenerator(channels=(16, 16, 8, 8), convs_per_block=2).eval()
@@ -53,8 +59,7 @@ def test_two_convolutions_per_block_survive_saving_and_a_third_is_refused(tmp_pa
 
 
 def test_layered_head_paints_each_object_in_one_colour_and_survives_saving(tmp_path):
-    from rosetta_lite.train.gan import save_generator
-    from rosetta_lite.zoo.gan_arch import LayeredHead
+    from rosetta_lite.zoo.gan_arch import LayeredHead, save_generator
 
     torch.manual_seed(0)
     head = LayeredHead(8, layers=1)
@@ -106,7 +111,7 @@ def test_gan_config_rejects_an_unknown_feature_member():
 
 
 def test_gan_trains_in_bf16_where_native_and_names_a_bad_precision(tmp_path):
-    from rosetta_lite.train.common import native_bf16
+    from rosetta_lite.device import native_bf16
 
     with pytest.raises(ValueError, match="precision must be 'fp32' or 'bf16', got 'fp16'"):
         GANConfig(precision="fp16")
@@ -191,7 +196,7 @@ def test_gan_recipe_runs_alone_judged_and_guided_by_shipped_members(tmp_path):
     lite-resnet-sup (its judge): without them in the folder it uses the shipped ones."""
     import shutil
 
-    from rosetta_lite.train.common import trained_or_shipped
+    from rosetta_lite.train.checkpoints import trained_or_shipped
     from rosetta_lite.train.recipes import train_member
     from rosetta_lite.zoo.weights import WEIGHTS_DIR
 
@@ -207,7 +212,8 @@ def test_gate_figures_pass_world_images_and_fail_world_images_halved_in_resoluti
     """image_set_quality scores any image set; the gates fail real scenes that lost detail."""
     import torch.nn.functional as F
 
-    from rosetta_lite.train.recipes import GATES, gate_results, image_set_quality
+    from rosetta_lite.train.gan_quality import image_set_quality
+    from rosetta_lite.train.recipes import GATES, gate_results
     from rosetta_lite.world import ShapesWorld
     from rosetta_lite.zoo.weights import WEIGHTS_DIR
 

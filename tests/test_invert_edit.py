@@ -9,22 +9,39 @@ import pytest
 import torch
 
 from rosetta_lite import zoo
-from rosetta_lite.edit import (add, box_mask, edit, evaluate_editing, fill_region, paste, paste_maps,
-                               pixel_transform, remove, scale_unit, shift, shift_maps, zoom, zoom_maps)
-from rosetta_lite.invert import (InversionError, Objective, activation_match, check_dictionary, invert,
-                                 prepare_target, rosetta_pairs, standardise)
-from rosetta_lite.metrics import mean_ci, paired_difference, psnr, ssim
-from rosetta_lite.runs import load_dictionaries
+from rosetta_lite.applications.edit import (
+    add,
+    box_mask,
+    edit,
+    fill_region,
+    paste,
+    paste_maps,
+    remove,
+    scale_unit,
+    shift,
+    shift_maps,
+    zoom,
+    zoom_maps,
+)
+from rosetta_lite.applications.invert import (
+    InversionError,
+    Objective,
+    activation_match,
+    check_dictionary,
+    invert,
+    prepare_target,
+    standardise,
+)
+from rosetta_lite.dictionary.runs import load_dictionaries
+from rosetta_lite.evaluation.editing import evaluate_editing, pixel_transform
+from rosetta_lite.evaluation.metrics import mean_ci, paired_difference, psnr, ssim
 
 torch.set_num_threads(1)
-RUN = "runs/lite"
 
 
 @pytest.fixture(scope="module")
-def dictionary():
-    if not os.path.exists(os.path.join(RUN, "dictionary.json")):
-        pytest.skip("no mined lite dictionary in runs/lite")
-    return load_dictionaries(RUN)[0]
+def dictionary(lite_run):
+    return load_dictionaries(lite_run)[0]
 
 
 @pytest.fixture(scope="module")
@@ -256,7 +273,7 @@ def test_single_unit_edit_targets_only_that_unit_and_keeps_the_others(gan, dicti
     mean, _ = dictionary.unit_stats("lite-gan")
     with torch.no_grad():
         start = gan.generate(z)
-    from rosetta_lite.edit import record_maps
+    from rosetta_lite.applications.edit import record_maps
     own = record_maps(gan, z)[layer][:, [channel]]
     assert torch.allclose(result.targets[layer], mean[unit] + 3 * (own - mean[unit]), atol=1e-5)
     assert result.history[-1] < result.history[0]
@@ -333,7 +350,7 @@ def test_encoder_or_generator_version_not_in_the_dictionary_is_refused(gan, dict
 
 def test_empty_rosetta_units_are_refused(gan, dictionary):
     empty = dataclasses.replace(dictionary, clusters=[])
-    assert rosetta_pairs(empty, "lite-clip") == []
+    assert empty.rosetta_pairs("lite-clip") == []
     with pytest.raises(InversionError, match="no Rosetta units"):
         invert(gan, torch.rand(1, 3, 32, 32), empty, encoders=[zoo.load("lite-clip")], steps=1, progress=False)
     with pytest.raises(ValueError, match="no units"):
@@ -350,7 +367,7 @@ def test_nan_stops_and_keeps_best(gan):
 
     bad = dataclasses.replace(gan, forward=flaky)
     targets = torch.rand(1, 3, 32, 32)
-    with pytest.warns(RuntimeWarning, match="non-finite loss at step"):
+    with pytest.warns(RuntimeWarning, match="non-finite inversion loss at step"):
         result = invert(bad, targets, steps=20, restarts=1, progress=False)
     assert result.stopped_at is not None and result.stopped_at < 20
     assert len(result.history) == result.stopped_at  # every step before the non-finite one was kept

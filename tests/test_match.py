@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from rosetta_lite.match import best_buddies, cluster_units, connected_components, rosetta_units
+from rosetta_lite.dictionary.match import best_buddies, cluster_units, connected_components, rosetta_units
 
 # rows: generator units 0-2; columns: encoder units 0-3
 TABLE = torch.tensor([[0.9, 0.1, 0.2, 0.0],

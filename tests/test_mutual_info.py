@@ -7,13 +7,19 @@ import pytest
 import torch
 
 from rosetta_lite import zoo
+from rosetta_lite.capture import maps_to_rows, record_encoder, record_generator
 from rosetta_lite.cli import main
-from rosetta_lite.dictionary import RosettaDictionary, build_dictionary
-from rosetta_lite.match import best_buddies
-from rosetta_lite.mine import CHECKPOINT, MiningResult, latents, maps_to_rows, mine, record_encoder, record_generator
-from rosetta_lite.mutual_info import BinaryMoments, JointCounts, mutual_information_from_tables, \
-    top_quantile_thresholds
-from rosetta_lite.stats import centre
+from rosetta_lite.dictionary.match import best_buddies
+from rosetta_lite.dictionary.rosetta import RosettaDictionary, build_dictionary
+from rosetta_lite.mining.loop import latents, mine
+from rosetta_lite.mining.settings import CHECKPOINT, MiningResult
+from rosetta_lite.stats.binary import (
+    BinaryMoments,
+    JointCounts,
+    mutual_information_from_tables,
+    top_quantile_thresholds,
+)
+from rosetta_lite.stats.moments import centre
 
 OPTIONS = dict(batch_size=16, progress=False, similarity="mi", quantile=0.8, calibration_images=24)
 
@@ -85,20 +91,20 @@ def test_mined_mi_equals_a_direct_computation_on_all_maps(members, reference):
     assert torch.equal(acc.both, expected.both) and acc.count == expected.count == 48 * grid * grid
     live = ~(acc.constant_a()[:, None] | acc.constant_b()[None, :])
     some = slice(0, 480, 7)  # a sample of generator units keeps the float64 reference quick
-    assert torch.allclose(reference.table(encoder.name)[some][live[some]],
+    assert torch.allclose(reference.similarity(encoder.name)[some][live[some]],
                           direct_mi(g_rows[:, some] > t_g[some], d_rows > t_d)[live[some]], atol=1e-9)
     assert torch.allclose(acc.mean_b, d_rows.double().mean(0), atol=1e-5)
 
 
 def test_mi_resume_after_interruption_is_identical(members, reference, tmp_path, monkeypatch):
-    import rosetta_lite.mine as mining
+    import rosetta_lite.mining.loop as mining
 
     gan, encoders = members
     real, calls = mining.record_generator, []
 
     def killed_late(*args):
         calls.append(1)
-        if len(calls) == 5:  # probe, two calibration batches, batch 1, then dies in batch 2
+        if len(calls) == 4:  # two calibration batches, batch 1, then dies in batch 2
             raise KeyboardInterrupt
         return real(*args)
 
@@ -110,7 +116,7 @@ def test_mi_resume_after_interruption_is_identical(members, reference, tmp_path,
     monkeypatch.setattr(mining, "record_generator", real)
     resumed = mine(gan, encoders, images=48, out=tmp_path, checkpoint_every=1, **OPTIONS)
     for name in reference.pairs:
-        assert torch.equal(resumed.table(name), reference.table(name))
+        assert torch.equal(resumed.similarity(name), reference.similarity(name))
     assert torch.equal(resumed.self_pair.both, reference.self_pair.both)
     with pytest.raises(ValueError, match="other settings"):
         mine(gan, encoders, images=48, out=tmp_path, **(OPTIONS | {"quantile": 0.9}))
@@ -126,7 +132,7 @@ def test_mi_shards_merge_exactly_and_mismatches_are_refused(members, reference):
     merged = first.merge(second)
     for name in reference.pairs:
         assert torch.equal(merged.pairs[name].both, reference.pairs[name].both)
-        assert torch.equal(merged.table(name), reference.table(name))
+        assert torch.equal(merged.similarity(name), reference.similarity(name))
         assert torch.allclose(merged.pairs[name].m2_b, reference.pairs[name].m2_b, rtol=1e-9)
     other = mine(gan, encoders, images=16, start=48, **OPTIONS)
     other.thresholds[next(iter(other.thresholds))] += 1.0
@@ -140,8 +146,8 @@ def test_mi_shards_merge_exactly_and_mismatches_are_refused(members, reference):
 def test_dictionary_of_an_mi_run_ranks_by_mi(reference, tmp_path):
     d = build_dictionary(reference, k=2)
     encoder = d.encoders[0]
-    mi = reference.table(encoder)
-    assert torch.allclose(d.correlation(encoder).double(), mi, atol=1e-6)
+    mi = reference.similarity(encoder)
+    assert torch.allclose(d.similarity(encoder).double(), mi, atol=1e-6)
     acc = reference.pairs[encoder]
     expected = best_buddies(mi, 2, dead_a=acc.dead_a(), dead_b=acc.dead_b())
     assert [(a, b) for a, b, _ in d.buddies[encoder]] == expected

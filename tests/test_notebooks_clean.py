@@ -5,7 +5,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from rosetta_lite.notebooks import clean
+from rosetta_lite.book.notebooks import clean
 
 CHAPTERS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 

@@ -1,8 +1,8 @@
 import torch
 import torch.nn.functional as F
 
-from rosetta_lite.resample import Resampler, interpolation_matrix
-from rosetta_lite.stats import CoMoments, centre
+from rosetta_lite.stats.moments import CoMoments, centre
+from rosetta_lite.stats.resample import Resampler, interpolation_matrix
 
 
 def upsample(maps_bchw, grid):
@@ -40,7 +40,7 @@ def test_statistics_at_native_size_equal_those_of_resized_maps():
 
 
 def test_transfer_carries_a_native_map_to_any_side_with_grid_statistics():
-    from rosetta_lite.resample import _apply_both_axes
+    from rosetta_lite.stats.resample import _apply_both_axes
 
     g = torch.Generator().manual_seed(1)
     coarse = torch.randn(2, 3, 4, 4, dtype=torch.float64, generator=g)  # a generator layer at 4 x 4
@@ -54,7 +54,8 @@ def test_transfer_carries_a_native_map_to_any_side_with_grid_statistics():
 
 
 def test_scratch_buffers_are_reused_and_squares_are_exact():
-    from rosetta_lite.stats import column_squares, scratch
+    from rosetta_lite.device import scratch
+    from rosetta_lite.stats.moments import column_squares
 
     rows = torch.randn(300, 7)
     first = scratch("test", (10, 7), rows)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from rosetta_lite.stats import CoMoments, centre
+from rosetta_lite.stats.moments import CoMoments, centre
 
 
 def reference(a, b):
@@ -101,7 +101,7 @@ def _blocks_of(a, b):
 
 
 def test_host_tables_in_chunks_equal_device_tables(monkeypatch):
-    from rosetta_lite import stats
+    from rosetta_lite.stats import moments as stats
 
     monkeypatch.setattr(stats, "MIN_CHUNK_COLUMNS", 1)  # these 4 units are cut into single columns
     a, b, rho = correlated(seed=4)
@@ -157,9 +157,9 @@ def test_bad_chunk_bytes():
 
 _REDUCE_SCRIPT = """
 import sys, torch, torch.distributed as dist
-from rosetta_lite.mine import reduce_host_table
-from rosetta_lite import stats
-from rosetta_lite.stats import CoMoments
+from rosetta_lite.mining.loop import reduce_host_table
+from rosetta_lite.stats import moments as stats
+from rosetta_lite.stats.moments import CoMoments
 rank, port, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
 g = torch.Generator().manual_seed(7)

@@ -9,7 +9,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 import torch
 
-from rosetta_lite.train import common
+from rosetta_lite.device import native_bf16
+from rosetta_lite.train import augment, checkpoints
 from rosetta_lite.zoo import lite_arch
 
 torch.set_num_threads(1)
@@ -49,7 +50,7 @@ def test_recipe_runs_resumes_and_saves(name, tmp_path):
     assert wfile.exists() and wfile.stat().st_size < 10 * 2**20
     assert (tmp_path / f"{member}.json").exists()
     # the saved weights load into the zoo's untrained architecture
-    net = common.load_weights(lite_arch.build_member(member), wfile)
+    net = checkpoints.load_weights(lite_arch.build_member(member), wfile)
     assert not list(tmp_path.glob("*.tmp"))
     with torch.no_grad():
         x = lite_arch.normalize(torch.rand(2, 3, 32, 32), member)
@@ -85,15 +86,15 @@ def test_checkpoint_mismatch_and_seed_checks(tmp_path):
 
 def test_atomic_save_leaves_old_file_on_failure(tmp_path):
     path = tmp_path / "c.pt"
-    common.save_checkpoint({"x": 1}, path)
+    checkpoints.save_checkpoint({"x": 1}, path)
 
     class Boom:
         def __reduce__(self):
             raise RuntimeError("boom")
 
     with pytest.raises(Exception):
-        common.save_checkpoint({"x": Boom()}, path)
-    assert common.load_checkpoint(path) == {"x": 1}
+        checkpoints.save_checkpoint({"x": Boom()}, path)
+    assert checkpoints.load_checkpoint(path) == {"x": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
 
 
@@ -106,7 +107,7 @@ def test_bf16_precision_where_native_and_bad_precision_named(tmp_path):
         train_lite_resnet_sup(tmp_path / "bad", steps=1, progress=False, batch_size=8, precision="fp16")
     assert not (tmp_path / "bad" / "lite-resnet-sup.ckpt.pt").exists()
     result = train_lite_resnet_sup(tmp_path, steps=2, progress=False, batch_size=8, precision="bf16")
-    native = common.native_bf16(torch.device("cpu"))
+    native = native_bf16(torch.device("cpu"))
     assert result["config"]["precision"] == ("bf16" if native else "fp32")
     with safe_open(result["weights"], "pt") as f:
         assert f.metadata()["precision"] == result["config"]["precision"]
@@ -128,25 +129,25 @@ def test_nt_xent_stays_fp32_under_autocast():
 
 def test_augment_keeps_shape_range_and_is_seeded():
     x = torch.rand(4, 3, 32, 32)
-    a = common.augment(x, torch.Generator().manual_seed(0), colour=0.8, grey=0.2)
-    b = common.augment(x, torch.Generator().manual_seed(0), colour=0.8, grey=0.2)
+    a = augment.augment(x, torch.Generator().manual_seed(0), colour=0.8, grey=0.2)
+    b = augment.augment(x, torch.Generator().manual_seed(0), colour=0.8, grey=0.2)
     assert a.shape == x.shape and a.min() >= 0 and a.max() <= 1
     assert torch.equal(a, b)
-    same = common.augment(x, torch.Generator().manual_seed(0), scale=(1.0, 1.0), flip=False)
+    same = augment.augment(x, torch.Generator().manual_seed(0), scale=(1.0, 1.0), flip=False)
     torch.testing.assert_close(same, x, atol=1e-5, rtol=0)
 
 
 def test_augment_posterize_keeps_four_levels_and_the_random_stream():
     x = torch.rand(4, 3, 32, 32)
-    plain = common.augment(x, torch.Generator().manual_seed(0), colour=0.8, grey=0.2)
-    two_bits = common.augment(x, torch.Generator().manual_seed(0), colour=0.8, grey=0.2, posterize=2)
+    plain = augment.augment(x, torch.Generator().manual_seed(0), colour=0.8, grey=0.2)
+    two_bits = augment.augment(x, torch.Generator().manual_seed(0), colour=0.8, grey=0.2, posterize=2)
     levels = two_bits * 3
     torch.testing.assert_close(levels, levels.round(), atol=1e-5, rtol=0)  # 0, 1/3, 2/3, 1 only
     # the same views, only rounded: posterize draws nothing from the generator
     assert (two_bits - plain).abs().max() <= 1 / 6 + 1e-6
     for bad in (9, -1, 2.5):
         with pytest.raises(ValueError, match="1 to 8 bits"):
-            common.augment(x, torch.Generator().manual_seed(0), posterize=bad)
+            augment.augment(x, torch.Generator().manual_seed(0), posterize=bad)
 
 
 def test_largest_shape_swaps_name_every_other_shape():
@@ -195,7 +196,7 @@ def test_architectures_layers_and_sizes():
         assert size < 10 * 2**20, (member, size)
     shapes = {}
     net = lite_arch.build_lite_resnet()
-    hooks = [getattr(net, f"layer{i}").register_forward_hook(
+    [getattr(net, f"layer{i}").register_forward_hook(
         lambda m, i, o, k=i: shapes.__setitem__(k, o.shape[-1])) for i in range(1, 5)]
     net(torch.rand(1, 3, 32, 32))
     assert shapes == {1: 32, 2: 16, 3: 8, 4: 4}
@@ -208,7 +209,7 @@ def test_architectures_layers_and_sizes():
 # ------------------------------------------------------------------- gate functions
 
 def test_gate_functions_on_tiny_inputs():
-    from rosetta_lite import evaluate_encoders as ev
+    from rosetta_lite.train import quality as ev
     from rosetta_lite.train.mae import MaskedAutoencoder
 
     torch.manual_seed(0)
@@ -231,7 +232,7 @@ def test_gate_functions_on_tiny_inputs():
 
 
 def test_linear_probe_separable_and_random():
-    from rosetta_lite.evaluate_encoders import fit_linear_probe
+    from rosetta_lite.train.quality import fit_linear_probe
 
     g = torch.Generator().manual_seed(0)
     y = torch.randint(0, 3, (300,), generator=g)
@@ -243,7 +244,7 @@ def test_linear_probe_separable_and_random():
 
 
 def test_linear_probe_by_scene_splits_the_gate_probe():
-    from rosetta_lite import evaluate_encoders as ev
+    from rosetta_lite.train import quality as ev
 
     torch.manual_seed(0)
     net = lite_arch.build_lite_resnet(num_classes=0)
@@ -292,9 +293,10 @@ def test_training_device_is_checked_before_any_work(device, tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_recipes_train_on_cuda_and_save_cpu_weights(tmp_path):
     from rosetta_lite.train.clip import train_lite_clip
-    from rosetta_lite.train.gan import GANConfig, load_generator, train_gan
+    from rosetta_lite.train.gan import GANConfig, train_gan
     from rosetta_lite.train.mae import train_lite_vit_mae
     from rosetta_lite.train.selfsup import train_lite_resnet_dino
+    from rosetta_lite.zoo.gan_arch import load_generator
 
     for train in (train_lite_clip, train_lite_vit_mae, train_lite_resnet_dino):
         result = _tiny(train, tmp_path, steps=2, device="cuda")
@@ -319,7 +321,7 @@ def test_shipped_self_supervised_resnet_knows_shapes_better_than_it_compares_siz
 
 
 def test_training_benchmark_times_both_precisions_and_names_bad_members():
-    from rosetta_lite.bench_training import bench_training, seconds_per_step
+    from rosetta_lite.bench.training import bench_training, seconds_per_step
 
     with pytest.raises(ValueError, match="member must be one of"):
         seconds_per_step("lite-nope", "fp32")
@@ -328,7 +330,7 @@ def test_training_benchmark_times_both_precisions_and_names_bad_members():
     (row,) = bench_training(["lite-vit-mae"], steps=1, repeats=1)
     assert row["batch_size"] == 128 and row["fp32_seconds_per_step"] > 0 and row["bf16_seconds_per_step"] > 0
     assert row["speed_up"] == pytest.approx(row["fp32_seconds_per_step"] / row["bf16_seconds_per_step"], rel=0.02)
-    assert row["bf16_ran_as"] == ("bf16" if common.native_bf16(torch.device("cpu")) else "fp32")
+    assert row["bf16_ran_as"] == ("bf16" if native_bf16(torch.device("cpu")) else "fp32")
     gan = seconds_per_step("lite-gan", "bf16", steps=1, warmup=1)  # the GAN's own loop
     assert gan["batch_size"] == 64 and gan["seconds"] > 0 and gan["precision"] == row["bf16_ran_as"]
 

@@ -10,12 +10,18 @@ import torch
 from torch import nn
 
 from rosetta_lite import zoo
-from rosetta_lite.dictionary import Cluster, RosettaDictionary, build_dictionary
-from rosetta_lite.match import best_buddies
-from rosetta_lite.mine import latents, maps_to_rows, mine, plan, record_encoder, record_generator
-from rosetta_lite.mutual_info import (JointCounts, buddy_overlap, entropy_bits, mine_mutual_information,
-                                      mutual_information_from_tables, top_quantile_thresholds)
-from rosetta_lite.trust import filter_dictionary, generative_interpretability, input_consistency, trust_summary
+from rosetta_lite.capture import maps_to_rows, record_encoder, record_generator
+from rosetta_lite.dictionary.match import best_buddies
+from rosetta_lite.dictionary.rosetta import Cluster, RosettaDictionary, build_dictionary
+from rosetta_lite.evaluation.mutual_info import buddy_overlap, mine_mutual_information
+from rosetta_lite.evaluation.trust import (
+    filter_dictionary,
+    generative_interpretability,
+    input_consistency,
+    trust_summary,
+)
+from rosetta_lite.mining.loop import latents, mine, plan
+from rosetta_lite.stats.binary import JointCounts, entropy_bits, mutual_information_from_tables, top_quantile_thresholds
 from rosetta_lite.zoo.member import Member
 
 
@@ -137,7 +143,7 @@ def test_input_consistency_on_a_tiny_run(tiny):
     assert filter_dictionary(d, interpretability=good, min_ratio=1.5).rosetta_count() == d.rosetta_count()
     assert filter_dictionary(d, interpretability=good, min_ratio=3.0).rosetta_count() == 0
     # the dictionary's own Pearson tables, taken as a similarity, give back its best buddies
-    overlap = buddy_overlap(d, {encoder.name: d.correlation(encoder.name)})[encoder.name]
+    overlap = buddy_overlap(d, {encoder.name: d.similarity(encoder.name)})[encoder.name]
     assert overlap["jaccard"] == 1.0 and overlap["rosetta_kept"] == overlap["rosetta_pairs"]
     with pytest.raises(ValueError, match="were not given"):
         input_consistency(gan, [], d, images=32)

@@ -1,1 +1,1 @@
-"""Recipes that train the lite zoo on the Shapes World (see ``common.py`` for the shared loop)."""
+"""Recipes that train the lite zoo on the Shapes World (``loop.py`` holds the shared training loop)."""

@@ -29,7 +29,8 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-from rosetta_lite.train.common import Recipe, augment, run_recipe, seed_everything
+from rosetta_lite.train.augment import augment
+from rosetta_lite.train.loop import Recipe, run_recipe, seed_everything
 from rosetta_lite.zoo.lite_arch import build_lite_clip, clip_tokenizer, normalize
 
 MEMBER = "lite-clip"

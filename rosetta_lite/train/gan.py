@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,11 +28,21 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from rosetta_lite.files import atomic_path
-from rosetta_lite.train.common import save_checkpoint
+from rosetta_lite.device import precision_context, resolve_device
+from rosetta_lite.train.checkpoints import load_weights, save_checkpoint, trained_or_shipped
+from rosetta_lite.train.loop import training_precision
 from rosetta_lite.world import ShapesWorld
-from rosetta_lite.zoo.gan_arch import FeatureDiscriminator, LiteDiscriminator, LiteGenerator
+from rosetta_lite.zoo import lite_arch
+from rosetta_lite.zoo.gan_arch import (
+    FeatureDiscriminator,
+    LiteDiscriminator,
+    LiteGenerator,
+    load_generator,
+    save_generator,
+)
+from rosetta_lite.zoo.weights import sha256
 
 __all__ = ["GANConfig", "train_gan", "save_generator", "load_generator", "WEIGHTS_NAME"]
 
@@ -52,8 +61,8 @@ class GANConfig:
     g_channels: tuple[int, ...] = (256, 128, 64, 32)
     d_channels: tuple[int, ...] = (32, 64, 128, 256)
     mapping_layers: int = 1
-    convs_per_block: int = 1  # 2: a 3 x 3 convolution after each upsampling (book: sixth round)
-    object_layers: int = 0  # >0: a layered head of this many one-coloured objects (book: seventh round)
+    convs_per_block: int = 1  # 2: a 3 x 3 convolution after each upsampling (screened, not shipped)
+    object_layers: int = 0  # >0: a layered head of this many one-coloured objects (screened, not shipped)
     g_lr: float = 2e-4
     d_lr: float = 4e-4
     betas: tuple[float, float] = (0.0, 0.9)
@@ -71,7 +80,7 @@ class GANConfig:
     feature_start: int = 500  # step from which the vision-aided loss counts
     # "bf16": steps under bfloat16 autocast with channels-last modules where the device has
     # native bf16 (else fp32); weights, optimizers, losses and the EMA stay fp32. 1.9x faster
-    # per step on 2 AVX-512 BF16 cores, same figures at equal steps (book: eleventh round)
+    # per step on 2 AVX-512 BF16 cores, same figures at equal steps
     precision: str = "bf16"
 
     def __post_init__(self) -> None:
@@ -83,12 +92,6 @@ class GANConfig:
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.batch < 2:
             raise ValueError(f"batch must be at least 2, got {self.batch}")
-
-
-def _make_generator(cfg: GANConfig) -> LiteGenerator:
-    return LiteGenerator(z_dim=cfg.z_dim, w_dim=cfg.w_dim, channels=tuple(cfg.g_channels),
-                         mapping_layers=cfg.mapping_layers, convs_per_block=cfg.convs_per_block,
-                         object_layers=cfg.object_layers)
 
 
 @torch.no_grad()
@@ -114,43 +117,9 @@ def _latents(cfg: GANConfig, seed: int, step: int, salt: int = 0) -> torch.Tenso
     return torch.randn(cfg.batch, cfg.z_dim, generator=gen)
 
 
-def save_generator(g: LiteGenerator, path: str | os.PathLike, extra: dict | None = None) -> Path:
-    """Write ``g``'s weights (float32) as safetensors with its constructor config in the
-    metadata; atomic (tmp file then rename)."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    meta = {"architecture": "LiteGenerator", "config": json.dumps(g.config)}
-    if extra:
-        meta.update({k: json.dumps(v) for k, v in extra.items()})
-    tensors = {k: v.detach().float().contiguous().clone() for k, v in g.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, tmp, metadata=meta)
-    return path
-
-
-def load_generator(path: str | os.PathLike) -> LiteGenerator:
-    """Rebuild a ``LiteGenerator`` from a safetensors file written by ``save_generator``;
-    returned in eval mode with gradients off for its parameters."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    if meta.get("architecture") != "LiteGenerator" or "config" not in meta:
-        raise ValueError(f"{path} is not a LiteGenerator weights file (metadata: {sorted(meta)})")
-    g = LiteGenerator(**json.loads(meta["config"]))
-    g.load_state_dict(load_file(str(path)))
-    g.eval().requires_grad_(False)
-    return g
-
-
 def feature_discriminator(cfg: GANConfig, out_dir: Path) -> tuple[FeatureDiscriminator, Path]:
     """The vision-aided discriminator on ``cfg.feature_member``'s frozen image tower, and
     the weights file it was read from (``trained_or_shipped``)."""
-    from rosetta_lite.train.common import load_weights, trained_or_shipped
-    from rosetta_lite.zoo import lite_arch
-
     path = trained_or_shipped(out_dir, cfg.feature_member)
     model = load_weights(lite_arch.build_member(cfg.feature_member), path)
     return FeatureDiscriminator(model.visual, cfg.feature_member, layers=tuple(cfg.feature_layers)), path
@@ -184,9 +153,6 @@ def train_gan(out_dir: str | os.PathLike, steps: int = 6000, seed: int = 0, prog
     """
     from tqdm.auto import tqdm
 
-    from rosetta_lite.mine import precision_context
-    from rosetta_lite.train.common import resolve_device, training_precision
-
     cfg = config or GANConfig()
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
@@ -198,20 +164,7 @@ def train_gan(out_dir: str | os.PathLike, steps: int = 6000, seed: int = 0, prog
     ckpt_path = out / CHECKPOINT_NAME
     world = ShapesWorld(size=32, **cfg.world)
 
-    torch.manual_seed(seed)
-    g = _make_generator(cfg)
-    d = LiteDiscriminator(channels=tuple(cfg.d_channels))
-    feature_d, feature_path = feature_discriminator(cfg, out) if cfg.feature_member else (None, None)
-    if feature_d is not None:
-        d = torch.nn.ModuleDict({"pixels": d, "features": feature_d})
-    g, d = g.to(device, memory_format=memory_format), d.to(device, memory_format=memory_format)
-    g_ema = copy.deepcopy(g).eval().requires_grad_(False)
-    # lazy-regularisation correction of D's Adam (StyleGAN-2); it is applied whether or not
-    # R1 is on, so the default recipe's D runs at lr 4e-4 * 8/9 with beta2 = 0.9 ** (8/9)
-    r1_ratio = cfg.r1_every / (cfg.r1_every + 1)
-    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.g_lr, betas=tuple(cfg.betas))
-    opt_d = torch.optim.Adam([p for p in d.parameters() if p.requires_grad], lr=cfg.d_lr * r1_ratio,
-                             betas=tuple(b ** r1_ratio for b in cfg.betas))
+    g, d, feature_d, feature_path, g_ema, opt_g, opt_d = _gan_models(cfg, seed, out, device, memory_format)
     start, elapsed, history = 0, 0.0, []
     if resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
@@ -237,55 +190,12 @@ def train_gan(out_dir: str | os.PathLike, steps: int = 6000, seed: int = 0, prog
     t0 = t_session = time.perf_counter()
     for step in bar:
         real = world.batch(cfg.batch, seed=TRAIN_SEED_OFFSET + seed, start=step * cfg.batch).images.to(device)
-
-        # discriminator step (with lazy R1 on real images)
-        do_r1 = cfg.r1_gamma > 0 and step % cfg.r1_every == 0
-        real.requires_grad_(do_r1)
-        aided = feature_d is not None and step >= cfg.feature_start
-        with precision_context(precision, device):
-            with torch.no_grad():
-                fake = g(_latents(cfg, seed, step, 0).to(device))
-            real_logits, fake_logits = pixel_d(real), pixel_d(fake)
-            feature_logits = list(zip(feature_d(real.detach()), feature_d(fake))) if aided else []
-        loss_d = _d_loss(cfg, real_logits, fake_logits)
-        if aided:
-            loss_d = loss_d + cfg.feature_weight * sum(_d_loss(cfg, r, f) for r, f in feature_logits)
-        r1 = torch.zeros((), device=device)
-        if do_r1:
-            (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
-            r1 = grad.pow(2).sum((1, 2, 3)).mean()
-            loss_d = loss_d + r1 * (cfg.r1_gamma / 2) * cfg.r1_every
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-
-        # generator step
-        d.requires_grad_(False)
-        with precision_context(precision, device):
-            fake = g(_latents(cfg, seed, step, 1).to(device))
-            fake_logits_g = pixel_d(fake)
-            feature_logits_g = feature_d(fake) if aided else []
-        loss_g = _g_loss(cfg, fake_logits_g)
-        if aided:
-            loss_g = loss_g + cfg.feature_weight * sum(_g_loss(cfg, f) for f in feature_logits_g)
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        for p in trainable_d:
-            p.requires_grad_(True)
-
-        # exponential moving average of the generator weights
-        with torch.no_grad():
-            seen = (step + 1) * cfg.batch
-            half_life = min(cfg.ema_kimg * 1000, seen * cfg.ema_rampup)
-            beta = 0.5 ** (cfg.batch / max(half_life, 1e-8))
-            for pe, p in zip(g_ema.parameters(), g.parameters()):
-                pe.lerp_(p, 1 - beta)
-            for be, b in zip(g_ema.buffers(), g.buffers()):
-                be.copy_(b)
-
-        run["d"] += loss_d.item(); run["g"] += loss_g.item(); run["r1"] += r1.item()
-        run["real"] += real_logits.mean().item(); run["fake"] += fake_logits.mean().item(); run["n"] += 1
+        figures = _gan_step(cfg, seed, step, real, g, d, pixel_d, feature_d, trainable_d, opt_g, opt_d, precision,
+                            device)
+        _update_ema(g_ema, g, (step + 1) * cfg.batch, cfg)
+        for key, value in figures.items():
+            run[key] += value
+        run["n"] += 1
         done = step + 1
         if done % log_every == 0 or done == steps:
             n = max(run.pop("n"), 1)
@@ -301,14 +211,7 @@ def train_gan(out_dir: str | os.PathLike, steps: int = 6000, seed: int = 0, prog
     elapsed += time.perf_counter() - t0
     session = time.perf_counter() - t_session
 
-    g_ema = g_ema.cpu()  # statistics and weights file made on the CPU, as on any machine
-    standing_bn_stats(g_ema, cfg.bn_stat_batches, cfg.batch, seed=seed + 12345)
-    extra = {"steps": steps, "seed": seed, "recipe": asdict(cfg), "precision": precision}
-    if feature_path is not None:
-        from rosetta_lite.zoo.weights import sha256
-
-        extra["feature_weights_sha256"] = sha256(Path(feature_path))
-    weights = save_generator(g_ema, out / WEIGHTS_NAME, extra=extra)
+    weights = _save_ema(g_ema, cfg, steps, seed, precision, feature_path, out)
     return {
         "steps": steps,
         "seed": seed,
@@ -325,3 +228,91 @@ def train_gan(out_dir: str | os.PathLike, steps: int = 6000, seed: int = 0, prog
         "config": {**asdict(cfg), "precision": precision},  # the precision that ran
         "feature_weights": str(feature_path) if feature_path is not None else None,
     }
+
+
+def _gan_models(cfg: GANConfig, seed: int, out: Path, device: torch.device, memory_format: torch.memory_format):
+    """The seeded generator, discriminator(s), EMA copy and optimizers of a run; and the feature weights file."""
+    torch.manual_seed(seed)
+    g = _make_generator(cfg)
+    d = LiteDiscriminator(channels=tuple(cfg.d_channels))
+    feature_d, feature_path = feature_discriminator(cfg, out) if cfg.feature_member else (None, None)
+    if feature_d is not None:
+        d = torch.nn.ModuleDict({"pixels": d, "features": feature_d})
+    g, d = g.to(device, memory_format=memory_format), d.to(device, memory_format=memory_format)
+    g_ema = copy.deepcopy(g).eval().requires_grad_(False)
+    # lazy-regularisation correction of D's Adam (StyleGAN-2); it is applied whether or not
+    # R1 is on, so the default recipe's D runs at lr 4e-4 * 8/9 with beta2 = 0.9 ** (8/9)
+    r1_ratio = cfg.r1_every / (cfg.r1_every + 1)
+    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.g_lr, betas=tuple(cfg.betas))
+    opt_d = torch.optim.Adam([p for p in d.parameters() if p.requires_grad], lr=cfg.d_lr * r1_ratio,
+                             betas=tuple(b ** r1_ratio for b in cfg.betas))
+    return g, d, feature_d, feature_path, g_ema, opt_g, opt_d
+
+
+def _save_ema(g_ema: nn.Module, cfg: GANConfig, steps: int, seed: int, precision: str, feature_path: Path | None,
+              out: Path) -> Path:
+    """The EMA generator with standing batch-norm statistics, written as the member's weights."""
+    g_ema = g_ema.cpu()  # statistics and weights file made on the CPU, as on any machine
+    standing_bn_stats(g_ema, cfg.bn_stat_batches, cfg.batch, seed=seed + 12345)
+    extra = {"steps": steps, "seed": seed, "recipe": asdict(cfg), "precision": precision}
+    if feature_path is not None:
+        extra["feature_weights_sha256"] = sha256(Path(feature_path))
+    return save_generator(g_ema, out / WEIGHTS_NAME, extra=extra)
+
+
+def _gan_step(cfg: GANConfig, seed: int, step: int, real: torch.Tensor, g: nn.Module, d: nn.Module,
+              pixel_d: nn.Module, feature_d: nn.Module | None, trainable_d: list, opt_g, opt_d, precision: str,
+              device: torch.device) -> dict[str, float]:
+    """One discriminator step (with lazy R1 on real images), then one generator step; the step's figures."""
+    do_r1 = cfg.r1_gamma > 0 and step % cfg.r1_every == 0
+    real.requires_grad_(do_r1)
+    aided = feature_d is not None and step >= cfg.feature_start
+    with precision_context(precision, device):
+        with torch.no_grad():
+            fake = g(_latents(cfg, seed, step, 0).to(device))
+        real_logits, fake_logits = pixel_d(real), pixel_d(fake)
+        feature_logits = list(zip(feature_d(real.detach()), feature_d(fake))) if aided else []
+    loss_d = _d_loss(cfg, real_logits, fake_logits)
+    if aided:
+        loss_d = loss_d + cfg.feature_weight * sum(_d_loss(cfg, r, f) for r, f in feature_logits)
+    r1 = torch.zeros((), device=device)
+    if do_r1:
+        (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+        r1 = grad.pow(2).sum((1, 2, 3)).mean()
+        loss_d = loss_d + r1 * (cfg.r1_gamma / 2) * cfg.r1_every
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+
+    d.requires_grad_(False)
+    with precision_context(precision, device):
+        fake = g(_latents(cfg, seed, step, 1).to(device))
+        fake_logits_g = pixel_d(fake)
+        feature_logits_g = feature_d(fake) if aided else []
+    loss_g = _g_loss(cfg, fake_logits_g)
+    if aided:
+        loss_g = loss_g + cfg.feature_weight * sum(_g_loss(cfg, f) for f in feature_logits_g)
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_g.step()
+    for p in trainable_d:
+        p.requires_grad_(True)
+    return {"d": loss_d.item(), "g": loss_g.item(), "r1": r1.item(), "real": real_logits.mean().item(),
+            "fake": fake_logits.mean().item()}
+
+
+@torch.no_grad()
+def _update_ema(g_ema: nn.Module, g: nn.Module, seen: int, cfg: GANConfig) -> None:
+    """Exponential moving average of the generator's weights, its half-life ramped up with images seen."""
+    half_life = min(cfg.ema_kimg * 1000, seen * cfg.ema_rampup)
+    beta = 0.5 ** (cfg.batch / max(half_life, 1e-8))
+    for pe, p in zip(g_ema.parameters(), g.parameters()):
+        pe.lerp_(p, 1 - beta)
+    for be, b in zip(g_ema.buffers(), g.buffers()):
+        be.copy_(b)
+
+
+def _make_generator(cfg: GANConfig) -> LiteGenerator:
+    return LiteGenerator(z_dim=cfg.z_dim, w_dim=cfg.w_dim, channels=tuple(cfg.g_channels),
+                         mapping_layers=cfg.mapping_layers, convs_per_block=cfg.convs_per_block,
+                         object_layers=cfg.object_layers)

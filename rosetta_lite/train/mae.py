@@ -17,7 +17,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rosetta_lite.train.common import Recipe, augment, load_checkpoint, checkpoint_path, run_recipe, seed_everything
+from rosetta_lite.train.augment import augment
+from rosetta_lite.train.checkpoints import checkpoint_path, load_checkpoint
+from rosetta_lite.train.loop import Recipe, run_recipe, seed_everything
 from rosetta_lite.zoo.lite_arch import PREPROCESS, build_lite_vit, normalize
 
 MEMBER = "lite-vit-mae"

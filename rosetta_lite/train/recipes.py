@@ -13,8 +13,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
+from rosetta_lite.train import quality as ev
+from rosetta_lite.train.checkpoints import load_weights, trained_or_shipped
+from rosetta_lite.train.gan_quality import gan_quality
+from rosetta_lite.train.mae import load_mae
 from rosetta_lite.zoo import lite_arch
 from rosetta_lite.zoo.weights import install
 
@@ -63,9 +65,6 @@ def measure_quality(name: str, out_dir: Path) -> dict:
 
         measure_quality("lite-clip", Path("runs/zoo"))
     """
-    from rosetta_lite import evaluate_encoders as ev
-    from rosetta_lite.train.common import load_weights, trained_or_shipped
-
     weights = Path(out_dir) / f"{name}.safetensors"
     if name == "lite-gan":
         return gan_quality(weights, trained_or_shipped(out_dir, "lite-resnet-sup"))
@@ -83,73 +82,8 @@ def measure_quality(name: str, out_dir: Path) -> dict:
         figures["retrieval_top5_text_to_image"] = retrieval["text_to_image"]
         figures["retrieval_top5_image_to_text"] = retrieval["image_to_text"]
     if name == "lite-vit-mae":
-        from rosetta_lite.train.mae import load_mae
-
         figures.update({f"mae_{k}": v for k, v in ev.mae_psnr(load_mae(out_dir)).items()})
     return {k: round(float(v), 4) for k, v in figures.items()}
-
-
-def gan_quality(generator_weights: Path, classifier_weights: Path, n: int = 2000, seed: int = 7) -> dict:
-    """Precision/recall (k = 3) and Frechet distance of ``n`` generator samples.
-
-        gan_quality(Path("runs/zoo/lite-gan.safetensors"), Path("runs/zoo/lite-resnet-sup.safetensors"))
-
-    The samples' latents are drawn with ``seed``; they are judged by ``image_set_quality``.
-    """
-    from rosetta_lite.train.gan import load_generator
-
-    generator = load_generator(generator_weights).eval()
-    with torch.no_grad():
-        latents = torch.randn(n, generator.z_dim, generator=torch.Generator().manual_seed(seed))
-        fake = torch.cat([generator(z).clamp(0, 1) for z in latents.split(500)])
-    return image_set_quality(fake, classifier_weights, seed=seed)
-
-
-def image_set_quality(images_bchw: torch.Tensor, classifier_weights: Path, seed: int = 7) -> dict:
-    """The GAN's gate figures for any set of 32 x 32 images in [0, 1], judged in
-    ``lite-resnet-sup``'s penultimate features against as many world images.
-
-        image_set_quality(ShapesWorld(32).batch(2000, seed=8).images, Path("lite-resnet-sup.safetensors"))
-
-    Figures for the images against world scenes of ``seed``, beside the same figures for
-    two disjoint sets of world images (scenes of ``seed`` and ``seed + 1``); class
-    frequencies judged by the classifier. Scored on world images degraded on purpose, it
-    shows what the gates ask for (book: twelfth round).
-    """
-    from rosetta_lite.evaluate_encoders import encode
-    from rosetta_lite.gan_quality import frechet_distance, knn_precision_recall
-    from rosetta_lite.train.common import load_weights
-    from rosetta_lite.world import ShapesWorld
-
-    if images_bchw.ndim != 4 or tuple(images_bchw.shape[1:]) != (3, 32, 32) or len(images_bchw) < 4:
-        raise ValueError(f"images must be a (N >= 4, 3, 32, 32) batch in [0, 1], got shape {tuple(images_bchw.shape)}")
-    n = len(images_bchw)
-    classifier = load_weights(lite_arch.build_member("lite-resnet-sup"), classifier_weights).eval()
-    world = ShapesWorld(32)
-
-    def features(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feats, labels = [], []
-        with torch.no_grad():
-            for part in images.split(500):
-                feats.append(encode(classifier, "lite-resnet-sup", part))
-                labels.append(classifier(lite_arch.normalize(part, "lite-resnet-sup")).argmax(1))
-        return torch.cat(feats), torch.cat(labels)
-
-    real_a, labels_a = features(world.batch(n, seed=seed).images)
-    real_b, _ = features(world.batch(n, seed=seed + 1).images)
-    fake_f, labels_f = features(images_bchw.float())
-    p0, r0 = knn_precision_recall(real_a, real_b, k=3)
-    p, r = knn_precision_recall(real_a, fake_f, k=3)
-    freq_world = torch.bincount(labels_a, minlength=6).double() / n
-    freq_gan = torch.bincount(labels_f, minlength=6).double() / n
-    gap = float((freq_world - freq_gan).abs().max())
-    return {"precision": round(p, 4), "recall": round(r, 4), "precision_world": round(p0, 4),
-            "recall_world": round(r0, 4), "precision_ratio": round(p / p0, 4), "recall_ratio": round(r / r0, 4),
-            "frechet": round(frechet_distance(real_a, fake_f), 3),
-            "frechet_world": round(frechet_distance(real_a, real_b), 3),
-            "class_frequency_gap_max": -round(gap, 4),  # negated so that higher is better, like the others
-            "class_frequency_world": [round(float(x), 3) for x in freq_world],
-            "class_frequency_gan": [round(float(x), 3) for x in freq_gan]}
 
 
 def gate_results(name: str, quality: dict) -> dict[str, bool]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from rosetta_lite.train.common import Recipe, augment, run_recipe, seed_everything
+from rosetta_lite.train.augment import augment
+from rosetta_lite.train.loop import Recipe, run_recipe, seed_everything
 from rosetta_lite.zoo.lite_arch import build_lite_resnet, normalize
 
 MEMBER = "lite-resnet-sup"

@@ -10,12 +10,7 @@ the same architecture with seeded untrained weights: the control zoo of chance l
 
 from __future__ import annotations
 
-from rosetta_lite.zoo.registry import (
-    Member,
-    ZooError,
-    describe,
-    load,
-    names,
-)
+from rosetta_lite.zoo.member import Member, ZooError
+from rosetta_lite.zoo.registry import describe, load, names
 
 __all__ = ["Member", "ZooError", "describe", "load", "names"]

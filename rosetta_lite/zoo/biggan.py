@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from rosetta_lite.zoo.hub import _offline_error, _state_dict, hub_unavailable_reason
 from rosetta_lite.zoo.member import Member, ZooError
 
 NOISE_DIM = 128
@@ -239,8 +240,6 @@ def _weights_file(weights: str) -> Path:
 
 def _pretrained_state(name: str, weights: str | None) -> tuple[dict[str, torch.Tensor], str]:
     """The released weights of ``name`` (from ``weights`` or the download) and where they came from."""
-    from rosetta_lite.zoo.full import _offline_error, _state_dict, hub_unavailable_reason
-
     if weights is not None:
         return _state_dict(str(_weights_file(weights))), weights
     url = WEIGHTS_URL.format(name=name)

@@ -14,14 +14,11 @@ Offline, asking for them fails at once with a message that says so.
 
 from __future__ import annotations
 
-import os
-import socket
-from pathlib import Path
-
 import torch
 
 from rosetta_lite.zoo import biggan
-from rosetta_lite.zoo.member import Member, Spec, ZooError
+from rosetta_lite.zoo.hub import _offline_error, _state_dict, hub_unavailable_reason
+from rosetta_lite.zoo.member import Member, Spec
 from rosetta_lite.zoo.preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
 RESNET_LAYERS = [f"layer{i}" for i in range(1, 5)]
@@ -35,43 +32,6 @@ TIMM_MEMBERS = {
     "dino-vitb16": ("vit_base_patch16_224", "dino", VIT_B_LAYERS, "DINO self-supervision"),
     "mae-vitb16": ("vit_base_patch16_224", "mae", VIT_B_LAYERS, "masked autoencoding (MAE)"),
 }
-
-
-def hub_unavailable_reason(host: str = "huggingface.co") -> str | None:
-    """Why pretrained weights cannot be downloaded from ``host``, or None if it seems reachable.
-
-        if hub_unavailable_reason("s3.amazonaws.com"): ...   # offline: use weights= or pretrained=False
-    """
-    # HF_HUB_OFFLINE is the switch users and tests already set; it stands for every model hub here
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        return "HF_HUB_OFFLINE is set"
-    try:
-        socket.create_connection((host, 443), timeout=3).close()
-    except OSError as error:
-        return f"{host} is not reachable ({error.__class__.__name__})"
-    return None
-
-
-def _offline_error(name: str, reason: str, url: str | None = None) -> ZooError:
-    source = f" ({url})" if url else ""
-    return ZooError(
-        f"{name}: pretrained weights are a download{source} and {reason}. Run where the model hubs are "
-        f"reachable (e.g. Colab), or point at a local file: zoo.load({name!r}, weights='path/to/weights'); "
-        f"for untrained weights of the real shapes use zoo.load({name!r}, pretrained=False)")
-
-
-def _state_dict(path: str) -> dict[str, torch.Tensor]:
-    if not Path(path).exists():
-        raise ZooError(f"weights file {path!r} does not exist")
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        return load_file(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model", "teacher"):
-        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-            state = state[key]
-    return {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
 
 
 def _timm_member(name: str, pretrained: bool, seed: int, weights: str | None) -> Member:

@@ -14,17 +14,24 @@ structure (sky above, ground below) is easy to draw and the convolutions can spe
 their capacity on edges. A 3 x 3 convolution and a sigmoid turn the 32 x 32 map into
 RGB in [0, 1]; with ``object_layers=K`` a ``LayeredHead`` instead paints a background
 that varies only from row to row and K one-coloured object layers under soft masks
-(screened, not shipped: book, seventh round). In eval mode batch norm uses stored
+(screened, not shipped). In eval mode batch norm uses stored
 statistics (recomputed for the saved EMA weights), so ``G(z)`` is a deterministic
 function of ``z`` per sample, as mining and inversion need.
 """
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
+
+from rosetta_lite.files import atomic_path
+from rosetta_lite.zoo.lite_arch import normalize
 
 __all__ = ["LiteGenerator", "LiteDiscriminator", "FeatureDiscriminator", "GENERATOR_LAYERS"]
 
@@ -88,7 +95,7 @@ class LayeredHead(nn.Module):
     then ``layers`` objects in order, each a mask filled with one colour (the mean of the
     layer's own colour map under its mask), so that an object cannot be multi-coloured.
     Masks are soft (a sigmoid): masks of 0 or 1 with straight-through gradients drew
-    ragged fragments (book: seventh round).
+    ragged fragments.
     Layered generators: LR-GAN (Yang et al. 2017).
 
         head = LayeredHead(32, layers=3); rgb = head(features_b32hw)   # (B, 3, 32, 32)
@@ -208,8 +215,6 @@ class FeatureDiscriminator(nn.Module):
         return self
 
     def features(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        from rosetta_lite.zoo.lite_arch import normalize
-
         x = self.visual.stem(normalize(images, self.member))
         maps = []
         for name in ("layer1", "layer2", "layer3", "layer4"):
@@ -222,3 +227,34 @@ class FeatureDiscriminator(nn.Module):
         maps, embedding = self.features(images)
         logits = [head(m).flatten(1) for head, m in zip(self.heads, maps)]
         return logits + [self.embedding_head(embedding)]
+
+
+def save_generator(g: LiteGenerator, path: str | os.PathLike, extra: dict | None = None) -> Path:
+    """Write ``g``'s weights (float32) as safetensors with its constructor config in the
+    metadata; atomic (tmp file then rename)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    meta = {"architecture": "LiteGenerator", "config": json.dumps(g.config)}
+    if extra:
+        meta.update({k: json.dumps(v) for k, v in extra.items()})
+    tensors = {k: v.detach().float().contiguous().clone() for k, v in g.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, tmp, metadata=meta)
+    return path
+
+
+def load_generator(path: str | os.PathLike) -> LiteGenerator:
+    """Rebuild a ``LiteGenerator`` from a safetensors file written by ``save_generator``;
+    returned in eval mode with gradients off for its parameters."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("architecture") != "LiteGenerator" or "config" not in meta:
+        raise ValueError(f"{path} is not a LiteGenerator weights file (metadata: {sorted(meta)})")
+    g = LiteGenerator(**json.loads(meta["config"]))
+    g.load_state_dict(load_file(str(path)))
+    g.eval().requires_grad_(False)
+    return g

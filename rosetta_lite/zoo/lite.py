@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from rosetta_lite.zoo import lite_arch
+from rosetta_lite.zoo.gan_arch import GENERATOR_LAYERS, LiteGenerator, load_generator
 from rosetta_lite.zoo.member import Member, Spec, ZooError
 from rosetta_lite.zoo.preprocess import Preprocess
 from rosetta_lite.zoo.weights import entry, retrain_command, verified_file, verified_state_dict
@@ -28,13 +29,9 @@ def _clip_images(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def _build_generator(pretrained: bool, seed: int) -> Member:
-    from rosetta_lite.zoo.gan_arch import GENERATOR_LAYERS, LiteGenerator
-
     info = entry("lite-gan") if pretrained else {}
     torch.manual_seed(seed)
     if pretrained:
-        from rosetta_lite.train.gan import load_generator
-
         model = load_generator(verified_file("lite-gan"))  # its constructor config is in the file
     else:
         model = LiteGenerator()

@@ -53,3 +53,40 @@ def describe(scale: str | None = None) -> list[dict]:
     """
     return [{"name": s.name, "kind": s.kind, "scale": s.scale, "trained for": s.trained_for}
             for s in _SPECS.values() if scale in (None, s.scale)]
+
+
+ZOOS = ("lite", "full", "lite-untrained", "full-untrained")
+
+
+
+def zoo_members(scale: str, generator: str | None = None,
+                encoders: list[str] | None = None) -> tuple[Member, list[Member]]:
+    """The generator and encoders of a zoo ("lite", "full", or either with "-untrained"), or the ones named.
+
+        gan, encoders = zoo_members("lite-untrained")
+    """
+    if scale not in ZOOS:
+        raise ValueError(f"zoo must be one of {list(ZOOS)}, got {scale!r}")
+    pretrained = not scale.endswith("-untrained")
+    scale = scale.removesuffix("-untrained")
+    generator = generator or next(iter(names(scale, "generator")), None)
+    if generator is None:
+        raise ValueError(f"the {scale} zoo has no generator yet; name one with --generator")
+    encoders = encoders or names(scale, "encoder")
+    # untrained members get distinct seeds, so that two copies of one architecture differ
+    return (load(generator, pretrained=pretrained),
+            [load(name, pretrained=pretrained, seed=index) for index, name in enumerate(encoders)])
+
+
+
+def control_members(encoders: list[Member], seed: int) -> list[Member]:
+    """Untrained, seeded copies of the encoders: the chance level of every count."""
+    controls = []
+    for offset, encoder in enumerate(encoders):
+        member = load(encoder.name, pretrained=False, seed=seed + offset)
+        member.name = encoder.name + CONTROL_SUFFIX
+        controls.append(member)
+    return controls
+
+
+CONTROL_SUFFIX = "@untrained"  # names of the control zoo's encoders: "<encoder>@untrained"

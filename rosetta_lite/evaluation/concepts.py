@@ -1,6 +1,6 @@
 """Concept labels for Rosetta clusters, from the Shapes World's ground truth.
 
-    report = concept_report(*load_dictionaries("runs/mine"), pretrained=True)
+    report = concept_report(*load_dictionaries("runs/lite"), pretrained=True)
 
 GAN samples have no ground truth; Shapes World images do. Network dissection, lite:
 every encoder unit of a cluster is run on held-out world images (seed 7, the
@@ -37,12 +37,13 @@ from types import SimpleNamespace
 import torch
 import torch.nn.functional as F
 
+from rosetta_lite import zoo
 from rosetta_lite.capture import Trace
-from rosetta_lite.dictionary import Cluster, RosettaDictionary
-from rosetta_lite.world import ShapesWorld
+from rosetta_lite.dictionary.rosetta import Cluster, RosettaDictionary
+from rosetta_lite.world import EVAL_SEED, ShapesWorld
 from rosetta_lite.zoo.member import Member, ZooError
+from rosetta_lite.zoo.registry import CONTROL_SUFFIX, control_members
 
-EVAL_SEED = 7  # the world's evaluation stream; training streams use seeds >= 1000
 TOP_FRACTIONS: tuple[float, ...] = (0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.055, 0.075, 0.1, 0.13, 0.17,
                                     0.22, 0.3, 0.4, 0.5, 0.6)
 MIN_IOU = 0.2  # a cluster whose best mean IoU above chance is below this gets no concept
@@ -287,15 +288,12 @@ def label_clusters(dictionary: RosettaDictionary, members: dict[str, Member], n_
 def dictionary_members(dictionary: RosettaDictionary, pretrained: bool | None = None) -> dict[str, Member]:
     """The encoders a dictionary was mined with, as members: trained ones, or the run's control copies.
 
-        members = dictionary_members(RosettaDictionary.load("runs/mine/control"))
+        members = dictionary_members(RosettaDictionary.load("runs/lite/control"))
 
     Control encoders (named ``<encoder>@untrained``) are rebuilt with
-    :func:`rosetta_lite.runs.control_members` and the run's ``control_seed``, in the
+    :func:`rosetta_lite.zoo.registry.control_members` and the run's ``control_seed``, in the
     run's encoder order, so they have exactly the untrained weights that were mined.
     """
-    from rosetta_lite import zoo
-    from rosetta_lite.runs import CONTROL_SUFFIX, control_members
-
     settings = dictionary.settings
     if pretrained is None:  # the run records its zoo, e.g. "lite" or "lite-untrained"
         pretrained = not str(settings.get("extra", {}).get("zoo", "lite")).endswith("-untrained")
@@ -324,7 +322,7 @@ def concept_report(trained: RosettaDictionary, control: RosettaDictionary | None
                    min_iou: float = MIN_IOU, fractions: Iterable[float] = TOP_FRACTIONS) -> dict:
     """Label the clusters of a run's dictionaries (trained zoo and its control) and count them.
 
-        report = concept_report(*load_dictionaries("runs/mine"))
+        report = concept_report(*load_dictionaries("runs/lite"))
 
     ``pretrained`` defaults to what the run recorded (``--zoo lite-untrained`` runs are untrained).
     Returns images, seed, min_iou, fractions, concepts and, for "trained" and "control"
@@ -352,7 +350,7 @@ def concept_report(trained: RosettaDictionary, control: RosettaDictionary | None
 def format_report(report: dict) -> str:
     """A short text table of a :func:`concept_report`.
 
-        print(format_report(concept_report(*load_dictionaries("runs/mine"))))
+        print(format_report(concept_report(*load_dictionaries("runs/lite"))))
     """
     lines = [f"concepts of Rosetta clusters: {report['images']} Shapes World images (seed {report['seed']}), "
              f"labeled when the mean IoU above chance >= {report['min_iou']}"]

@@ -1,6 +1,6 @@
 """Gate measurements of the lite zoo's encoders: floats (``linear_probe_by_scene``: a table).
 
-    from rosetta_lite.evaluate_encoders import classification_accuracy
+    from rosetta_lite.train.quality import classification_accuracy
     acc = classification_accuracy(net, "lite-resnet-sup")       # world seed 7, held out
 
 Every measurement draws its images from the evaluation stream (world seed 7) that no
@@ -17,17 +17,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rosetta_lite.world import COLOURS, EVAL_SEED, GROUNDS, SKIES, ShapesWorld
 from rosetta_lite.zoo.lite_arch import normalize
 
 if TYPE_CHECKING:
     import pandas as pd
 
-EVAL_SEED = 7
 
 
 def _world(size: int = 32, **settings):
-    from rosetta_lite.world import ShapesWorld
-
     return ShapesWorld(size=size, **settings)
 
 
@@ -176,8 +174,6 @@ def shape_prompts(shape: str, templates: Sequence[str] = SHAPE_TEMPLATES) -> lis
     Zero-shot CLIP averages the text embeddings of all prompts of a class (prompt
     ensembling, as in the CLIP paper); these prompts never name the image's own colours.
     """
-    from rosetta_lite.world import COLOURS, GROUNDS, SKIES
-
     grounds, skies = list(GROUNDS), list(SKIES)
     out = []
     for t in templates:

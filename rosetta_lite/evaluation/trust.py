@@ -21,28 +21,26 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
-from rosetta_lite.dictionary import RosettaDictionary, _clusters
-from rosetta_lite.match import best_buddies, rosetta_units
-from rosetta_lite.mine import MiningResult, latents, mine, record_generator
+from rosetta_lite import zoo
+from rosetta_lite.capture import record_generator
+from rosetta_lite.dictionary.match import best_buddies, rosetta_units
+from rosetta_lite.dictionary.rosetta import RosettaDictionary, _clusters
+from rosetta_lite.dictionary.runs import load_dictionaries
+from rosetta_lite.evaluation.concepts import dictionary_members
+from rosetta_lite.evaluation.mutual_info import buddy_overlap, mine_mutual_information
+from rosetta_lite.files import DEFAULT_RUN
+from rosetta_lite.mining.loop import latents, mine
+from rosetta_lite.mining.settings import MiningResult
 from rosetta_lite.zoo.member import Member
 
 EPS = 1e-8
-
-
-def rosetta_pairs(dictionary: RosettaDictionary) -> dict[str, list[tuple[int, int]]]:
-    """Per encoder, the best-buddy pairs (g, d) of the dictionary's Rosetta neurons.
-
-        rosetta_pairs(d)["lite-clip"]   # [(423, 148), ...]
-    """
-    units = {u for c in dictionary.clusters for u in c.generator_units}
-    return {e: [(int(g), int(d)) for g, d, _ in rows if int(g) in units] for e, rows in dictionary.buddies.items()}
 
 
 def _halves_buddies(result: MiningResult, encoders: list[str], settings: dict) -> dict[str, set[tuple[int, int]]]:
     out = {}
     for e in encoders:
         acc = result.pairs[e]
-        pairs = best_buddies(acc.correlation(), settings["k"], mode=settings["mode"],
+        pairs = best_buddies(acc.similarity(), settings["k"], mode=settings["mode"],
                              k_other=settings.get("k_other", 5), dead_a=acc.dead_a(), dead_b=acc.dead_b())
         out[e] = set(pairs)
     return out
@@ -77,7 +75,7 @@ def input_consistency(generator: Member, encoders: list[Member], dictionary: Ros
                        progress=progress))
     found = [_halves_buddies(h, dictionary.encoders, dictionary.settings) for h in halves]
     pairs = {e: [[g, d, (g, d) in found[0][e] and (g, d) in found[1][e]] for g, d in rows]
-             for e, rows in rosetta_pairs(dictionary).items()}
+             for e, rows in dictionary.rosetta_pairs().items()}
     neurons = {}
     for cluster in dictionary.clusters:
         for g in cluster.generator_units:
@@ -117,7 +115,7 @@ def generative_interpretability(generator: Member, dictionary: RosettaDictionary
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction must be in (0, 1), got {fraction}")
     name = dictionary.generator
-    units = sorted({u for c in dictionary.clusters for u in c.generator_units}) if units is None else list(units)
+    units = dictionary.rosetta_units() if units is None else list(units)
     mean, _ = dictionary.unit_stats(name)
     located = {u: dictionary.unit(name, u) for u in units}
     modules = dict(generator.model.named_modules())
@@ -171,7 +169,7 @@ def filter_dictionary(dictionary: RosettaDictionary, *, consistency: dict | None
     With ``consistency``, only pairs consistent in both halves are kept; with
     ``interpretability``, only pairs whose generator unit has ``ratio >= min_ratio`` (units
     without a score are dropped). Rosetta neurons and clusters are then recomputed as in
-    :func:`rosetta_lite.dictionary.above_chance`.
+    :func:`rosetta_lite.dictionary.rosetta.above_chance`.
     """
     keep_pair: dict[str, set[tuple[int, int]]] | None = None
     if consistency is not None:
@@ -189,8 +187,7 @@ def filter_dictionary(dictionary: RosettaDictionary, *, consistency: dict | None
             kept.append(row)
         buddies[e] = kept
     pair_lists = {e: [(int(a), int(b)) for a, b, _ in rows] for e, rows in buddies.items()}
-    g_dead = torch.zeros(sum(dictionary.models[dictionary.generator]["units"]), dtype=torch.bool)
-    g_dead[dictionary.dead[dictionary.generator]] = True
+    g_dead = dictionary.dead_mask(dictionary.generator)
     trust = {"consistency": consistency is not None,
              "interpretability_min_ratio": min_ratio if interpretability is not None else None}
     settings = dict(dictionary.settings) | {"trust": trust}
@@ -205,7 +202,7 @@ def trust_summary(dictionary: RosettaDictionary, consistency: dict | None = None
 
         trust_summary(d, c, s, min_ratio=1.5)   # {"rosetta_neurons": 9, "consistent": 6, ...}
     """
-    units = [u for c in dictionary.clusters for u in c.generator_units]
+    units = dictionary.rosetta_units()
     out: dict = {"rosetta_neurons": len(units), "clusters": len(dictionary.clusters)}
     if consistency is not None:
         out["consistent"] = sum(bool(consistency["neurons"].get(u)) for u in units)
@@ -226,7 +223,7 @@ def trust_summary(dictionary: RosettaDictionary, consistency: dict | None = None
     return out
 
 
-def trust_report(folder: str = "runs/mine", *, images: int | None = None, interpretability_images: int = 64,
+def trust_report(folder: str = DEFAULT_RUN, *, images: int | None = None, interpretability_images: int = 64,
                  min_ratio: float = 1.5, batch_size: int = 32, mi_images: int = 0, quantile: float = 0.9,
                  seed: int = 0) -> dict:
     """Trust scores of a saved run's dictionary, as ``eval trust`` prints them.
@@ -240,10 +237,6 @@ def trust_report(folder: str = "runs/mine", *, images: int | None = None, interp
     Pearson ones.
     """
     import time
-
-    from rosetta_lite import zoo
-    from rosetta_lite.concepts import dictionary_members
-    from rosetta_lite.runs import load_dictionaries
 
     dictionary, _ = load_dictionaries(folder)
     members = dictionary_members(dictionary)
@@ -260,8 +253,6 @@ def trust_report(folder: str = "runs/mine", *, images: int | None = None, interp
     report = {"run": str(folder), **trust_summary(dictionary, consistency, scores, min_ratio),
               "interpretability_images": interpretability_images}
     if mi_images:
-        from rosetta_lite.mutual_info import buddy_overlap, mine_mutual_information
-
         t = time.perf_counter()
         tables = mine_mutual_information(gan, encoders, mi_images, batch_size=batch_size,
                                          seed=dictionary.settings["seed"], quantile=quantile)

@@ -1,6 +1,7 @@
 """A whole mining run, as the CLI and the chapters start it: zoo in, dictionaries out.
 
-    summary = mine_zoo("lite", images=2000, out="runs/mine", control=True)
+    run = open_run("runs/lite")                                   # mine if needed, then load
+    summary = mine_zoo("lite", images=2000, out="runs/lite", control=True)
 
 Loads the zoo's generator and encoders (and, with ``control``, untrained seeded copies of
 the encoders, mined in the same pass on the same images), mines, and saves the
@@ -9,46 +10,19 @@ dictionary of the trained zoo in ``out`` and that of the control zoo in ``out/co
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from rosetta_lite import zoo
-from rosetta_lite.dictionary import CONTROL_SUFFIX, RosettaDictionary, build_dictionary
-from rosetta_lite.files import writable_dir
-from rosetta_lite.mine import MiningResult, mine
-
-ZOOS = ("lite", "full", "lite-untrained", "full-untrained")
-
-
-def zoo_members(scale: str, generator: str | None = None,
-                encoders: list[str] | None = None) -> tuple[zoo.Member, list[zoo.Member]]:
-    """The generator and encoders of a zoo ("lite", "full", or either with "-untrained"), or the ones named.
-
-        gan, encoders = zoo_members("lite-untrained")
-    """
-    if scale not in ZOOS:
-        raise ValueError(f"zoo must be one of {list(ZOOS)}, got {scale!r}")
-    pretrained = not scale.endswith("-untrained")
-    scale = scale.removesuffix("-untrained")
-    generator = generator or next(iter(zoo.names(scale, "generator")), None)
-    if generator is None:
-        raise ValueError(f"the {scale} zoo has no generator yet; name one with --generator")
-    encoders = encoders or zoo.names(scale, "encoder")
-    # untrained members get distinct seeds, so that two copies of one architecture differ
-    return (zoo.load(generator, pretrained=pretrained),
-            [zoo.load(name, pretrained=pretrained, seed=index) for index, name in enumerate(encoders)])
+from rosetta_lite.dictionary.rosetta import RosettaDictionary, build_dictionary
+from rosetta_lite.files import DEFAULT_RUN, project_path, writable_dir
+from rosetta_lite.mining import processes as distributed
+from rosetta_lite.mining.loop import mine
+from rosetta_lite.mining.settings import MiningResult
+from rosetta_lite.zoo.member import Member
+from rosetta_lite.zoo.registry import CONTROL_SUFFIX, control_members, zoo_members
 
 
-def control_members(encoders: list[zoo.Member], seed: int) -> list[zoo.Member]:
-    """Untrained, seeded copies of the encoders: the chance level of every count."""
-    controls = []
-    for offset, encoder in enumerate(encoders):
-        member = zoo.load(encoder.name, pretrained=False, seed=seed + offset)
-        member.name = encoder.name + CONTROL_SUFFIX
-        controls.append(member)
-    return controls
-
-
-def mine_zoo(scale: str = "lite", images: int = 2000, out: str | Path = "runs/mine", *, k: int = 3,
+def mine_zoo(scale: str = "lite", images: int = 2000, out: str | Path = DEFAULT_RUN, *, k: int = 3,
              mode: str = "mutual", control: bool = True, control_seed: int = 1, generator: str | None = None,
              encoders: list[str] | None = None, **mine_options) -> dict | None:
     """Mine a zoo, save its dictionary (and the control's), return their summaries.
@@ -56,12 +30,10 @@ def mine_zoo(scale: str = "lite", images: int = 2000, out: str | Path = "runs/mi
         mine_zoo("lite", images=200, out="runs/quick")
         mine_zoo("lite", images=200, out="runs/mi", similarity="mi")   # best buddies by mutual information
 
-    ``mine_options`` go to :func:`rosetta_lite.mine.mine` (``similarity``, ``device``,
+    ``mine_options`` go to :func:`rosetta_lite.mining.loop.mine` (``similarity``, ``device``,
     ``precision``, ...). Under torchrun only rank 0 saves and returns the summary; the
     other processes return None.
     """
-    from rosetta_lite import distributed
-
     out = writable_dir(out)
     gan, trained = zoo_members(scale, generator, encoders)
     controls = control_members(trained, control_seed) if control else []
@@ -95,3 +67,40 @@ def load_dictionaries(folder: str | Path) -> tuple[RosettaDictionary, RosettaDic
     folder = Path(folder)
     control = folder / "control"
     return RosettaDictionary.load(folder), (RosettaDictionary.load(control) if control.exists() else None)
+
+
+@dataclass
+class Run:
+    """A mined run as a chapter uses it: the dictionaries and the models they were mined from."""
+
+    folder: Path
+    trained: RosettaDictionary
+    control: RosettaDictionary | None
+    generator: Member
+    encoders: list[Member]
+    summary: dict | None = None  # what mining printed, when this call mined
+    members: dict[str, Member] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.members = {encoder.name: encoder for encoder in self.encoders}
+
+
+def open_run(folder: str | Path = DEFAULT_RUN, zoo: str = "lite", *, images: int = 2000, k: int = 3,
+             mine_always: bool = False, **mine_options) -> Run:
+    """The run in ``folder`` (relative to the project), mined first if it has no dictionary yet.
+
+        run = open_run("runs/lite"); run.trained.clusters; run.members["lite-clip"]
+        run = open_run("runs/lite", "lite", images=2000, k=3, mine_always=True, batch_size=32)
+
+    ``mine_always`` mines even when a dictionary is there: a finished run with the same
+    settings resumes from its accumulators at once, and other settings are refused with
+    what differs. ``mine_options`` go to :func:`mine_zoo` (``batch_size``, ``grid``,
+    ``device``, ...).
+    """
+    folder = project_path(folder)
+    summary = None
+    if mine_always or not (folder / "dictionary.json").exists():
+        summary = mine_zoo(zoo, images, folder, k=k, **mine_options)
+    trained, control = load_dictionaries(folder)
+    generator, encoders = zoo_members(zoo, trained.generator, trained.encoders)
+    return Run(folder, trained, control, generator, encoders, summary)

@@ -16,11 +16,11 @@ import argparse
 import importlib
 import json
 import tempfile
-from pathlib import Path
 
 import torch
 
-from rosetta_lite.train.common import native_bf16, resolve_device
+from rosetta_lite.device import native_bf16, resolve_device
+from rosetta_lite.train.gan import GANConfig
 from rosetta_lite.train.recipes import ORDER, RECIPES
 
 PRECISIONS = ("fp32", "bf16")
@@ -54,8 +54,6 @@ def seconds_per_step(member: str, precision: str, steps: int = 10, warmup: int =
 
 def _gan_seconds_per_step(train_gan, precision: str, steps: int, warmup: int, device: str,
                           seed: int) -> dict:
-    from rosetta_lite.train.gan import GANConfig
-
     config = GANConfig(precision=precision, feature_start=0)
     with tempfile.TemporaryDirectory() as folder:
         kw = dict(seed=seed, progress=False, device=device, config=config, checkpoint_every=warmup + steps)

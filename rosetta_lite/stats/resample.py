@@ -21,7 +21,8 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from rosetta_lite.stats import Centred, centre, scratch
+from rosetta_lite.device import scratch
+from rosetta_lite.stats.moments import Centred, centre
 
 
 @lru_cache(maxsize=64)
@@ -38,7 +39,7 @@ def interpolation_matrix(size: int, grid: int) -> torch.Tensor:
 def _apply_both_axes(matrix: torch.Tensor, maps_bhwu: torch.Tensor, buffer: str | None = None) -> torch.Tensor:
     """``matrix`` (m, n) applied to rows and columns of (B, n, n, U) maps: (B, m, m, U).
 
-    ``buffer`` names reused buffers (:func:`rosetta_lite.stats.scratch`) for the two passes;
+    ``buffer`` names reused buffers (:func:`rosetta_lite.device.scratch`) for the two passes;
     the result then lives until the next call with that name.
     """
     b, n, _, u = maps_bhwu.shape

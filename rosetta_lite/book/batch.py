@@ -22,7 +22,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-ROOT = Path(__file__).resolve().parent.parent
+from rosetta_lite.files import writable_dir
+
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 SECTIONS = ("common", "chapters")
 
@@ -120,8 +122,6 @@ def run_chapters(params_file: str | Path | None = None, out: str | Path = "runs/
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
-
-    from rosetta_lite.files import writable_dir
 
     params = load_params(params_file)
     params["common"].update(overrides or {})

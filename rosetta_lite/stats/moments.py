@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
+from rosetta_lite.device import scratch
+
 #: a unit is dead when its standard deviation is at most this fraction of its mean's size
 #: (or zero): a constant up to float32 rounding, whatever the scale of the model's units
 DEAD_RELATIVE_STD = 1e-6
@@ -32,30 +34,6 @@ DEFAULT_CHUNK_BYTES = 256 * 2**20
 #: products fall to matrix-vector kernels that sum in float32 one row after another (measured on
 #: the lite zoo with 1-column chunks: 2e-5 from the float64 correlation instead of 2e-7)
 MIN_CHUNK_COLUMNS = 64
-
-_SCRATCH: dict[str, torch.Tensor] = {}
-
-
-def scratch(tag: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-    """A reusable buffer of ``shape`` (dtype and device of ``like``), one per ``tag``.
-
-        buffer = scratch("squares", rows.shape, rows)   # overwritten by the next call with this tag
-
-    On the CPU a fresh multi-megabyte temporary per batch costs more in page faults than
-    the arithmetic that fills it, and many small chunked operations each pay a thread
-    synchronisation; one buffer per role, kept between batches, avoids both. On a GPU the
-    caching allocator already does this, so a fresh tensor is returned. The buffers are
-    per process: two mining loops in threads of one process would overwrite each other's.
-    """
-    numel = 1
-    for side in shape:
-        numel *= side
-    if like.device.type != "cpu":
-        return torch.empty(shape, dtype=like.dtype, device=like.device)
-    held = _SCRATCH.get(tag)
-    if held is None or held.dtype != like.dtype or held.numel() < numel:
-        held = _SCRATCH[tag] = torch.empty(numel, dtype=like.dtype)
-    return held[:numel].view(shape)
 
 
 def check_chunk_bytes(chunk_bytes: int) -> int:
@@ -208,7 +186,7 @@ class CoMoments:
             acc.update_blocks([(g_on_8x8, vit_rows, slice(0, 2048))])
 
         Every block's ``a`` carries the same statistics (one batch of a, possibly carried
-        to another raster by :class:`rosetta_lite.resample.Resampler`); one multiply per
+        to another raster by :class:`rosetta_lite.stats.resample.Resampler`); one multiply per
         block, on centred float32 rows, added straight into the float64 table. The
         residual sums (the float32 mean not being exactly the batch mean) and Chan's
         shift of the running means are then one rank-2 update of the whole table. A

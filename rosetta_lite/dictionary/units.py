@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from rosetta_lite.dictionary import RosettaDictionary
-from rosetta_lite.mine import record_encoder, record_generator
+from rosetta_lite.capture import record_encoder, record_generator
+from rosetta_lite.dictionary.rosetta import RosettaDictionary
 from rosetta_lite.zoo.member import Member
 
 

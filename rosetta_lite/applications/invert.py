@@ -23,25 +23,24 @@ Targets of another size are resized (bilinear, antialiased) to the generator's o
 size, grey (1 channel) targets are repeated to RGB, RGBA targets lose alpha, and values
 outside [0, 1] are clamped; each of these conversions emits a ``UserWarning``.
 
-All targets and restarts are optimised together as one batch (B x restarts latents);
-per target the restart with the lowest final objective is kept. A non-finite loss stops
+All targets and restarts are optimised together as one batch (B x restarts latents) by
+:func:`~rosetta_lite.applications.optimise.optimise_latents`; per target the restart with
+the lowest objective is kept. A non-finite loss stops
 the run, warns with the step, and keeps the best results seen before it.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from rosetta_lite.capture import Trace
-from rosetta_lite.dictionary import RosettaDictionary
-from rosetta_lite.mine import record_encoder
+from rosetta_lite.applications.optimise import optimise_latents
+from rosetta_lite.capture import Trace, record_encoder
+from rosetta_lite.dictionary.rosetta import RosettaDictionary
 from rosetta_lite.zoo.member import Member
 
 PERCEPTUAL_LAYERS = ("layer2", "layer3")
@@ -134,17 +133,6 @@ def perceptual_distance(encoder: Member, a: torch.Tensor, b: torch.Tensor,
     return sum(((x - y) ** 2).sum(1).mean((1, 2)) for x, y in zip(fa, fb))
 
 
-def rosetta_pairs(dictionary: RosettaDictionary, encoder: str) -> list[tuple[int, int]]:
-    """(G unit, encoder unit) best-buddy pairs of the dictionary's Rosetta neurons for one encoder.
-
-        rosetta_pairs(d, "lite-clip")   # [(423, 148), ...]
-    """
-    if encoder not in dictionary.buddies:
-        raise InversionError(f"{encoder!r} is not an encoder of this dictionary; it has {dictionary.encoders}")
-    rosetta = {u for c in dictionary.clusters for u in c.generator_units}
-    return [(int(g), int(d)) for g, d, _ in dictionary.buddies[encoder] if int(g) in rosetta]
-
-
 def check_dictionary(generator: Member, dictionary: RosettaDictionary) -> None:
     """Refuse a dictionary mined with another generator than ``generator``.
 
@@ -229,7 +217,10 @@ class Objective:
             check_dictionary(generator, dictionary)
             self.grid = dictionary.settings["grid"].get(generator.name, size)
             for encoder in self.encoders:
-                pairs = rosetta_pairs(dictionary, encoder.name)
+                if encoder.name not in dictionary.buddies:
+                    raise InversionError(f"{encoder.name!r} is not an encoder of this dictionary; it has "
+                                         f"{dictionary.encoders}")
+                pairs = dictionary.rosetta_pairs(encoder.name)
                 if not pairs:
                     raise InversionError(f"the dictionary has no Rosetta units paired with {encoder.name!r}: "
                                          "L_act would be empty; mine with more images or a larger k")
@@ -288,100 +279,14 @@ def invert(generator: Member, targets: torch.Tensor, dictionary: RosettaDictiona
     n = objective.targets.shape[0]
     for member in [generator, *objective.encoders] + ([perceptual] if perceptual else []):
         member.model.requires_grad_(False)
-    z = generator.sample_latents(n * restarts, seed=seed).clone().requires_grad_(True)
-    optimiser = torch.optim.Adam([z], lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(steps, 1))
-    best_loss = torch.full((n * restarts,), math.inf)
-    best_z = z.detach().clone()
-    best_images = torch.zeros_like(objective.repeated)
-    history, stopped = [], None
-    for step in tqdm(range(steps + 1), desc="inverting", disable=not progress, leave=False):
+    z = generator.sample_latents(n * restarts, seed=seed)
+
+    def loss(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         terms = objective.terms(z)
-        total = terms["total"]
-        if not torch.isfinite(total).all():
-            stopped = step
-            warnings.warn(f"non-finite loss at step {step}: stopped; keeping the best latents found before it",
-                          RuntimeWarning, stacklevel=2)
-            break
-        with torch.no_grad():
-            better = total.detach() < best_loss
-            best_loss = torch.where(better, total.detach(), best_loss)
-            best_z[better] = z.detach()[better]
-            best_images[better] = terms["images"].detach()[better]
-        history.append(float(total.detach().mean()))
-        if step == steps:
-            break
-        optimiser.zero_grad()
-        total.sum().backward()
-        optimiser.step()
-        schedule.step()
-    per_target = best_loss.view(n, restarts)
-    pick = per_target.argmin(1) + torch.arange(n) * restarts
-    return InversionResult(best_z[pick], best_images[pick], best_loss[pick], history, stopped, restarts)
+        return terms["total"], terms["images"]
+
+    run = optimise_latents(z, loss, steps=steps, lr=lr, label="inversion", progress=progress)
+    pick = run.loss.view(n, restarts).argmin(1) + torch.arange(n, device=run.loss.device) * restarts
+    return InversionResult(run.z[pick], run.kept[pick], run.loss[pick], run.history, run.stopped_at, restarts)
 
 
-def evaluate_inversion(dictionary: RosettaDictionary, images: int = 50, *, steps: int = 100, restarts: int = 2,
-                       lr: float = 0.1, beta: float = 0.5, seed: int = 7, perceptual: str = "lite-resnet-sup",
-                       encoders: list[str] | None = None, progress: bool = True) -> dict:
-    """The paper's Table 1 in the lite world: one row per objective on held-out Shapes World images.
-
-        report = evaluate_inversion(RosettaDictionary.load("runs/lite"), images=50)
-
-    Rows: perceptual only; plus each encoder's Rosetta matches alone; plus all matches.
-    Every row uses the same targets (world stream ``seed``), latents, steps and restarts.
-    PSNR, SSIM and the offline perceptual distance per row (mean, 95% CI) and the paired
-    difference from perceptual-only; LPIPS is null unless its backbone weights are on disk.
-    """
-    from rosetta_lite import zoo
-    from rosetta_lite.metrics import mean_ci, paired_difference, psnr, rounded, ssim
-    from rosetta_lite.world import ShapesWorld
-
-    gan = zoo.load(dictionary.generator)
-    check_dictionary(gan, dictionary)
-    judge = zoo.load(perceptual)
-    names = list(encoders or dictionary.encoders)
-    members = {name: zoo.load(name) for name in names}
-    size = gan.generate(gan.sample_latents(1, 0)).shape[-1]
-    targets = ShapesWorld(size=size).batch(images, seed=seed).images
-    lp = lpips_model()
-    objectives = [("perceptual only", [])] + [(f"+ {n} matches", [n]) for n in names]
-    if len(names) > 1:
-        objectives.append(("+ all matches", names))
-    rows, per_image = [], {}
-    for label, chosen in objectives:
-        result = invert(gan, targets, dictionary, encoders=[members[n] for n in chosen], perceptual=judge,
-                        steps=steps, restarts=restarts, lr=lr, beta=beta, seed=0, progress=progress)
-        scores = {"psnr": psnr(result.images, targets), "ssim": ssim(result.images, targets),
-                  "perceptual": perceptual_distance(judge, result.images, targets)}
-        if lp is not None:
-            with torch.no_grad():
-                scores["lpips"] = lp(result.images * 2 - 1, targets * 2 - 1).flatten()
-        per_image[label] = scores
-        row = {"objective": label, "encoders": chosen}
-        for key in ("psnr", "ssim", "perceptual", "lpips"):
-            row[key] = rounded(mean_ci(scores[key])) if key in scores else None
-        if label != "perceptual only":
-            base = per_image["perceptual only"]
-            row["minus_perceptual_only"] = {key: rounded(paired_difference(scores[key], base[key]))
-                                            for key in scores}
-        if result.stopped_at is not None:
-            row["stopped_at_step"] = result.stopped_at
-        rows.append(row)
-    return {"eval": "inversion", "generator": gan.name, "images": images, "world_seed": seed, "steps": steps,
-            "restarts": restarts, "lr": lr, "alpha": 0.05, "beta": beta, "perceptual_weight": 0.1,
-            "perceptual_distance": f"{perceptual} {'+'.join(PERCEPTUAL_LAYERS)} channel-normalised feature distance",
-            "lpips": None if lp is None else "alex",
-            "lpips_note": None if lp is not None else "LPIPS backbone weights not on disk: LPIPS not computed",
-            "act_term": "mean cosine of mining-standardised maps over Rosetta (G, D) best-buddy pairs",
-            "rows": rows}
-
-
-def cli_eval_inversion(args) -> int:
-    """``python -m rosetta_lite eval inversion --json``: print :func:`evaluate_inversion` as JSON."""
-    import json
-
-    torch.set_num_threads(args.threads)
-    report = evaluate_inversion(RosettaDictionary.load(args.folder), images=args.images, steps=args.steps,
-                                restarts=args.restarts, beta=args.beta, progress=not args.json)
-    print(json.dumps(report) if args.json else json.dumps(report, indent=1))
-    return 0

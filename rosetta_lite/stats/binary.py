@@ -18,8 +18,7 @@ import math
 
 import torch
 
-from rosetta_lite.stats import Centred, _dead
-from rosetta_lite.zoo.member import Member
+from rosetta_lite.stats.moments import Centred, _dead
 
 
 def top_quantile_thresholds(rows: torch.Tensor, quantile: float = 0.9) -> torch.Tensor:
@@ -126,7 +125,7 @@ class BinaryMoments(JointCounts):
 
     The counts give the MI table; the moments (of the maps on the pair's grid, before
     binarisation) give the per-unit statistics a dictionary stores for normalising maps.
-    It answers the same questions as :class:`rosetta_lite.stats.CoMoments` (means,
+    It answers the same questions as :class:`rosetta_lite.stats.moments.CoMoments` (means,
     variances, dead units, the table), so best buddies and dictionaries have one code path.
     """
 
@@ -186,10 +185,6 @@ class BinaryMoments(JointCounts):
         """The table best buddies rank: mutual information in nats, (n_a, n_b), float64, on the CPU."""
         return self.mutual_information()
 
-    def correlation(self) -> torch.Tensor:
-        """The run's similarity table, here MI (nats): the name the dictionary code reads for every similarity."""
-        return self.similarity()
-
     def state_dict(self, prefix: str = "") -> dict[str, torch.Tensor]:
         """Tensors for saving (safetensors), on the CPU."""
         state = super().state_dict(prefix)
@@ -233,61 +228,3 @@ def entropy_bits(p: float) -> float:
     return 0.0 if p in (0.0, 1.0) else -(p * math.log2(p) + (1 - p) * math.log2(1 - p))
 
 
-def mine_mutual_information(generator: Member, encoders: list[Member], images: int, *, batch_size: int = 32,
-                            seed: int = 0, start: int = 0, quantile: float = 0.9, calibration_batches: int = 1,
-                            base: float = math.e, grid: int | None = None, progress: bool = False,
-                            return_counts: bool = False, device: str = "cpu") -> dict:
-    """MI tables (n_g, n_d) of the generator against every encoder, from binarised maps, streamed.
-
-        mi = mine_mutual_information(gan, encoders, images=500, quantile=0.9)   # {"lite-clip": tensor}
-
-    The one mining pass, :func:`rosetta_lite.mine.mine` with ``similarity="mi"``: the same
-    images with the same ``seed`` and ``start``, maps brought to the same grid (bilinear).
-    Thresholds: per unit, the ``quantile`` of its values over the calibration images, the
-    first ``calibration_batches * batch_size`` latents of the stream ``seed`` (the first
-    batches of the run when ``start`` is 0), then frozen. With ``return_counts`` the values
-    are the :class:`JointCounts` instead of MI tables.
-    """
-    from rosetta_lite.mine import mine
-
-    if calibration_batches < 1:
-        raise ValueError(f"calibration_batches must be at least 1, got {calibration_batches}")
-    result = mine(generator, encoders, images, batch_size=batch_size, seed=seed, start=start, grid=grid,
-                  progress=progress, device=device, similarity="mi", quantile=quantile,
-                  calibration_images=calibration_batches * batch_size)
-    if return_counts:
-        return dict(result.pairs)
-    return {name: acc.mutual_information(base) for name, acc in result.pairs.items()}
-
-
-def buddy_overlap(dictionary, tables: dict[str, torch.Tensor], k: int | None = None) -> dict[str, dict]:
-    """Per encoder, how the MI best buddies overlap the dictionary's Pearson best buddies.
-
-        buddy_overlap(d, mine_mutual_information(gan, encoders, images=500))
-        # {"lite-clip": {"pearson": 117, "mi": 130, "both": 33, "jaccard": 0.15, "rosetta_kept": 3}, ...}
-
-    Best buddies on the MI tables use the dictionary's K (or ``k``) and mode; dead units of
-    the dictionary are excluded. ``rosetta_kept`` counts the dictionary's Rosetta pairs of
-    that encoder that are also MI best buddies.
-    """
-    from rosetta_lite.match import best_buddies
-
-    k = k or dictionary.settings["k"]
-    g_dead = torch.zeros(next(iter(tables.values())).shape[0], dtype=torch.bool)
-    g_dead[dictionary.dead[dictionary.generator]] = True
-    rosetta = {u for c in dictionary.clusters for u in c.generator_units}
-    out = {}
-    for encoder, table in tables.items():
-        if encoder not in dictionary.buddies:
-            continue
-        d_dead = torch.zeros(table.shape[1], dtype=torch.bool)
-        d_dead[dictionary.dead[encoder]] = True
-        mi = set(best_buddies(table, k, mode=dictionary.settings["mode"], k_other=dictionary.settings.get("k_other", 5),
-                              dead_a=g_dead, dead_b=d_dead))
-        pearson = {(int(a), int(b)) for a, b, _ in dictionary.buddies[encoder]}
-        union = len(mi | pearson)
-        out[encoder] = {"pearson": len(pearson), "mi": len(mi), "both": len(mi & pearson),
-                        "jaccard": round(len(mi & pearson) / union, 4) if union else 1.0,
-                        "rosetta_pairs": sum(a in rosetta for a, _ in pearson),
-                        "rosetta_kept": sum(a in rosetta and (a, b) in mi for a, b in pearson)}
-    return out

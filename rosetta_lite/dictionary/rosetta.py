@@ -1,6 +1,6 @@
 """The Rosetta dictionary: clusters of shared units, saved as JSON plus safetensors.
 
-    d = build_dictionary(result, k=3); d.save("runs/mine"); d = RosettaDictionary.load("runs/mine")
+    d = build_dictionary(result, k=3); d.save("runs/lite"); d = RosettaDictionary.load("runs/lite")
 
 ``dictionary.json`` holds the schema version, mining and matching settings, every
 model's layers and units, dead units, best buddies and the ranked clusters;
@@ -17,12 +17,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from rosetta_lite.dictionary.match import best_buddies, cluster_units, rosetta_units
 from rosetta_lite.files import atomic_path, writable_dir
-from rosetta_lite.match import best_buddies, cluster_units, rosetta_units
-from rosetta_lite.mine import MiningResult
+from rosetta_lite.mining.settings import MiningResult
+from rosetta_lite.zoo.registry import CONTROL_SUFFIX
 
 SCHEMA_VERSION = 1
-CONTROL_SUFFIX = "@untrained"  # names of the control zoo's encoders: "<encoder>@untrained"
 JSON_NAME, TENSORS_NAME = "dictionary.json", "dictionary.safetensors"
 
 
@@ -47,7 +47,7 @@ class Cluster:
 class RosettaDictionary:
     """Clusters of Rosetta neurons with what is needed to use them later.
 
-        d = RosettaDictionary.load("runs/mine"); d.clusters[0]; d.unit_name("lite-gan", 17)
+        d = RosettaDictionary.load("runs/lite"); d.clusters[0]; d.unit_name("lite-gan", 17)
     """
 
     settings: dict
@@ -65,9 +65,37 @@ class RosettaDictionary:
     def encoders(self) -> list[str]:
         return list(self.settings["encoders"])
 
-    def correlation(self, encoder: str) -> torch.Tensor:
-        """(generator units, encoder units) Pearson table, float32."""
+    def similarity(self, encoder: str) -> torch.Tensor:
+        """(generator units, encoder units) table of the run's similarity (Pearson, or MI in nats), float32."""
         return self.tensors[f"corr/{encoder}"]
+
+    def rosetta_units(self) -> list[int]:
+        """The generator's Rosetta neurons (flat unit indices), sorted: every cluster's units together.
+
+            d.rosetta_units()   # [17, 40, 112, ...]
+        """
+        return sorted({u for c in self.clusters for u in c.generator_units})
+
+    def rosetta_pairs(self, encoder: str | None = None) -> dict[str, list[tuple[int, int]]] | list[tuple[int, int]]:
+        """(generator unit, encoder unit) best buddies of the Rosetta neurons: per encoder, or for one.
+
+            d.rosetta_pairs("lite-clip")   # [(423, 148), ...]
+            d.rosetta_pairs()              # {"lite-clip": [...], "lite-resnet-sup": [...], ...}
+        """
+        if encoder is not None and encoder not in self.buddies:
+            raise ValueError(f"{encoder!r} is not an encoder of this dictionary; it has {self.encoders}")
+        units = set(self.rosetta_units())
+        pairs = {e: [(int(g), int(d)) for g, d, _ in rows if int(g) in units] for e, rows in self.buddies.items()}
+        return pairs if encoder is None else pairs[encoder]
+
+    def dead_mask(self, model: str) -> torch.Tensor:
+        """Boolean (units,) mask of the model's dead units (constant maps: they never pair).
+
+            best_buddies(d.similarity("lite-clip"), 3, dead_a=d.dead_mask(d.generator), dead_b=d.dead_mask("lite-clip"))
+        """
+        mask = torch.zeros(sum(self.models[model]["units"]), dtype=torch.bool)
+        mask[self.dead[model]] = True
+        return mask
 
     def unit_stats(self, model: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-unit mean and standard deviation on the mining grid, for normalising maps."""
@@ -98,14 +126,11 @@ class RosettaDictionary:
 
             d.buddy_counts((1, 3))   # {"lite-clip": {1: 12, 3: 40}, ...}
         """
-        g_dead = torch.zeros(self.correlation(self.encoders[0]).shape[0], dtype=torch.bool)
-        g_dead[self.dead[self.generator]] = True
+        g_dead = self.dead_mask(self.generator)
         counts = {}
         for encoder in self.encoders:
-            corr = self.correlation(encoder)
-            d_dead = torch.zeros(corr.shape[1], dtype=torch.bool)
-            d_dead[self.dead[encoder]] = True
-            counts[encoder] = {k: len(best_buddies(corr, k, mode=mode, dead_a=g_dead, dead_b=d_dead)) for k in ks}
+            table, d_dead = self.similarity(encoder), self.dead_mask(encoder)
+            counts[encoder] = {k: len(best_buddies(table, k, mode=mode, dead_a=g_dead, dead_b=d_dead)) for k in ks}
         return counts
 
     def rosetta_count(self) -> int:
@@ -166,11 +191,11 @@ def build_dictionary(result: MiningResult, k: int = 1, *, mode: str = "mutual", 
     tensors, buddies, dead = {}, {}, {g: g_dead.nonzero().flatten().tolist()}
     g_mean, g_var = result.self_pair.mean_a, result.self_pair.variance_a()
     tensors[f"mean/{g}"], tensors[f"std/{g}"] = g_mean.float(), g_var.sqrt().float()
-    tensors["corr_self"] = result.self_pair.correlation().float()
+    tensors["corr_self"] = result.self_pair.similarity().float()
     pair_lists = {}
     for encoder in chosen:
         acc = result.pairs[encoder]
-        corr = acc.correlation()
+        corr = acc.similarity()
         d_dead = acc.dead_b()
         dead[encoder] = d_dead.nonzero().flatten().tolist()
         pairs = best_buddies(corr, k, mode=mode, k_other=k_other, dead_a=acc.dead_a(), dead_b=d_dead)
@@ -234,8 +259,7 @@ def above_chance(trained: RosettaDictionary, control: RosettaDictionary, quantil
     levels = chance_levels(trained, control, quantile)
     buddies = {e: [row for row in rows if row[2] > levels[e]] for e, rows in trained.buddies.items()}
     pair_lists = {e: [(int(a), int(b)) for a, b, _ in rows] for e, rows in buddies.items()}
-    g_dead = torch.zeros(sum(trained.models[trained.generator]["units"]), dtype=torch.bool)
-    g_dead[trained.dead[trained.generator]] = True
+    g_dead = trained.dead_mask(trained.generator)
     settings = dict(trained.settings) | {"above_chance": {"quantile": quantile, "levels": levels}}
     clusters = _clusters(pair_lists, trained.tensors, g_dead, trained.settings["cluster_k"], trained.settings["mode"])
     return RosettaDictionary(settings, trained.models, clusters, buddies, trained.dead, trained.tensors)
@@ -244,7 +268,7 @@ def above_chance(trained: RosettaDictionary, control: RosettaDictionary, quantil
 def chance_report(trained: RosettaDictionary, control: RosettaDictionary, quantile: float = 0.99) -> dict:
     """Per encoder: best buddies in the trained and the control zoo, the chance level, how many exceed it.
 
-        chance_report(*load_dictionaries("runs/mine"))
+        chance_report(*load_dictionaries("runs/lite"))
     """
     levels = chance_levels(trained, control, quantile)
     report = {}

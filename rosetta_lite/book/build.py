@@ -1,6 +1,6 @@
 """Sphinx extension of the book build: math rendered offline, chapter run times recorded.
 
-    # _config.yml -> sphinx: extra_extensions: [rosetta_lite.book_build]
+    # _config.yml -> sphinx: extra_extensions: [rosetta_lite.book.build]
 
 The default MathJax comes from a CDN, so a reader without network (or the browser test)
 sees raw TeX. The book instead serves MathJax 3 from the installed ``mathjax`` package
@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+
+from rosetta_lite.files import atomic_path
 
 MATHJAX_SCRIPT = "tex-chtml.js"  # TeX in, HTML+CSS out: the smallest combined component
 MATHJAX_FONTS = Path("output/chtml/fonts/woff-v2")
@@ -71,14 +73,12 @@ def _finish(app, error) -> None:
     copy_mathjax(Path(app.outdir) / "_static")
     times = chapter_times(app.env)
     if times:
-        from rosetta_lite.files import atomic_path
-
         with atomic_path(Path(app.outdir).parent / TIMES_FILE) as path:
             Path(path).write_text(json.dumps(times, indent=1) + "\n")
 
 
 def setup(app) -> dict:
-    """Sphinx entry point (``extra_extensions: [rosetta_lite.book_build]`` in ``_config.yml``)."""
+    """Sphinx entry point (``extra_extensions: [rosetta_lite.book.build]`` in ``_config.yml``)."""
     app.connect("builder-inited", _use_local_mathjax)
     app.connect("build-finished", _finish)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

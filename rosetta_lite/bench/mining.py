@@ -14,7 +14,7 @@ measurement down. Also the error against a float64 Pearson of all float32 activa
 held at once (per precision on a GPU), how far the official approximation's best buddies
 are from the exact ones, and peak memory at two image counts 10x apart (each in a fresh
 process; GPU memory on CUDA). ``tables`` places the float64 tables of every mining run
-(:func:`rosetta_lite.mine.choose_tables`); the report gives where they went and their size.
+(:func:`rosetta_lite.mining.plan.choose_tables`); the report gives where they went and their size.
 """
 
 from __future__ import annotations
@@ -29,11 +29,15 @@ import torch
 import torch.nn.functional as F
 
 from rosetta_lite import zoo as zoo_registry
-from rosetta_lite.match import best_buddies
-from rosetta_lite.mine import (PRECISIONS, check_precision, check_tables, latents, maps_to_rows, mine, plan,
-                               precision_context, record_encoder, record_generator, size_groups, table_bytes)
-from rosetta_lite.runs import ZOOS, zoo_members
+from rosetta_lite.capture import record_encoder, record_generator
+from rosetta_lite.device import PRECISIONS, check_precision, precision_context, resolve_device
+from rosetta_lite.dictionary.match import best_buddies
+from rosetta_lite.mining.loop import mine
+from rosetta_lite.mining.plan import plan, size_groups, table_bytes
+from rosetta_lite.mining.reference import _batches, float64_error
+from rosetta_lite.mining.settings import check_tables
 from rosetta_lite.zoo.member import Member
+from rosetta_lite.zoo.registry import ZOOS, zoo_members
 
 
 def _sync(device: str | torch.device) -> None:
@@ -47,11 +51,6 @@ def _timed(fn, device: str | torch.device = "cpu") -> tuple[float, object]:
     out = fn()
     _sync(device)
     return time.perf_counter() - start, out
-
-
-def _batches(gan: Member, images: int, batch_size: int, seed: int = 0, device: str | torch.device = "cpu"):
-    for first in range(0, images, batch_size):
-        yield latents(gan, seed, first, min(batch_size, images - first)).to(device)
 
 
 def bench_members(zoo: str, generator: str | None = None,
@@ -166,45 +165,6 @@ def two_pass(gan: Member, encoders: list[Member], images: int, batch_size: int,
     return {name: (table / batches).cpu() for name, table in tables.items()}
 
 
-def float64_error(gan: Member, encoders: list[Member], images: int, batch_size: int, device: str = "cpu",
-                  precisions: tuple[str, ...] = ("fp32",), grid: int | None = None,
-                  tables: str = "auto") -> dict[str, float]:
-    """Per precision, the largest |mined - float64 Pearson of all float32 activations held at once|.
-
-        float64_error(gan, encoders, 64, 32)   # {"fp32": 3e-07}
-
-    The reference is always the float32 models' maps, so a lower precision's error
-    includes what its activations lose, not only its arithmetic.
-    """
-    rows_g, rows_d = [], {e.name: [] for e in encoders}
-    _, _, _, grids = plan(gan, encoders, grid, device)
-    with torch.no_grad(), precision_context("fp32", device):
-        for z in _batches(gan, images, batch_size, device=device):
-            generated, g_maps = record_generator(gan, z)
-            rows_g.append(maps_to_rows(g_maps, gan.layers, grids[encoders[0].name]).double())
-            for encoder in encoders:
-                rows_d[encoder.name].append(maps_to_rows(record_encoder(encoder, generated), encoder.layers,
-                                                         grids[encoder.name]).double())
-    a = torch.cat(rows_g)
-    a = a - a.mean(0)
-    expected = {}
-    for encoder in encoders:
-        b = torch.cat(rows_d.pop(encoder.name))
-        b = b - b.mean(0)
-        expected[encoder.name] = ((a.T @ b) / (a.norm(dim=0)[:, None] * b.norm(dim=0)[None, :])).cpu()
-    del a, rows_g
-    errors = {}
-    for precision in precisions:
-        result = mine(gan, encoders, images, batch_size=batch_size, progress=False, device=device, precision=precision,
-                      grid=grid, tables=tables)
-        worst = 0.0
-        for name, table in expected.items():
-            live = torch.isfinite(table)
-            worst = max(worst, float((result.correlation(name)[live] - table[live]).abs().max()))
-        errors[precision] = worst
-    return errors
-
-
 def jaccard(a: set, b: set) -> float:
     return len(a & b) / max(len(a | b), 1)
 
@@ -217,7 +177,7 @@ def peak_memory_mb(zoo: str, images: int, batch_size: int, device: str = "cpu", 
         peak_memory_mb("lite", 64, 32)   # {"rss": 1113.0}
     """
     code = ("import json, torch; torch.set_num_threads(2)\n"
-            "from rosetta_lite.bench_mining import bench_members\nfrom rosetta_lite.mine import mine\n"
+            "from rosetta_lite.bench.mining import bench_members\nfrom rosetta_lite.mining.loop import mine\n"
             f"gan, enc, _ = bench_members({zoo!r}, {generator!r}, {encoders!r})\n"
             f"mine(gan, enc, {images}, batch_size={batch_size}, progress=False, device={device!r}, "
             f"precision={precision!r}, grid={grid!r}, tables={tables!r})\n"
@@ -245,8 +205,7 @@ def run(zoo: str = "lite", images: int = 256, batch_size: int = 32, exact_images
     check_tables(tables)
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
-    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} asked for, but torch sees no CUDA GPU here")
+    resolve_device(device)
     gan, members, stand_in = bench_members(zoo, generator, encoders)
     torch.manual_seed(0)
     mine(gan, members, batch_size, batch_size=batch_size, progress=False, device=device, precision=precision,
@@ -269,7 +228,7 @@ def run(zoo: str = "lite", images: int = 256, batch_size: int = 32, exact_images
     overlaps = []
     for encoder in members:
         acc = result.pairs[encoder.name]
-        exact = set(best_buddies(result.correlation(encoder.name), 1, dead_a=acc.dead_a().cpu(),
+        exact = set(best_buddies(result.similarity(encoder.name), 1, dead_a=acc.dead_a().cpu(),
                                  dead_b=acc.dead_b().cpu()))
         official = set(best_buddies(approx[encoder.name], 1))
         overlaps.append(jaccard(exact, official))

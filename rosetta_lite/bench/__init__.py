@@ -1,0 +1,1 @@
+"""Benchmarks that print JSON: mining speed and exactness, training steps."""

@@ -1,0 +1,1 @@
+"""The book: its Sphinx extension, clean notebooks, the papermill batch of chapters."""

@@ -1,0 +1,143 @@
+"""Edit fidelity: shift and zoom against the pixel transform; concept removal inside vs outside its region.
+
+    report = evaluate_editing(RosettaDictionary.load("runs/lite"), images=16)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from rosetta_lite import zoo
+from rosetta_lite.applications.edit import GEOMETRY_MIN_SCALE, Edit, edit, remove, shift, shift_maps, zoom, zoom_maps
+from rosetta_lite.applications.invert import check_dictionary, generator_maps, standardise
+from rosetta_lite.dictionary.rosetta import Cluster, RosettaDictionary
+from rosetta_lite.evaluation.metrics import mean_ci, paired_difference, rounded
+from rosetta_lite.zoo.member import Member
+
+
+def _masked_psnr(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR over the pixels where ``mask`` (B, 1, H, W) is true."""
+    weight = mask.float().expand_as(a)
+    mse = (((a - b) ** 2) * weight).flatten(1).sum(1) / weight.flatten(1).sum(1).clamp_min(1)
+    return 10 * torch.log10(1 / mse.clamp_min(1e-10))
+
+
+
+def pixel_transform(images: torch.Tensor, kind: str, amount) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same geometric transform applied to pixels: (transformed images, mask of covered pixels).
+
+        pixel_transform(images, "shift", (0.25, 0.0))
+    """
+    ones = torch.ones_like(images[:, :1])
+    if kind == "shift":
+        return shift_maps(images, *amount, 0.0), shift_maps(ones, *amount, 0.0) > 0.5
+    if kind == "zoom":
+        return zoom_maps(images, amount, 0.0), zoom_maps(ones, amount, 0.0) > 0.99
+    raise ValueError(f"kind is 'shift' or 'zoom', got {kind!r}")
+
+
+
+def evaluate_editing(dictionary: RosettaDictionary, images: int = 16, *, steps: int = 100, lr: float = 0.05,
+                     keep_near: float = 0.01, seed: int = 11, change_threshold: float = 0.1,
+                     region_z: float = 1.0, baselines: bool = True, progress: bool = True) -> dict:
+    """Edit fidelity: shift and zoom against the pixel transform; concept removal inside vs outside its region.
+
+        report = evaluate_editing(RosettaDictionary.load("runs/lite"))
+
+    Shift and zoom: PSNR (over the pixels the transform covers) between the transformed
+    original and the edited generation, against that of the unedited generation; for
+    edits of the Rosetta units and of all units. Removal (each cluster): a pixel has
+    changed when some channel moves by more than ``change_threshold``; the concept's
+    region is where the mean of its G units' maps on the original, standardised with
+    the mining statistics, exceeds ``region_z`` (G unit maps thresholded; the lite GAN
+    samples have no ground-truth masks). A removal is localised when the share of the
+    changed pixels inside the region exceeds the region's share of the image; it removed
+    the concept when its units' mean z-score inside the region drops towards 0 (rest).
+
+    ``baselines`` adds the plain settings the defaults are measured against: every layer
+    edited with uncovered cells at rest (geometry), and removal that sets every cell to
+    rest with no other unit kept (``remove(everywhere=True), preserve=0``).
+    """
+    gan = zoo.load(dictionary.generator)
+    check_dictionary(gan, dictionary)
+    z = gan.sample_latents(images, seed=seed)
+    common = dict(steps=steps, lr=lr, keep_near=keep_near, progress=progress)
+    rows = _geometry_rows(gan, z, dictionary, baselines, common)
+    variants = [("default: remove() above rest, other units preserved", remove(), None)]
+    if baselines:
+        variants.append(("baseline: remove(everywhere=True), preserve=0", remove(everywhere=True), 0.0))
+    removal = {"region": f"G unit maps thresholded: mean standardised map of the cluster's units > {region_z}",
+               "changed_pixel": f"max channel change > {change_threshold}", "variants": []}
+    for variant, fn, preserve in variants:
+        clusters = [_removal_row(gan, z, dictionary, cluster, fn, preserve, region_z, change_threshold, common)
+                    for cluster in dictionary.clusters]
+
+        def average(key):
+            values = [c[key] for c in clusters if c[key] is not None]
+            return round(sum(values) / len(values), 4) if values else None
+
+        removal["variants"].append({"variant": variant, "mean_region_area_share": average("region_area_share"),
+                                    "mean_share_of_changed_pixels_inside_region":
+                                        average("share_of_changed_pixels_inside_region"),
+                                    "mean_unit_z_inside_region_before": average("unit_z_inside_region_before"),
+                                    "mean_unit_z_inside_region_after": average("unit_z_inside_region_after"),
+                                    "clusters": clusters})
+    return {"eval": "editing", "generator": gan.name, "images": images, "latent_seed": seed, "steps": steps,
+            "lr": lr, "keep_near": keep_near, "geometry_min_scale": GEOMETRY_MIN_SCALE, "geometry": rows,
+            "removal": removal}
+
+
+def _geometry_rows(gan: Member, z: torch.Tensor, dictionary: RosettaDictionary, baselines: bool,
+                   common: dict) -> list[dict]:
+    """Shift and zoom, of the Rosetta units and of all units: PSNR against the transformed pixels."""
+    geometry = [("shift right 1/4", "shift", (0.25, 0.0)), ("shift up 1/4", "shift", (0.0, -0.25)),
+                ("zoom in 1.5x", "zoom", 1.5), ("zoom out 0.75x", "zoom", 0.75)]
+    # (units, setting name, fill, min_scale): the defaults, then the plain baseline
+    settings = [("rosetta", "default", None, None), ("all", "default", None, None)]
+    if baselines:
+        settings.append(("all", "baseline: every layer, fill rest", "rest", 0.0))
+    rows = []
+    for label, kind, amount in geometry:
+        for units, setting, fill, min_scale in settings:
+            fill = fill or "edge"  # the default fill of shift and zoom
+            fn = shift(*amount, fill=fill) if kind == "shift" else zoom(amount, fill=fill)
+            result = edit(gan, z, fn, dictionary, units=units, min_scale=min_scale, **common)
+            reference, covered = pixel_transform(result.before, kind, amount)
+            edited = _masked_psnr(result.after, reference, covered)
+            unedited = _masked_psnr(result.before, reference, covered)
+            rows.append({"edit": label, "units": units, "setting": setting, "layers": sorted(result.channels),
+                         "fill": fill, "psnr_edited_vs_transformed": rounded(mean_ci(edited)),
+                         "psnr_unedited_vs_transformed": rounded(mean_ci(unedited)),
+                         "difference": rounded(paired_difference(edited, unedited))})
+    return rows
+
+
+def _removal_row(gan: Member, z: torch.Tensor, dictionary: RosettaDictionary, cluster: Cluster, fn: Edit,
+                 preserve: float | None, region_z: float, change_threshold: float, common: dict) -> dict:
+    """One cluster removed: where the pixels changed against its region, and its units' level there."""
+    grid = dictionary.settings["grid"].get(gan.name, 32)
+    result = edit(gan, z, fn, dictionary, units=cluster.generator_units, preserve=preserve, **common)
+    with torch.no_grad():
+        score, after_score = (standardise(generator_maps(gan, latent)[1], dictionary, gan.name,
+                                          cluster.generator_units, grid).mean(1, keepdim=True)
+                              for latent in (z, result.z))
+    size = result.before.shape[-1]
+    region = (F.interpolate(score, size=(size, size), mode="bilinear", align_corners=False) > region_z)[:, 0]
+    on_grid = score[:, 0] > region_z  # the region on the mining grid, where the scores live
+    # did the concept go? its units' mean z-score inside the region, before and after the edit
+    level_before = float(score[:, 0][on_grid].mean()) if on_grid.any() else None
+    level_after = float(after_score[:, 0][on_grid].mean()) if on_grid.any() else None
+    changed = (result.after - result.before).abs().amax(1) > change_threshold
+    inside = (changed & region).flatten(1).sum(1).float() / region.flatten(1).sum(1).clamp_min(1)
+    outside = (changed & ~region).flatten(1).sum(1).float() / (~region).flatten(1).sum(1).clamp_min(1)
+    has_region = region.flatten(1).any(1)
+    return {"cluster": cluster.id, "units": cluster.generator_units,
+            "region_area_share": round(float(region.float().mean()), 4),
+            "changed_share_inside_region": round(float(inside[has_region].mean()), 4) if has_region.any() else None,
+            "changed_share_outside_region": round(float(outside.mean()), 4),
+            "share_of_changed_pixels_inside_region": round(float((changed & region).sum() / changed.sum().clamp_min(1)),
+                                                           4),
+            "unit_z_inside_region_before": None if level_before is None else round(level_before, 3),
+            "unit_z_inside_region_after": None if level_after is None else round(level_after, 3)}
+

@@ -1,0 +1,410 @@
+"""One pass over generated images: record every model's units, accumulate co-moments.
+
+    result = mine(zoo.load("lite-gan"), [zoo.load("lite-clip")], images=2000, out="runs/lite")
+    result = mine(gan, encoders, images=2000, similarity="mi")   # mutual information instead
+
+Latents -> generator (its layers recorded) -> images -> every encoder (each with its
+own preprocessing, its layers recorded) -> all maps of a model pair brought to one grid
+-> one matrix multiply per pair and batch into :class:`~rosetta_lite.stats.moments.CoMoments`
+(Pearson) or :class:`~rosetta_lite.stats.binary.BinaryMoments` (mutual information of
+binarised maps). Each image goes through the generator and through each encoder exactly
+once. Runs checkpoint their accumulators and resume; runs over disjoint latent ranges
+merge; under ``torchrun`` the processes split the latents and reduce their accumulators
+(:mod:`rosetta_lite.mining.processes`).
+
+Pearson tables too large for the GPU stay in host memory (``tables="host"``, chosen
+automatically on CUDA when they would take more than :data:`AUTO_HOST_FRACTION` of the
+free GPU memory): the products are still computed on the GPU, in column chunks, and
+added into the float64 host tables (:class:`~rosetta_lite.stats.moments.CoMoments`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from rosetta_lite.capture import maps_to_rows, record_encoder, record_generator
+from rosetta_lite.device import check_precision, precision_context, resolve_device, scratch
+from rosetta_lite.files import writable_dir
+from rosetta_lite.mining import processes as distributed
+from rosetta_lite.mining.plan import choose_tables, plan, size_groups, table_bytes
+from rosetta_lite.mining.settings import (
+    ACCUMULATORS,
+    CHECKPOINT,
+    DEFAULT_CALIBRATION_IMAGES,
+    DEFAULT_QUANTILE,
+    MiningResult,
+    MiningSettings,
+    _accumulator_class,
+    check_similarity,
+    check_tables,
+)
+from rosetta_lite.stats.binary import top_quantile_thresholds
+from rosetta_lite.stats.moments import DEFAULT_CHUNK_BYTES, Centred, CoMoments, centre, check_chunk_bytes
+from rosetta_lite.stats.resample import Resampler, _apply_both_axes
+from rosetta_lite.zoo.member import Member
+
+LATENT_BLOCK = 1024  # latents come in seeded blocks, so any range is the same whoever draws it
+log = logging.getLogger(__name__)
+
+
+def latents(generator: Member, seed: int, start: int, count: int) -> torch.Tensor:
+    """Latents ``start .. start+count-1`` of the stream ``seed``, (count, z_dim).
+
+        z = latents(gan, seed=0, start=1000, count=64)
+    """
+    first, last = start // LATENT_BLOCK, (start + count - 1) // LATENT_BLOCK
+    blocks = [generator.sample_latents(LATENT_BLOCK, seed=seed * 1_000_003 + b) for b in range(first, last + 1)]
+    offset = start - first * LATENT_BLOCK
+    return torch.cat(blocks)[offset:offset + count]
+
+
+@dataclass
+class MiningOptions:
+    """How to mine, beside the models and the output folder; checked as a whole by :meth:`check`.
+
+        mine(gan, encoders, 2000, options=MiningOptions(batch_size=64, device="cuda", precision="bf16"))
+    """
+
+    batch_size: int = 32
+    seed: int = 0  # latent stream
+    start: int = 0  # first latent of the stream (shards mine disjoint ranges)
+    grid: int | None = None  # common map side of every table (None: the largest map of each pair)
+    checkpoint_every: int = 10  # batches between checkpoints in ``out``
+    resume: bool = True
+    progress: bool = True
+    device: str = "cpu"
+    control_seed: int | None = None  # recorded: the seed of the control zoo mined in the same pass
+    similarity: str = "pearson"
+    quantile: float = DEFAULT_QUANTILE  # mi: binarisation quantile
+    calibration_images: int = DEFAULT_CALIBRATION_IMAGES  # mi: thresholds from latents 0..n-1
+    precision: str = "fp32"
+    tables: str = "auto"
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES
+
+    def check(self, images: int) -> None:
+        """Refuse settings that cannot mine ``images`` images, saying what is allowed."""
+        check_similarity(self.similarity)
+        check_precision(self.precision)
+        check_tables(self.tables, self.similarity)
+        check_chunk_bytes(self.chunk_bytes)
+        if images < self.batch_size:
+            raise ValueError(f"images ({images}) must be at least one batch ({self.batch_size}); lower --batch-size")
+        if self.similarity == "mi" and not 0.0 < self.quantile < 1.0:
+            raise ValueError(f"quantile must be in (0, 1), got {self.quantile}")
+        if self.similarity == "mi" and self.calibration_images < 1:
+            raise ValueError(f"calibration_images must be at least 1, got {self.calibration_images}")
+        resolve_device(self.device)
+
+
+def mine(generator: Member, encoders: list[Member], images: int, *, out: str | Path | None = None,
+         options: MiningOptions | None = None, **changes) -> MiningResult:
+    """Mine the generator against every encoder (and itself) in one pass.
+
+        result = mine(gan, encoders, images=2000, out="runs/lite")
+        result = mine(gan, encoders, 2000, options=MiningOptions(similarity="mi"), batch_size=16)
+
+    ``options`` (:class:`MiningOptions`, default: its defaults) with ``changes`` applied
+    say how. ``similarity="pearson"``: every table equals the Pearson correlation of the
+    maps bilinearly resized to its grid, computed without resizing the smaller maps
+    (:mod:`rosetta_lite.stats.resample`). ``similarity="mi"``: the mutual information of
+    the maps on the grid binarised at their ``quantile``, with thresholds frozen from
+    ``calibration_images`` latents (the first ones of the stream ``seed``, whatever
+    ``start`` is, so that shards and processes binarise alike). With ``out``,
+    accumulators are checkpointed every ``checkpoint_every`` batches and a restarted run
+    with the same settings resumes from the last checkpoint. ``precision`` (one of
+    :data:`~rosetta_lite.device.PRECISIONS`) lets the models run in lower precision on a
+    GPU. ``tables`` (see :func:`~rosetta_lite.mining.plan.choose_tables`) keeps the
+    Pearson tables on the device or in host memory; ``chunk_bytes`` bounds one column
+    chunk of a table (float64) multiplied and added at once, in either place. The
+    placement changes only float64 rounding, and the returned tables are on the CPU in
+    both. Under ``torchrun`` (WORLD_SIZE > 1) every process mines a contiguous share of
+    the batches and all return the reduced result; only rank 0 writes
+    ``out/accumulators``. Host tables are reduced one column chunk at a time, each moved
+    to the device for the all-reduce (NCCL reduces GPU tensors only), so the device
+    never holds a whole table.
+    """
+    opts = dataclasses.replace(options or MiningOptions(), **changes)
+    opts.check(images)
+    _check_models(generator, encoders)
+    rank, world, device = distributed.setup(opts.device)
+    whole = (opts.start, images)
+    start = opts.start
+    if world > 1:
+        start, images = distributed.share(start, images, opts.batch_size, rank, world)
+    out = writable_dir(out) if out is not None else None
+    for member in [generator, *encoders]:
+        member.model.to(device)
+    checkpoint = CHECKPOINT if world == 1 else f"checkpoint-rank{rank}-of-{world}.safetensors"
+    result, placement, sides = _start(generator, encoders, opts, start, images, device, out, checkpoint, world)
+    _mine_batches(result, generator, encoders, sides, opts, device, out, checkpoint, rank)
+    if world > 1:
+        _reduce(result, placement, device, whole, opts.batch_size, world)
+    result.to("cpu")  # dictionaries, best buddies and saving index CPU tables with these
+    if out is not None:
+        if rank == 0:
+            result.save(out / ACCUMULATORS)
+        distributed.barrier()
+        (out / checkpoint).unlink(missing_ok=True)
+    return result
+
+
+def _check_models(generator: Member, encoders: list[Member]) -> None:
+    if not generator.is_generator:
+        raise ValueError(f"{generator.name} is not a generator; the pivot of mining must be one")
+    if not encoders:
+        raise ValueError("need at least one encoder to mine against")
+    names = [e.name for e in encoders]
+    if len(set(names)) != len(names) or generator.name in names:
+        raise ValueError(f"model names must be distinct, got {generator.name} and {names}")
+
+
+def _start(generator: Member, encoders: list[Member], opts: MiningOptions, start: int, images: int,
+           device: torch.device, out: Path | None, checkpoint: str,
+           world: int) -> tuple[MiningResult, str, dict[str, list[int | None]]]:
+    """The run's result so far (resumed from ``out`` when it holds this run, else empty), where its tables
+    live, and the map sides of every model's layers."""
+    mi = opts.similarity == "mi"
+    with precision_context(opts.precision, device):
+        layers, units, sides, grids = plan(generator, encoders, opts.grid, device)
+    settings = MiningSettings(generator.name, [e.name for e in encoders], layers, units, grids, opts.seed, start,
+                              images, opts.batch_size, opts.control_seed, str(device), similarity=opts.similarity,
+                              quantile=opts.quantile if mi else None,
+                              calibration_images=opts.calibration_images if mi else None, precision=opts.precision)
+    result = None
+    if out is not None and opts.resume:
+        result = _resume(out, settings, checkpoint, finished=world == 1)
+    if result is None:
+        n_g = sum(units[generator.name])
+        kind = _accumulator_class(opts.similarity)
+        result = MiningResult(settings, {e: kind(n_g, sum(units[e])) for e in settings.encoders}, kind(n_g, n_g))
+    placement = choose_tables(opts.tables, device, table_bytes(units, generator.name), opts.similarity)
+    result.settings.extra["tables"] = placement
+    if not mi:
+        for accumulator in [*result.pairs.values(), result.self_pair]:
+            accumulator.host_tables, accumulator.chunk_bytes = placement == "host", opts.chunk_bytes
+    result.to(device)
+    if mi and not result.thresholds:
+        with precision_context(opts.precision, device):
+            result.thresholds = calibrate(generator, encoders, layers, grids, opts.seed, opts.quantile,
+                                          opts.calibration_images, opts.batch_size, device)
+        result.thresholds = distributed.broadcast_tensors(result.thresholds)
+    return result, placement, sides
+
+
+def _mine_batches(result: MiningResult, generator: Member, encoders: list[Member], sides: dict,
+                  opts: MiningOptions, device: torch.device, out: Path | None, checkpoint: str, rank: int) -> None:
+    """The pass itself: every remaining batch generated, encoded and added into the accumulators."""
+    s = result.settings
+    start, images, batch_size = s.start, s.images, s.batch_size
+    groups = {name: size_groups(s.layers[name], s.units[name], sides[name], s.grid[name]) for name in s.layers}
+    resamplers = {side: Resampler(side, device) for side in set(s.grid.values())}
+    batches = (images + batch_size - 1) // batch_size
+    bar = tqdm(total=images, desc="mining", unit="img", disable=not opts.progress or rank != 0,
+               initial=min(result.batches_done * batch_size, images))
+    with torch.no_grad():
+        for batch in range(result.batches_done, batches):
+            first = start + batch * batch_size
+            count = min(batch_size, start + images - first)
+            z = latents(generator, s.seed, first, count).to(device)
+            with precision_context(opts.precision, device):
+                generated, g_maps = record_generator(generator, z)
+                encoded = [record_encoder(e, generated) for e in encoders]
+            tables = [(e.name, maps, result.pairs[e.name]) for e, maps in zip(encoders, encoded)]
+            tables.append((generator.name, g_maps, result.self_pair))
+            if s.similarity == "mi":
+                _count_binary(tables, g_maps, generator, s.layers, s.grid, result.thresholds)
+            else:
+                _update_pearson(tables, g_maps, generator, sides, s.grid, groups, resamplers)
+            # this batch's maps (and, inside the helper, its rows) are let go before the next batch
+            # is generated: at full scale they are GBs, and two batches alive at once double the peak
+            del generated, g_maps, encoded, tables
+            result.batches_done = batch + 1
+            bar.update(count)
+            if out is not None and (result.batches_done % opts.checkpoint_every == 0):
+                result.save(out / checkpoint)
+    bar.close()
+
+
+def _reduce(result: MiningResult, placement: str, device: torch.device, whole: tuple[int, int], batch_size: int,
+            world: int) -> None:
+    """Under torchrun: every process's accumulators summed into every process's result."""
+    if placement == "host":
+        for accumulator in [*(result.pairs[name] for name in sorted(result.pairs)), result.self_pair]:
+            reduce_host_table(accumulator, device)
+    else:
+        distributed.reduce_result(result)
+    result.settings.start, result.settings.images = whole
+    result.batches_done = (whole[1] + batch_size - 1) // batch_size  # the whole run is done
+    result.settings.extra["processes"] = world
+
+
+def reduce_host_table(acc: CoMoments, device: str | torch.device) -> None:
+    """All-reduce co-moments whose table is in host memory, one column chunk at a time, in place.
+
+        reduce_host_table(result.pairs["dino-vitb16"], "cuda:0")   # under torchrun, on every process
+
+    Each chunk of ``acc.chunk_bytes`` goes to ``device`` with its columns' statistics,
+    is reduced there by :func:`rosetta_lite.stats.reduce.reduce_comoments` (NCCL reduces
+    GPU tensors only; under gloo the device is the CPU and nothing moves) and comes
+    back. The generator's statistics are reduced again with every chunk: a few
+    kilobytes, the same numbers each time, kept from the first. Every process cuts the
+    same chunks, so their collective calls pair up.
+    """
+    step = acc.columns_per_chunk()
+    vectors = acc.device
+    means_b, m2s_b, first = [], [], None
+    for first_column in range(0, acc.n_b, step):
+        last = min(first_column + step, acc.n_b)
+        part = CoMoments(acc.n_a, last - first_column, False, acc.count, acc.mean_a.to(device),
+                         acc.mean_b[first_column:last].to(device), acc.m2_a.to(device),
+                         acc.m2_b[first_column:last].to(device), acc.cross[:, first_column:last].to(device),
+                         chunk_bytes=acc.chunk_bytes)
+        distributed.reduce_comoments(part)  # replaces part's tensors; acc's own are only read
+        acc.cross[:, first_column:last] = part.cross.to(acc.cross.device)
+        means_b.append(part.mean_b.to(vectors))
+        m2s_b.append(part.m2_b.to(vectors))
+        if first is None:
+            first = part
+    acc.mean_a, acc.m2_a = first.mean_a.to(vectors), first.m2_a.to(vectors)
+    acc.mean_b, acc.m2_b, acc.count = torch.cat(means_b), torch.cat(m2s_b), first.count
+
+
+def calibrate(generator: Member, encoders: list[Member], layers: dict, grids: dict, seed: int, quantile: float,
+              images: int, batch_size: int, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Binarisation thresholds ``{"model@grid": (units,)}`` from the first ``images`` latents of the stream.
+
+        thresholds = calibrate(gan, encoders, *plan(gan, encoders)[::3], seed=0, quantile=0.9, images=64,
+                               batch_size=32)
+
+    Per unit, the ``quantile`` of its values on the grid of every table it enters (the
+    generator's on each encoder's grid and its own). The maps are held at their native
+    size and brought to the grid one layer at a time, so the memory is one layer's rows.
+    """
+    held: dict[str, list[dict[str, torch.Tensor]]] = {generator.name: []}
+    held.update({e.name: [] for e in encoders})
+    with torch.no_grad():
+        for first in range(0, images, batch_size):
+            z = latents(generator, seed, first, min(batch_size, images - first)).to(device)
+            generated, g_maps = record_generator(generator, z)
+            held[generator.name].append(g_maps)
+            for encoder in encoders:
+                held[encoder.name].append(record_encoder(encoder, generated))
+    keys = {(generator.name, grid) for grid in grids.values()} | {(e.name, grids[e.name]) for e in encoders}
+    thresholds = {}
+    for name, grid in sorted(keys):
+        per_layer = [top_quantile_thresholds(torch.cat([maps_to_rows(part, [layer], grid) for part in held[name]]),
+                                             quantile) for layer in layers[name]]
+        thresholds[f"{name}@{grid}"] = torch.cat(per_layer)
+    return thresholds
+
+
+def _update_pearson(tables: list, g_maps: dict, generator: Member, sides: dict, grids: dict, groups: dict,
+                    resamplers: dict[int, Resampler]) -> None:
+    """One batch of the Pearson pass: every table's blocks of rows, on their sides, into its co-moments.
+
+        _update_pearson(tables, g_maps, gan, sides, grids, groups, resamplers)
+
+    A function of its own so that the batch's rows (the generator's carried to every
+    side are cached for the batch) are freed when it returns.
+    """
+    g_rows = _GeneratorRows(g_maps, generator.layers, sides[generator.name], resamplers)
+    for name, maps, accumulator in tables:
+        resampler = resamplers[grids[name]]
+        blocks = []
+        for side, group, columns in groups[name]:
+            rows = resampler.centre(maps_to_rows(maps, group, side, f"rows/{name}/{side}"), side)
+            blocks.append((g_rows.on(resampler.grid, side), rows, columns))
+        accumulator.update_blocks(blocks)
+
+
+def _count_binary(tables: list, g_maps: dict, generator: Member, layers: dict, grids: dict,
+                  thresholds: dict[str, torch.Tensor]) -> None:
+    """One batch of the MI pass: every model's rows on its pair's grid, binarised, counted."""
+    g_name = generator.name
+    g_cache: dict[int, tuple[torch.Tensor, Centred]] = {}
+    for name, maps, accumulator in tables:
+        grid = grids[name]
+        if grid not in g_cache:
+            rows = maps_to_rows(g_maps, layers[g_name], grid)
+            binary = (rows > thresholds[f"{g_name}@{grid}"]).float()  # before centring overwrites the rows
+            g_cache[grid] = binary, centre(rows, in_place=True)
+        g_binary, g_centred = g_cache[grid]
+        if name == g_name:
+            accumulator.update_rows(g_binary, g_binary, g_centred, g_centred)
+            continue
+        rows = maps_to_rows(maps, layers[name], grid)
+        binary = (rows > thresholds[f"{name}@{grid}"]).float()
+        accumulator.update_rows(g_binary, binary, g_centred, centre(rows, in_place=True))
+
+
+class _GeneratorRows:
+    """The generator's rows of one batch on each map side, built from its native maps.
+
+    Each layer is centred once at its own size, with the statistics of its map resized to
+    the grid (:meth:`Resampler.centre`). The rows that meet an encoder's ``side`` x ``side``
+    maps are ``(A (x) A) g`` per layer with ``A = P_side^T P_layer`` (bilinear resize of the
+    layer to the grid, then the adjoint down to ``side``): a small matrix on the layer's
+    own raster, so coarse layers are never blown up to the grid and shrunk back.
+    """
+
+    def __init__(self, maps: dict[str, torch.Tensor], layers: list[str], sides: list[int | None],
+                 resamplers: dict[int, Resampler]) -> None:
+        self.maps, self.layers, self.sides, self.resamplers = maps, layers, sides, resamplers
+        self.native: dict[int, tuple[list[tuple[int, Centred]], Centred]] = {}
+        self.cache: dict[tuple[int, int], Centred] = {}
+
+    def _centred(self, grid: int) -> tuple[list[tuple[int, Centred]], Centred]:
+        if grid not in self.native:
+            resampler = self.resamplers[grid]
+            parts = []
+            for layer, side in zip(self.layers, self.sides):
+                own = grid if side is None or side > grid else side  # larger or non-square: resized first
+                rows = maps_to_rows(self.maps, [layer], own, f"generator/{layer}/{own}")
+                parts.append((own, resampler.centre(rows, own)))
+            stats = [c for _, c in parts]
+            self.native[grid] = parts, Centred(stats[0].count, None, torch.cat([c.mean for c in stats]),
+                                               torch.cat([c.m2 for c in stats]),
+                                               torch.cat([c.residual for c in stats]))
+        return self.native[grid]
+
+    def on(self, grid: int, side: int) -> Centred:
+        """Centred generator rows on a ``side`` x ``side`` raster, with the statistics of its maps on ``grid``."""
+        if (grid, side) not in self.cache:
+            parts, stats = self._centred(grid)
+            resampler = self.resamplers[grid]
+            images = parts[0][1].rows.shape[0] // (parts[0][0] ** 2)
+            units = stats.mean.shape[0]
+            like = parts[0][1].rows
+            out = scratch(f"generator/{grid}/{side}", (images, side, side, units), like)
+            offset = 0
+            for own, centred in parts:
+                width = centred.rows.shape[1]
+                maps_bhwu = centred.rows.view(images, own, own, width)
+                transfer = resampler.transfer(own, side)
+                out[..., offset:offset + width] = maps_bhwu if transfer is None else \
+                    _apply_both_axes(transfer, maps_bhwu, "transfer")  # consumed at once: one buffer serves all
+                offset += width
+            self.cache[grid, side] = Centred(stats.count, out.view(-1, units), stats.mean, stats.m2, stats.residual)
+        return self.cache[grid, side]
+
+
+def _resume(out: Path, settings: MiningSettings, checkpoint: str = CHECKPOINT,
+            finished: bool = True) -> MiningResult | None:
+    for name in (checkpoint, ACCUMULATORS) if finished else (checkpoint,):
+        path = out / name
+        if path.exists():
+            saved = MiningResult.load(path)
+            if saved.settings.fingerprint() != settings.fingerprint():
+                raise ValueError(f"{path} holds a run with other settings; use another --out folder, "
+                                 "or delete it to start over")
+            if saved.settings.batch_size != settings.batch_size:
+                raise ValueError(f"{path} was mined with --batch-size {saved.settings.batch_size}; "
+                                 "resume with the same batch size")
+            return saved
+    return None

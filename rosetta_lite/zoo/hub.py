@@ -1,0 +1,53 @@
+"""Hub access for the full-scale members: is the hub reachable, and state dicts from a URL or a file.
+
+    reason = hub_unavailable_reason()   # None when weights can be downloaded
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import torch
+
+from rosetta_lite.zoo.member import ZooError
+
+
+def hub_unavailable_reason(host: str = "huggingface.co") -> str | None:
+    """Why pretrained weights cannot be downloaded from ``host``, or None if it seems reachable.
+
+        if hub_unavailable_reason("s3.amazonaws.com"): ...   # offline: use weights= or pretrained=False
+    """
+    # HF_HUB_OFFLINE is the switch users and tests already set; it stands for every model hub here
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return "HF_HUB_OFFLINE is set"
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+    except OSError as error:
+        return f"{host} is not reachable ({error.__class__.__name__})"
+    return None
+
+
+
+def _offline_error(name: str, reason: str, url: str | None = None) -> ZooError:
+    source = f" ({url})" if url else ""
+    return ZooError(
+        f"{name}: pretrained weights are a download{source} and {reason}. Run where the model hubs are "
+        f"reachable (e.g. Colab), or point at a local file: zoo.load({name!r}, weights='path/to/weights'); "
+        f"for untrained weights of the real shapes use zoo.load({name!r}, pretrained=False)")
+
+
+
+def _state_dict(path: str) -> dict[str, torch.Tensor]:
+    if not Path(path).exists():
+        raise ZooError(f"weights file {path!r} does not exist")
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "teacher"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    return {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
