@@ -89,7 +89,7 @@ def declared_parameters(notebook: str | Path) -> dict:
     return papermill.inspect_notebook(str(notebook))
 
 
-def plan(params: dict, notebooks: list[Path]) -> list[tuple[Path, dict]]:
+def chapter_jobs(params: dict, notebooks: list[Path]) -> list[tuple[Path, dict]]:
     """Each chapter with the parameters it will get; raises if a per-chapter one is not declared."""
     per_chapter = {_chapter_key(key, notebooks): values for key, values in params["chapters"].items()}
     jobs = []
@@ -130,7 +130,7 @@ def run_chapters(params_file: str | Path | None = None, out: str | Path = "runs/
         books = [_chapter_key(key, books) for key in only]
     if not books:
         raise FileNotFoundError(f"no chapter notebooks in {str(notebooks)!r}")
-    jobs = plan(params, books)
+    jobs = chapter_jobs(params, books)
     out = writable_dir(out)
     report = []
     for index, (notebook, values) in enumerate(jobs, 1):

@@ -189,11 +189,11 @@ def _thresholds(maps: MapSource, n_pixels: int, fractions: tuple[float, ...], sa
     return values[:, index.clamp(0, count - 1)].T.contiguous()
 
 
-def unit_maps(member: Member, images: torch.Tensor, units: list[int] | None = None, *,
+def layer_maps(member: Member, images: torch.Tensor, units: list[int] | None = None, *,
               batch_size: int = 64) -> tuple[dict[str, torch.Tensor], list[tuple[str, int]]]:
     """Native-resolution maps of an encoder's units (flat indices over its layers, default all).
 
-        per_layer, order = unit_maps(member, batch.images, units=[3, 700])
+        per_layer, order = layer_maps(member, batch.images, units=[3, 700])
 
     ``per_layer`` maps a layer to its chosen channels' maps (N, chosen, h, w); ``order``
     gives, for each requested unit in turn, its (layer, position among the chosen).
@@ -244,7 +244,7 @@ def unit_ious(member: Member, units: list[int] | None = None, images: torch.Tens
     stacked = stack_masks(masks, names)
     if images.shape[0] != stacked.shape[0]:
         raise ValueError(f"{images.shape[0]} images but {stacked.shape[0]} masks")
-    per_layer, where = unit_maps(member, images, units, batch_size=batch_size)
+    per_layer, where = layer_maps(member, images, units, batch_size=batch_size)
     if not where:
         empty = torch.zeros(0, len(names))
         return ConceptIoU(empty, empty.clone(), empty.clone(), names)

@@ -232,7 +232,7 @@ def retrieval_top_k(model: nn.Module, tokenizer, member: str = "lite-clip", n: i
     return {"text_to_image": t2i / n, "image_to_text": i2t / n}
 
 
-def psnr(mse: float, peak: float = 1.0) -> float:
+def psnr_from_mse(mse: float, peak: float = 1.0) -> float:
     return float("inf") if mse <= 0 else 10 * math.log10(peak * peak / mse)
 
 
@@ -262,5 +262,5 @@ def mae_psnr(mae: nn.Module, n: int = 1000, seed: int = EVAL_SEED, batch_size: i
         base += float(((mean_col[:, None, None, :] - tp) ** 2)[m].sum())
         glob += float(((global_mean - tp) ** 2)[m].sum())
         count += int(m.sum()) * target.shape[-1]
-    return {"psnr_masked": psnr(err / count), "psnr_mean_colour": psnr(base / count),
-            "psnr_global_mean": psnr(glob / count)}
+    return {"psnr_masked": psnr_from_mse(err / count), "psnr_mean_colour": psnr_from_mse(base / count),
+            "psnr_global_mean": psnr_from_mse(glob / count)}
