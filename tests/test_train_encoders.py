@@ -352,3 +352,30 @@ def test_clip_tokenizer_gives_open_clips_tokens():
     assert torch.equal(tokenizer(captions), reference(captions))  # again, from the cache
     assert torch.equal(tokenizer("a red circle"), reference("a red circle"))
     assert 0 < len(tokenizer.word_tokens) < 60  # the world's captions use a few dozen words
+
+
+class _Planted:
+    """Unpickling this would create a file: the code a crafted checkpoint could run."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_crafted_checkpoint_is_refused_unread(tmp_path):
+    from rosetta_lite.train.gan import CHECKPOINT_NAME, GANConfig, train_gan
+
+    planted = tmp_path / "planted"
+    recipe_checkpoint = checkpoints.checkpoint_path(tmp_path, "lite-resnet-sup")
+    torch.save({"step": 1, "payload": _Planted(planted)}, recipe_checkpoint)
+    with pytest.raises(ValueError, match="objects other than tensors and plain values, refused unread"):
+        checkpoints.load_checkpoint(recipe_checkpoint)
+    torch.save({"step": 1, "payload": _Planted(planted)}, tmp_path / CHECKPOINT_NAME)
+    with pytest.raises(ValueError, match="refused unread"):
+        train_gan(tmp_path, steps=1, config=GANConfig(batch=2, feature_member=""), progress=False)
+    assert not planted.exists()
+    checkpoints.save_checkpoint({"step": 3, "log": [{"loss": 0.5}], "config": {"sizes": (1, 2)},
+                                 "state": {"w": torch.ones(2)}}, recipe_checkpoint)
+    assert checkpoints.load_checkpoint(recipe_checkpoint)["step"] == 3  # tensors and plain values load

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
@@ -31,11 +32,21 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike) -> Optional[dict]:
-    """The checkpoint at ``path``, or None when there is none."""
+    """The checkpoint at ``path`` (tensors and plain values only), or None when there is none.
+
+        state = load_checkpoint("runs/zoo/lite-resnet-sup.ckpt.pt")
+
+    Loaded with ``weights_only=True``: a file holding any other object, which unpickling
+    could make run code, is refused with a ValueError and never executed.
+    """
     path = Path(path)
     if not path.exists():
         return None
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ValueError(f"{path} holds objects other than tensors and plain values, refused unread (loading it "
+                         f"could run code; {str(error).splitlines()[0]}); delete it to train from the start") from None
 
 
 

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rosetta_lite.device import precision_context, resolve_device
-from rosetta_lite.train.checkpoints import load_weights, save_checkpoint, trained_or_shipped
+from rosetta_lite.train.checkpoints import load_checkpoint, load_weights, save_checkpoint, trained_or_shipped
 from rosetta_lite.train.loop import training_precision
 from rosetta_lite.world import ShapesWorld
 from rosetta_lite.zoo import lite_arch
@@ -166,8 +166,8 @@ def train_gan(out_dir: str | os.PathLike, steps: int = 6000, seed: int = 0, prog
 
     g, d, feature_d, feature_path, g_ema, opt_g, opt_d = _gan_models(cfg, seed, out, device, memory_format)
     start, elapsed, history = 0, 0.0, []
-    if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    state = load_checkpoint(ckpt_path) if resume else None
+    if state is not None:
         if json.dumps(state["config"]) != json.dumps(asdict(cfg)) or state["seed"] != seed:
             raise ValueError(f"{ckpt_path} was written by another config or seed; "
                              "delete it or pass resume=False")

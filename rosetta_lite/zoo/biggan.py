@@ -247,7 +247,8 @@ def _pretrained_state(name: str, weights: str | None) -> tuple[dict[str, torch.T
     if reason:
         raise _offline_error(name, reason, url)
     try:
-        return torch.hub.load_state_dict_from_url(url, map_location="cpu", file_name=f"{name}-pytorch_model.bin"), url
+        return torch.hub.load_state_dict_from_url(url, map_location="cpu", file_name=f"{name}-pytorch_model.bin",
+                                                  weights_only=True), url
     except Exception as error:  # any network or storage failure: say what to do instead
         raise ZooError(f"{name}: downloading {url} failed ({error}). Download it by hand and pass "
                        f"zoo.load({name!r}, weights='path/to/{name}-pytorch_model.bin')") from error

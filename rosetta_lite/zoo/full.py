@@ -48,7 +48,7 @@ def _timm_member(name: str, pretrained: bool, seed: int, weights: str | None) ->
         if reason:
             raise _offline_error(name, reason, DINO_RESNET50_URL if tag is None else None)
         if tag is None:
-            state = torch.hub.load_state_dict_from_url(DINO_RESNET50_URL, map_location="cpu")
+            state = torch.hub.load_state_dict_from_url(DINO_RESNET50_URL, map_location="cpu", weights_only=True)
             model.load_state_dict(state, strict=False)
         else:
             model = timm.create_model(f"{arch}.{tag}", pretrained=True, num_classes=0)
