@@ -20,7 +20,7 @@ import torch
 from rosetta_lite import zoo
 from rosetta_lite.bench import mining as bench_mining
 from rosetta_lite.bench import training as bench_training
-from rosetta_lite.book import batch
+from rosetta_lite.book import batch, results
 from rosetta_lite.book.notebooks import refresh
 from rosetta_lite.capture import list_layers
 from rosetta_lite.device import PRECISIONS
@@ -30,7 +30,7 @@ from rosetta_lite.evaluation.concepts import concept_report, format_report
 from rosetta_lite.evaluation.editing import evaluate_editing
 from rosetta_lite.evaluation.inversion import evaluate_inversion
 from rosetta_lite.evaluation.trust import trust_report
-from rosetta_lite.files import DEFAULT_RUN, atomic_path, writable_dir
+from rosetta_lite.files import DEFAULT_RUN, atomic_path, run_lock, writable_dir
 from rosetta_lite.mining import processes as distributed
 from rosetta_lite.mining.settings import (
     ACCUMULATORS,
@@ -44,6 +44,41 @@ from rosetta_lite.train.recipes import ORDER, train_member
 from rosetta_lite.viz import world_figure
 from rosetta_lite.world import EVAL_SEED, ShapesWorld
 from rosetta_lite.zoo.registry import ZOOS
+
+
+def _int_in(low: int, high: int | None = None):
+    """An argparse type: an integer from ``low`` to ``high`` (inclusive; no upper bound if None)."""
+    def parse(text: str) -> int:
+        allowed = f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}"
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {value}")
+        return value
+    return parse
+
+
+def _float_in(low: float, high: float | None = None, open_ends: bool = False):
+    """An argparse type: a number from ``low`` to ``high`` (exclusive of both with ``open_ends``)."""
+    def parse(text: str) -> float:
+        ends = ("(", ")") if open_ends else ("[", "]")
+        allowed = (f"a number in {ends[0]}{low}, {high}{ends[1]}" if high is not None
+                   else f"a number {'>' if open_ends else '>='} {low}")
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}") from None
+        outside = (value <= low or (high is not None and value >= high)) if open_ends else \
+            (value < low or (high is not None and value > high))
+        if outside or value != value:
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text}")
+        return value
+    return parse
+
+
+POSITIVE, NATURAL = _int_in(1), _int_in(0)
 
 
 def _world(args: argparse.Namespace) -> int:
@@ -161,8 +196,9 @@ def _merge(args: argparse.Namespace) -> int:
     merged = results[0]
     for other in results[1:]:
         merged.merge(other)
-    merged.save(writable_dir(args.out) / ACCUMULATORS)
-    _print_summary(save_dictionaries(merged, args.out, k=args.k, mode=args.mode))
+    with run_lock(args.out):
+        merged.save(writable_dir(args.out) / ACCUMULATORS)
+        _print_summary(save_dictionaries(merged, args.out, k=args.k, mode=args.mode))
     return 0
 
 
@@ -205,7 +241,7 @@ def _train(args: argparse.Namespace) -> int:
 def _eval_inversion(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     report = evaluate_inversion(RosettaDictionary.load(args.folder), images=args.images, steps=args.steps,
-                                restarts=args.restarts, beta=args.beta, progress=not args.json)
+                                restarts=args.restarts, beta=args.beta, progress=not args.json, device=args.device)
     print(json.dumps(report) if args.json else json.dumps(report, indent=1))
     return 0
 
@@ -213,7 +249,7 @@ def _eval_inversion(args: argparse.Namespace) -> int:
 def _eval_editing(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     report = evaluate_editing(RosettaDictionary.load(args.folder), images=args.images, steps=args.steps,
-                              progress=not args.json)
+                              progress=not args.json, device=args.device)
     print(json.dumps(report) if args.json else json.dumps(report, indent=1))
     return 0
 
@@ -225,10 +261,10 @@ BENCH_MEMBERS = ("lite-resnet-sup", "lite-resnet-dino", "lite-clip", "lite-gan")
 def _add_world(commands) -> None:
     world = commands.add_parser("world", help="render Shapes World samples with their masks to a PNG")
     world.add_argument("--out", default="runs/world.png")
-    world.add_argument("--n", type=int, default=8, help="samples (default 8)")
-    world.add_argument("--size", type=int, default=32, help="pixels, 16 or more (default 32)")
-    world.add_argument("--seed", type=int, default=0)
-    world.add_argument("--dpi", type=int, default=100)
+    world.add_argument("--n", type=POSITIVE, default=8, help="samples (default 8)")
+    world.add_argument("--size", type=_int_in(16, 1024), default=32, help="pixels, 16 or more (default 32)")
+    world.add_argument("--seed", type=NATURAL, default=0)
+    world.add_argument("--dpi", type=POSITIVE, default=100)
     world.set_defaults(run=_world)
 
 
@@ -236,35 +272,35 @@ def _add_bench(commands) -> None:
     bench_kinds = commands.add_parser("bench", help="benchmarks that print JSON").add_subparsers(
         dest="bench", required=True)
     world = bench_kinds.add_parser("world", help="Shapes World throughput and determinism")
-    world.add_argument("--images", type=int, default=5000)
-    world.add_argument("--size", type=int, default=32)
-    world.add_argument("--seed", type=int, default=0)
-    world.add_argument("--threads", type=int, default=2)
+    world.add_argument("--images", type=POSITIVE, default=5000)
+    world.add_argument("--size", type=_int_in(16, 1024), default=32)
+    world.add_argument("--seed", type=NATURAL, default=0)
+    world.add_argument("--threads", type=POSITIVE, default=2)
     world.add_argument("--json", action="store_true", help="one line of JSON")
     world.set_defaults(run=_bench_world)
 
     mining = bench_kinds.add_parser("mining", help="mining speed, exactness and memory vs baselines")
     mining.add_argument("--zoo", default="lite", choices=ZOOS)
-    mining.add_argument("--images", type=int, default=256)
-    mining.add_argument("--batch-size", type=int, default=32)
-    mining.add_argument("--exact-images", type=int, default=64, help="images for the float64 check")
-    mining.add_argument("--rss-images", type=int, default=64, help="memory at this count and 10x it")
-    mining.add_argument("--threads", type=int, default=2)
+    mining.add_argument("--images", type=POSITIVE, default=256)
+    mining.add_argument("--batch-size", type=POSITIVE, default=32)
+    mining.add_argument("--exact-images", type=POSITIVE, default=64, help="images for the float64 check")
+    mining.add_argument("--rss-images", type=POSITIVE, default=64, help="memory at this count and 10x it")
+    mining.add_argument("--threads", type=POSITIVE, default=2)
     mining.add_argument("--device", default="cpu", help="cpu or cuda (timings synchronised)")
     _add_precision_and_tables(mining)
-    mining.add_argument("--repeats", type=int, default=3, help="timings repeated, fastest kept (default 3)")
+    mining.add_argument("--repeats", type=POSITIVE, default=3, help="timings repeated, fastest kept (default 3)")
     mining.add_argument("--generator", default=None, help="override the zoo's generator")
     mining.add_argument("--encoders", nargs="+", default=None, help="only these encoders")
-    mining.add_argument("--grid", type=int, default=None, help="common map side (default: the largest map)")
+    mining.add_argument("--grid", type=_int_in(1, 1024), default=None, help="common map side (default: the largest map)")
     mining.add_argument("--json", action="store_true", help="one line of JSON")
     mining.set_defaults(run=bench_mining.main)
 
     training = bench_kinds.add_parser("training", help="seconds per training step, fp32 vs bf16")
     training.add_argument("--members", nargs="+", default=list(BENCH_MEMBERS),
                           help=f"members to time (default: {' '.join(BENCH_MEMBERS)})")
-    training.add_argument("--steps", type=int, default=10, help="timed steps per run (default 10)")
-    training.add_argument("--repeats", type=int, default=2, help="runs per precision, fastest kept")
-    training.add_argument("--threads", type=int, default=2)
+    training.add_argument("--steps", type=POSITIVE, default=10, help="timed steps per run (default 10)")
+    training.add_argument("--repeats", type=POSITIVE, default=2, help="runs per precision, fastest kept")
+    training.add_argument("--threads", type=POSITIVE, default=2)
     training.add_argument("--device", default="cpu", help="cpu or cuda")
     training.add_argument("--json", action="store_true", help="one line of JSON")
     training.set_defaults(run=bench_training.main)
@@ -284,29 +320,29 @@ def _add_precision_and_tables(parser: argparse.ArgumentParser) -> None:
 def _add_mine(commands) -> None:
     layers = commands.add_parser("layers", help="list a timm model's capturable layers and map shapes")
     layers.add_argument("model", help="a timm model name, e.g. resnet50 (built with untrained weights)")
-    layers.add_argument("--input-size", type=int, default=224)
+    layers.add_argument("--input-size", type=_int_in(8, 4096), default=224)
     layers.set_defaults(run=_layers)
 
     mine = commands.add_parser("mine", help="mine a zoo: correlations, best buddies, the Rosetta dictionary")
     mine.add_argument("--zoo", default="lite", choices=ZOOS,
                       help="which zoo; *-untrained: the same architectures with seeded untrained weights")
-    mine.add_argument("--images", type=int, default=2000)
+    mine.add_argument("--images", type=POSITIVE, default=2000)
     mine.add_argument("--out", default=DEFAULT_RUN, help=f"folder for the dictionary and checkpoints "
                                                          f"(default {DEFAULT_RUN}, where eval and the chapters look)")
     _add_matching(mine)
-    mine.add_argument("--batch-size", type=int, default=32)
-    mine.add_argument("--seed", type=int, default=0, help="latent stream")
-    mine.add_argument("--start", type=int, default=0, help="first latent (shards cover disjoint ranges)")
-    mine.add_argument("--grid", type=int, default=None, help="common map side (default: the largest map)")
+    mine.add_argument("--batch-size", type=POSITIVE, default=32)
+    mine.add_argument("--seed", type=NATURAL, default=0, help="latent stream")
+    mine.add_argument("--start", type=NATURAL, default=0, help="first latent (shards cover disjoint ranges)")
+    mine.add_argument("--grid", type=_int_in(1, 1024), default=None, help="common map side (default: the largest map)")
     mine.add_argument("--generator", default=None)
     mine.add_argument("--encoders", nargs="+", default=None)
     mine.add_argument("--no-control", action="store_true", help="skip the untrained control zoo")
     mine.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (under torchrun: cuda:LOCAL_RANK)")
     mine.add_argument("--similarity", default="pearson", choices=SIMILARITIES,
                       help="pearson correlation, or mutual information of maps binarised at --quantile")
-    mine.add_argument("--quantile", type=float, default=DEFAULT_QUANTILE,
+    mine.add_argument("--quantile", type=_float_in(0, 1, open_ends=True), default=DEFAULT_QUANTILE,
                       help=f"mi: binarisation quantile (default {DEFAULT_QUANTILE})")
-    mine.add_argument("--calibration-images", type=int, default=DEFAULT_CALIBRATION_IMAGES,
+    mine.add_argument("--calibration-images", type=POSITIVE, default=DEFAULT_CALIBRATION_IMAGES,
                       help=f"mi: thresholds from the first N latents of the stream (default {DEFAULT_CALIBRATION_IMAGES})")
     _add_precision_and_tables(mine)
     mine.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -320,17 +356,17 @@ def _add_mine(commands) -> None:
 
 
 def _add_matching(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--k", type=int, default=3, help="best buddies: mutual K nearest neighbours (default 3)")
+    parser.add_argument("--k", type=POSITIVE, default=3, help="best buddies: mutual K nearest neighbours (default 3)")
     parser.add_argument("--mode", default="mutual", choices=["mutual", "asymmetric"])
 
 
 def _add_train(commands) -> None:
     train = commands.add_parser("train", help="train lite zoo members from their recipes, measure their gates")
     train.add_argument("name", nargs="?", help="a lite member, e.g. lite-resnet-sup")
-    train.add_argument("--all", action="store_true", help="every member, encoders first, then the GAN")
+    train.add_argument("--all", action="store_true", help="every member, encoders first, then the generators")
     train.add_argument("--out", default="runs/zoo", help="checkpoints and weights (resumes from here)")
-    train.add_argument("--steps", type=int, default=None, help="override the recipe's steps")
-    train.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
+    train.add_argument("--steps", type=POSITIVE, default=None, help="override the recipe's steps")
+    train.add_argument("--seed", type=NATURAL, default=None, help="override the recipe's seed")
     train.add_argument("--install", action="store_true", help="copy the weights into the package's manifest")
     train.add_argument("--device", default="cpu", help="where to train: cpu (the reference) or cuda")
     train.add_argument("--json", action="store_true")
@@ -356,34 +392,40 @@ def _add_book(commands) -> None:
     chapters.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
     chapters.set_defaults(run=batch.main)
 
+    made = commands.add_parser("results", help="run the commands whose JSON the book's results page shows")
+    made.add_argument("--out", default=str(results.RESULTS), help="folder of the JSON files (default: book/results)")
+    made.add_argument("--only", nargs="+", default=None, choices=results.STEPS, help="only these results")
+    made.add_argument("--quiet", action="store_true", help="no progress bars")
+    made.set_defaults(run=results.main)
+
 
 def _add_eval(commands) -> None:
     kinds = commands.add_parser("eval", help="evaluate a mining run against the Shapes World's ground truth") \
         .add_subparsers(dest="eval", required=True)
     concepts = kinds.add_parser("concepts", help="label each Rosetta cluster with a concept (IoU with masks)")
     _add_run_folder(concepts)
-    concepts.add_argument("--images", type=int, default=300, help="Shapes World images (default 300)")
-    concepts.add_argument("--seed", type=int, default=EVAL_SEED,
+    concepts.add_argument("--images", type=POSITIVE, default=300, help="Shapes World images (default 300)")
+    concepts.add_argument("--seed", type=NATURAL, default=EVAL_SEED,
                           help=f"world stream (default {EVAL_SEED}, the evaluation stream)")
-    concepts.add_argument("--min-iou", type=float, default=0.2, help="label when mean IoU above chance >= this")
+    concepts.add_argument("--min-iou", type=_float_in(0, 1), default=0.2, help="label when mean IoU above chance >= this")
     concepts.add_argument("--untrained", action="store_true", help="the run mined --zoo lite-untrained")
     concepts.add_argument("--json", action="store_true", help="print the report as JSON")
     concepts.set_defaults(run=_eval_concepts)
 
     trust = kinds.add_parser("trust", help="trust scores of the Rosetta neurons: consistency, interpretability")
     _add_run_folder(trust)
-    trust.add_argument("--images", type=int, default=None, help="images split in halves (default: the run's)")
-    trust.add_argument("--interpretability-images", type=int, default=64, help="latents for ablations (default 64)")
-    trust.add_argument("--min-ratio", type=float, default=1.5, help="inside/outside ratio to pass (default 1.5)")
-    trust.add_argument("--mi-images", type=int, default=0, help="also mine mutual information on this many images")
-    trust.add_argument("--quantile", type=float, default=0.9, help="binarisation quantile of the MI (default 0.9)")
+    trust.add_argument("--images", type=_int_in(2), default=None, help="images split in halves (default: the run's)")
+    trust.add_argument("--interpretability-images", type=POSITIVE, default=64, help="latents for ablations (default 64)")
+    trust.add_argument("--min-ratio", type=_float_in(0, open_ends=True), default=1.5, help="inside/outside ratio to pass (default 1.5)")
+    trust.add_argument("--mi-images", type=NATURAL, default=0, help="also mine mutual information on this many images")
+    trust.add_argument("--quantile", type=_float_in(0, 1, open_ends=True), default=0.9, help="binarisation quantile of the MI (default 0.9)")
     trust.add_argument("--json", action="store_true", help="print the report as one JSON line")
     trust.set_defaults(run=_eval_trust)
 
     inversion = kinds.add_parser("inversion", help="Table 1: inversion with and without Rosetta matches")
     _add_application(inversion, images=50, steps=100)
-    inversion.add_argument("--restarts", type=int, default=2, help="random starts per target (default 2)")
-    inversion.add_argument("--beta", type=float, default=0.5, help="weight of the Rosetta matches (default 0.5)")
+    inversion.add_argument("--restarts", type=POSITIVE, default=2, help="random starts per target (default 2)")
+    inversion.add_argument("--beta", type=_float_in(0), default=0.5, help="weight of the Rosetta matches (default 0.5)")
     inversion.set_defaults(run=_eval_inversion)
     editing = kinds.add_parser("editing", help="edit fidelity: shift, zoom, concept removal")
     _add_application(editing, images=16, steps=100)
@@ -397,9 +439,10 @@ def _add_run_folder(parser: argparse.ArgumentParser) -> None:
 
 def _add_application(parser: argparse.ArgumentParser, images: int, steps: int) -> None:
     _add_run_folder(parser)
-    parser.add_argument("--images", type=int, default=images, help=f"images (default {images})")
-    parser.add_argument("--steps", type=int, default=steps, help=f"optimisation steps (default {steps})")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--images", type=POSITIVE, default=images, help=f"images (default {images})")
+    parser.add_argument("--steps", type=POSITIVE, default=steps, help=f"optimisation steps (default {steps})")
+    parser.add_argument("--threads", type=POSITIVE, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (every model runs there)")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON line")
 
 
@@ -423,6 +466,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
+    except KeyboardInterrupt:
+        folder = getattr(args, "out", None)
+        kept = f"what was checkpointed in {folder} is kept" if folder else "nothing half-written was kept"
+        print(f"interrupted: {kept}; run the same command again to resume", file=sys.stderr)
+        return 130
     except (ValueError, PermissionError, FileNotFoundError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

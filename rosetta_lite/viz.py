@@ -270,18 +270,22 @@ def dictionary_explorer(dictionary, generator, encoders: dict):
     return widgets.VBox([widgets.HBox([concept, seed]), image])
 
 
-def samples_figure(generator, world, n: int = 32, seed: int = 0) -> plt.Figure:
-    """GAN samples beside Shapes World images, as two grids.
+def samples_figure(generators, world, n: int = 32, seed: int = 0) -> plt.Figure:
+    """Samples of one or more generators beside Shapes World images, one grid each.
 
-        samples_figure(zoo.load("lite-gan"), ShapesWorld())
+        samples_figure([zoo.load("lite-renderer"), zoo.load("lite-gan")], ShapesWorld())
     """
     import torchvision
 
+    generators = generators if isinstance(generators, (list, tuple)) else [generators]
+    panels = []
     with torch.no_grad():
-        fake = generator.generate(generator.sample_latents(n, seed=seed)).clamp(0, 1)
-    real = world.batch(n, seed=7).images
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.8))
-    for ax, images, title in ((axes[0], fake, f"{generator.name} samples"), (axes[1], real, "Shapes World")):
+        for generator in generators:
+            images = generator.generate(generator.sample_latents(n, seed=seed)).clamp(0, 1)
+            panels.append((images, f"{generator.name} samples"))
+    panels.append((world.batch(n, seed=7).images, "Shapes World"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4.8), squeeze=False)
+    for ax, (images, title) in zip(axes[0], panels):
         grid = torchvision.utils.make_grid(images, nrow=8, padding=1, pad_value=1.0)
         ax.imshow(grid.permute(1, 2, 0).numpy())
         ax.set_title(title)
@@ -304,7 +308,10 @@ def zoo_table(scale: str = "lite"):
         quality = ", ".join(f"{k} {v}" for k, v in entry.get("quality", {}).items() if not isinstance(v, list))
         seconds = entry.get("train_seconds")
         note = entry.get("train_note")  # e.g. trained on fewer threads than the recipe's 2
-        rows.append(row | {"quality (held-out world)": quality or "not shipped",
+        gates = entry.get("gates", {})
+        missed = [figure for figure, met in gates.items() if not met]
+        verdict = (f"misses {', '.join(missed)}" if missed else f"all {len(gates)} met") if gates else "none set"
+        rows.append(row | {"quality (held-out world)": quality or "not shipped", "gates": verdict,
                            "train s": f"{seconds} ({note})" if note and seconds else seconds})
     return pd.DataFrame(rows).set_index("name")
 

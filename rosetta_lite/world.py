@@ -53,6 +53,28 @@ _OBJECT_DRAWS = 5
 _TEXTURE_LEVELS = 9  # ground noise in [-4, 4] grey levels: a mild texture
 
 
+def horizon_height(u):
+    """The horizon's height (a fraction of the image, from the top) for a uniform draw ``u``; numpy or torch."""
+    return 0.35 + 0.4 * u
+
+
+def place_object(ux, uy, ur, min_radius: float, max_radius: float):
+    """(cx, cy, radius) in the unit square from three uniform draws; numpy or torch.
+
+    The centre keeps half a radius from every edge, so an object is never more than half cut off.
+    """
+    radius = min_radius + (max_radius - min_radius) * ur
+    margin = 0.5 * radius
+    return margin + (1 - 2 * margin) * ux, margin + (1 - 2 * margin) * uy, radius
+
+
+def object_draws(cx, cy, radius, min_radius: float, max_radius: float):
+    """The uniform draws (ux, uy, ur) that ``place_object`` turns into (cx, cy, radius); numpy or torch."""
+    margin = 0.5 * radius
+    return (cx - margin) / (1 - 2 * margin), (cy - margin) / (1 - 2 * margin), \
+        (radius - min_radius) / (max_radius - min_radius)
+
+
 @dataclass(frozen=True)
 class WorldConfig:
     """Settings of a Shapes World; validated on construction.
@@ -112,6 +134,8 @@ class WorldBatch:
     object_masks: torch.Tensor
     objects: list[list[dict]] = field(repr=False)
     class_names: tuple[str, ...] = SHAPES
+    slot_masks: torch.Tensor | None = field(default=None, repr=False)
+    scene: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -175,17 +199,14 @@ class ShapesWorld:
     def _render(self, draws: np.ndarray, noise: np.ndarray) -> WorldBatch:
         cfg, size = self.config, self.size
         n, k = draws.shape[0], cfg.max_objects
-        horizon = 0.35 + 0.4 * draws[:, 0]  # fraction of the height
+        horizon = horizon_height(draws[:, 0])  # fraction of the height
         sky_idx = _pick(draws[:, 1], len(SKIES))
         ground_idx = _pick(draws[:, 2], len(GROUNDS))
         count = cfg.min_objects + _pick(draws[:, 3], cfg.max_objects - cfg.min_objects + 1)
         obj = draws[:, _SCENE_DRAWS:].reshape(n, k, _OBJECT_DRAWS)
         shape_idx = _pick(obj[..., 0], len(cfg.shapes))
         colour_idx = _pick(obj[..., 1], len(cfg.colours))
-        radius = cfg.min_radius + (cfg.max_radius - cfg.min_radius) * obj[..., 4]
-        margin = 0.5 * radius
-        cx = margin + (1 - 2 * margin) * obj[..., 2]
-        cy = margin + (1 - 2 * margin) * obj[..., 3]
+        cx, cy, radius = place_object(obj[..., 2], obj[..., 3], obj[..., 4], cfg.min_radius, cfg.max_radius)
         present = np.arange(k)[None, :] < count[:, None]
 
         # label map: 0 sky, 1 ground, 2 + j object slot j; later slots occlude earlier ones
@@ -216,6 +237,12 @@ class ShapesWorld:
             object_masks=torch.from_numpy(visible),
             objects=objects,
             class_names=cfg.shapes,
+            slot_masks=torch.from_numpy(inside),
+            scene={"horizon": torch.from_numpy(horizon).float(), "sky": torch.from_numpy(sky_idx),
+                   "ground": torch.from_numpy(ground_idx), "count": torch.from_numpy(count),
+                   "shape": torch.from_numpy(shape_idx), "colour": torch.from_numpy(colour_idx),
+                   "cx": torch.from_numpy(cx).float(), "cy": torch.from_numpy(cy).float(),
+                   "radius": torch.from_numpy(radius).float()},
         )
 
     def _shape_masks(self, shape_idx, cx, cy, radius) -> np.ndarray:

@@ -56,6 +56,7 @@ def test_runs_chapter_01_with_parameters_into_a_folder(tmp_path):
     ("chapters:\n  99_nothing:\n    size: 3\n", "chapter '99_nothing', which does not exist"),
     ("chapters:\n  '01':\n    sise: 64\n", "chapter 01_world_and_capture: parameter(s) ['sise'] are not in"),
     ("common: {zoo: [unclosed\n", "is not valid YAML"),
+    ("common:\n  imagez: 64\n", "common parameter(s) ['imagez'] are declared by no chapter"),
 ])
 def test_bad_parameter_file_is_a_clear_error(tmp_path, capsys, text, message):
     params = tmp_path / "bad.yaml"
@@ -63,6 +64,21 @@ def test_bad_parameter_file_is_a_clear_error(tmp_path, capsys, text, message):
     assert main(["chapters", "--params", str(params), "--out", str(tmp_path / "out"), "--only", "01"]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_only_some_chapters_of_a_file_that_sets_others(tmp_path):
+    """--only picks chapters after the whole file is checked: chapter 01's settings do not stop 02."""
+    params = load_params(ROOT / "params" / "full.yaml")
+    assert "01_world_and_capture" in params["chapters"] or "01" in params["chapters"]
+    jobs = chapter_jobs(params, chapter_notebooks())
+    assert len(jobs) == len(chapter_notebooks())
+    with pytest.raises(ValueError, match="--only names chapter '99', which does not exist"):
+        run_chapters(ROOT / "params" / "full.yaml", tmp_path / "out", only=["99"], log=lambda _: None)
+
+
+def test_set_with_an_undeclared_name_is_refused(tmp_path, capsys):
+    assert main(["chapters", "--set", "imagez=64", "--out", str(tmp_path / "out"), "--only", "01"]) == 2
+    assert "['imagez'] are declared by no chapter" in capsys.readouterr().err
 
 
 def test_failing_chapter_is_named(tmp_path):

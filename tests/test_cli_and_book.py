@@ -1,3 +1,4 @@
+import pytest
 
 from rosetta_lite.cli import main
 
@@ -9,12 +10,60 @@ def test_world_command_writes_a_png(tmp_path):
 
 
 def test_world_command_rejects_bad_size_and_unwritable_folder(tmp_path, capsys):
-    assert main(["world", "--size", "8", "--out", str(tmp_path / "w.png")]) == 2
-    assert "size must be an integer from 16" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main(["world", "--size", "8", "--out", str(tmp_path / "w.png")])
+    assert stop.value.code == 2 and "--size: must be an integer from 16 to 1024, got 8" in capsys.readouterr().err
+    assert main(["world", "--out", str(tmp_path)]) == 2
+    assert "is a folder; give the path of a file" in capsys.readouterr().err
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     assert main(["world", "--out", str(blocker / "w.png")]) == 2
     assert "cannot create output folder" in capsys.readouterr().err
+
+
+BAD_ARGUMENTS = [
+    (["mine", "--batch-size", "0"], "--batch-size: must be an integer >= 1, got 0"),
+    (["mine", "--images", "-5"], "--images: must be an integer >= 1, got -5"),
+    (["mine", "--k", "0"], "--k: must be an integer >= 1, got 0"),
+    (["mine", "--grid", "-3"], "--grid: must be an integer from 1 to 1024, got -3"),
+    (["mine", "--grid", "100000"], "--grid: must be an integer from 1 to 1024, got 100000"),
+    (["mine", "--quantile", "1.5"], "--quantile: must be a number in (0, 1), got 1.5"),
+    (["mine", "--start", "-1"], "--start: must be an integer >= 0, got -1"),
+    (["bench", "mining", "--batch-size", "0"], "--batch-size: must be an integer >= 1, got 0"),
+    (["train", "lite-gan", "--steps", "0"], "--steps: must be an integer >= 1, got 0"),
+    (["eval", "trust", "--images", "0"], "--images: must be an integer >= 2, got 0"),
+    (["eval", "editing", "--images", "0"], "--images: must be an integer >= 1, got 0"),
+    (["eval", "inversion", "--restarts", "0"], "--restarts: must be an integer >= 1, got 0"),
+    (["eval", "concepts", "--min-iou", "2"], "--min-iou: must be a number in [0, 1], got 2"),
+    (["layers", "resnet18", "--input-size", "0"], "--input-size: must be an integer from 8 to 4096, got 0"),
+    (["world", "--n", "two"], "--n: must be an integer >= 1, got 'two'"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_ARGUMENTS)
+def test_bad_arguments_are_refused_before_any_work(argv, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_k_outside_the_models_units_is_refused_before_mining(tmp_path):
+    from rosetta_lite.dictionary.runs import check_k, mine_zoo
+
+    with pytest.raises(ValueError, match=r"k must be an integer from 1 to 64 \(the smallest model's units\), got 65"):
+        check_k(65, {"g": [32, 32], "d": [100]})
+    with pytest.warns(UserWarning, match="k=51"):
+        check_k(51, {"g": [64], "d": [100]})
+    with pytest.raises(ValueError, match="k must be an integer from 1 to"):
+        mine_zoo("lite-untrained", images=8, out=tmp_path, k=100_000, batch_size=8, progress=False)
+    assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_train_steps_zero_is_refused_not_the_default():
+    from rosetta_lite.train.recipes import train_member
+
+    with pytest.raises(ValueError, match="steps must be a whole number >= 1"):
+        train_member("lite-resnet-sup", "unused", steps=0)
 
 
 def test_bench_world_prints_json(capsys):
@@ -28,3 +77,15 @@ def test_bench_world_prints_json(capsys):
 def test_book_builds_with_warnings_as_errors(html):
     chapter = (html / "notebooks" / "01_world_and_capture.html").read_text()
     assert chapter.count("<img") >= 3 and "Traceback" not in chapter
+
+
+def test_ctrl_c_prints_one_line_that_says_a_rerun_resumes(tmp_path, capsys, monkeypatch):
+    import rosetta_lite.cli as cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "mine_zoo", interrupted)
+    assert main(["mine", "--images", "32", "--out", str(tmp_path)]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"interrupted: what was checkpointed in {tmp_path} is kept; run the same command again to resume"]

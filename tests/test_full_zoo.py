@@ -132,7 +132,7 @@ def test_one_mining_batch_runs_through_every_full_member(gans, name, encoders):
     for member in members:
         assert member.scale == "full" and not member.pretrained
     result = mine(gan, members, images=2, batch_size=2, progress=False)
-    assert result.batches_done == 1
+    assert result.counted == [[0, 2]]
     for member in members:
         assert result.settings.layers[member.name] == member.layers
         table = result.similarity(member.name)
@@ -165,3 +165,85 @@ def test_gan_loads_a_local_weights_file_and_refuses_another_resolutions(gans, tm
         zoo.load("biggan-deep-256", weights=str(path))
     with pytest.raises(zoo.ZooError, match="does not exist"):
         zoo.load("biggan-deep-128", weights=str(tmp_path / "nothing"))
+
+
+def test_timm_weights_files_load_every_tensor_or_are_refused(tmp_path):
+    import argparse
+
+    import timm
+
+    reference = timm.create_model("resnet50", pretrained=False, num_classes=0)
+    state = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in reference.state_dict().items()}
+    # a DINO-style checkpoint: the teacher's weights under "backbone.", its head, and its training arguments
+    dino = tmp_path / "dino.pth"
+    torch.save({"teacher": {"backbone." + k: v for k, v in state.items()} | {"head.mlp.0.weight": torch.zeros(2, 2)},
+                "args": argparse.Namespace(arch="resnet50", lr=0.1)}, dino)
+    member = zoo.load("dino-resnet50", weights=str(dino))
+    assert member.pretrained and torch.equal(member.model.state_dict()["conv1.weight"], state["conv1.weight"])
+    prefixed = tmp_path / "prefixed.pth"
+    torch.save({"encoder." + k: v for k, v in state.items()}, prefixed)
+    with pytest.raises(zoo.ZooError, match=r"do not fit ResNet: \d+ of its \d+ tensors are missing"):
+        zoo.load("resnet50", weights=str(prefixed))
+
+    from fractions import Fraction  # any class but a Namespace is refused unread
+
+    crafted = tmp_path / "crafted.pth"
+    torch.save({"state_dict": state, "x": Fraction(1, 3)}, crafted)
+    with pytest.raises(zoo.ZooError, match="holds objects other than tensors"):
+        zoo.load("resnet50", weights=str(crafted))
+
+
+def test_full_encoders_normalise_like_their_training_and_resnet50_is_torchvisions():
+    from rosetta_lite.zoo.full import TIMM_MEMBERS
+    from rosetta_lite.zoo.preprocess import IMAGENET_MEAN, IMAGENET_STD
+
+    assert TIMM_MEMBERS["resnet50"][1] == "tv_in1k"
+    member = zoo.load("dino-resnet50", pretrained=False)
+    assert member.preprocess.mean == IMAGENET_MEAN and member.preprocess.std == IMAGENET_STD
+
+
+def test_weights_downloaded_before_load_offline(gans, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    (tmp_path / "checkpoints").mkdir()
+    reference = gans["biggan-deep-128"]
+    torch.save(reference.model.state_dict(), tmp_path / "checkpoints" / "biggan-deep-128-pytorch_model.bin")
+    loaded = zoo.load("biggan-deep-128")
+    assert loaded.pretrained
+    assert all(torch.equal(a, b) for a, b in zip(loaded.model.state_dict().values(),
+                                                   reference.model.state_dict().values()))
+    resnet = zoo.load("resnet50", pretrained=False, seed=3)
+    torch.save(resnet.model.state_dict(), tmp_path / "checkpoints" / "dino_resnet50_pretrain.pth")
+    dino = zoo.load("dino-resnet50")
+    assert torch.equal(dino.model.conv1.weight, resnet.model.conv1.weight)
+
+
+def test_a_weights_file_with_a_few_gaps_loads_and_names_them(tmp_path):
+    reference = zoo.load("resnet50", pretrained=False, seed=4).model.state_dict()
+    few = tmp_path / "few.pth"
+    torch.save({k: v for k, v in reference.items() if k != "fc.weight" and k != "layer4.2.bn3.bias"}
+               | {"fc.weight": torch.zeros(3, 3), "extra.thing": torch.zeros(1)}, few)
+    with pytest.warns(UserWarning, match=r"initial values for \['layer4.2.bn3.bias'\]; unknown keys ignored: "
+                                         r"\['extra.thing'\]"):
+        zoo.load("resnet50", weights=str(few))
+
+
+def test_a_timm_model_in_the_hugging_face_cache_loads_offline(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+    from safetensors.torch import save_file
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    reference = zoo.load("resnet50", pretrained=False, seed=6).model
+    repo = tmp_path / "models--timm--resnet50.tv_in1k"
+    snapshot = repo / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abcd")
+    state = {k: v.contiguous() for k, v in reference.state_dict().items()} | {"fc.weight": torch.zeros(1000, 2048),
+                                                                             "fc.bias": torch.zeros(1000)}
+    save_file(state, str(snapshot / "model.safetensors"))
+    loaded = zoo.load("resnet50")
+    assert loaded.pretrained and torch.equal(loaded.model.conv1.weight, reference.conv1.weight)
+    with pytest.raises(zoo.ZooError, match=r"HF_HUB_OFFLINE is set, and vit_base_patch16_224.dino is not in the"):
+        zoo.load("dino-vitb16")

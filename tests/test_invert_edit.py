@@ -45,6 +45,11 @@ def dictionary(lite_run):
 
 
 @pytest.fixture(scope="module")
+def generator(dictionary):
+    return zoo.load(dictionary.generator)  # the lite zoo's default generator
+
+
+@pytest.fixture(scope="module")
 def gan():
     return zoo.load("lite-gan")
 
@@ -203,42 +208,42 @@ def test_activation_match_sign_and_normalisation():
     assert activation_match(g, g).min() > activation_match(g, torch.randn(2, 3, 8, 8)).max()
 
 
-def test_objective_rewards_matching_maps(gan, dictionary):
+def test_objective_rewards_matching_maps(generator, dictionary):
     clip = zoo.load("lite-clip")
-    z = gan.sample_latents(3, seed=5)
+    z = generator.sample_latents(3, seed=5)
     with torch.no_grad():
-        targets = gan.generate(z).clamp(0, 1)
-    objective = Objective(gan, targets, dictionary, [clip], None, beta=1.0)
+        targets = generator.generate(z).clamp(0, 1)
+    objective = Objective(generator, targets, dictionary, [clip], None, beta=1.0)
     with torch.no_grad():
         own = objective.terms(z)
-        other = objective.terms(gan.sample_latents(3, seed=99))
+        other = objective.terms(generator.sample_latents(3, seed=99))
     assert (own["act"] > other["act"]).float().mean() >= 2 / 3  # the target's own latent matches best
     assert torch.allclose(own["total"], own["rec"] + 0.05 * own["reg"] - own["act"], atol=1e-6)
     assert own["pixel"].max() < 1e-10
 
 
 def test_standardise_uses_the_mining_statistics(dictionary):
-    mean, std = dictionary.unit_stats("lite-gan")
-    units = [0, dictionary.models["lite-gan"]["units"][0] + 1]  # one unit of the first and second layer
+    mean, std = dictionary.unit_stats(dictionary.generator)
+    units = [0, dictionary.models[dictionary.generator]["units"][0] + 1]  # one unit of the first and second layer
     maps = {}
-    for layer, count in zip(dictionary.models["lite-gan"]["layers"], dictionary.models["lite-gan"]["units"]):
+    for layer, count in zip(dictionary.models[dictionary.generator]["layers"], dictionary.models[dictionary.generator]["units"]):
         maps[layer] = torch.zeros(1, count, 4, 4)
-    first, second = (dictionary.unit("lite-gan", u) for u in units)
+    first, second = (dictionary.unit(dictionary.generator, u) for u in units)
     maps[first[0]][:, first[1]] = mean[units[0]] + 2 * std[units[0]]  # two standard deviations up
     maps[second[0]][:, second[1]] = mean[units[1]]                    # at rest
-    out = standardise(maps, dictionary, "lite-gan", units, grid=8)
+    out = standardise(maps, dictionary, dictionary.generator, units, grid=8)
     assert out.shape == (1, 2, 8, 8)  # brought to the mining grid
     assert torch.allclose(out[:, 0], torch.full((1, 8, 8), 2.0), atol=1e-4)
     assert torch.allclose(out[:, 1], torch.zeros(1, 8, 8), atol=1e-4)
 
 
-def test_objective_sign_more_beta_lowers_the_total_by_beta_times_act(gan, dictionary):
+def test_objective_sign_more_beta_lowers_the_total_by_beta_times_act(generator, dictionary):
     clip = zoo.load("lite-clip")
-    z = gan.sample_latents(2, seed=8)
+    z = generator.sample_latents(2, seed=8)
     targets = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
-        low = Objective(gan, targets, dictionary, [clip], None, beta=0.0).terms(z)
-        high = Objective(gan, targets, dictionary, [clip], None, beta=2.0).terms(z)
+        low = Objective(generator, targets, dictionary, [clip], None, beta=0.0).terms(z)
+        high = Objective(generator, targets, dictionary, [clip], None, beta=2.0).terms(z)
     assert torch.allclose(low["act"], high["act"])
     assert torch.allclose(high["total"], low["total"] - 2.0 * low["act"], atol=1e-6)  # L_act is subtracted
     assert high["act"].abs().max() <= 1.0  # a mean of cosines
@@ -257,38 +262,48 @@ def test_inversion_recovers_a_gan_sample(gan):
     assert result.z.shape == (4, gan.z_dim) and result.stopped_at is None
 
 
-def test_edit_shift_moves_the_generation(gan, dictionary):
-    z = gan.sample_latents(2, seed=3)
-    result = edit(gan, z, shift(0.25, 0), dictionary, units="all", steps=20, progress=False)
-    assert result.after.shape == result.before.shape
-    assert result.history[-1] < result.history[0]
-
-
-def test_single_unit_edit_targets_only_that_unit_and_keeps_the_others(gan, dictionary):
-    unit = dictionary.clusters[0].generator_units[0]
-    layer, channel = dictionary.unit("lite-gan", unit)
-    z = gan.sample_latents(2, seed=4)
-    result = edit(gan, z, scale_unit(3.0), dictionary, units=[unit], steps=15, progress=False)
-    assert result.channels == {layer: [channel]} and result.targets[layer].shape[1] == 1
-    mean, _ = dictionary.unit_stats("lite-gan")
+def test_the_renderer_recovers_its_own_samples_from_their_images():
+    """From the image alone: the reader's guess starts one restart, and 60 steps refine it."""
+    renderer = zoo.load("lite-renderer")
     with torch.no_grad():
-        start = gan.generate(z)
+        targets = renderer.generate(renderer.sample_latents(4, seed=21))
+    result = invert(renderer, targets, steps=60, progress=False)
+    assert psnr(result.images, targets).mean() >= 25
+
+
+def test_edit_shift_moves_the_generation(generator, dictionary):
+    z = generator.sample_latents(2, seed=3)
+    result = edit(generator, z, shift(0.25, 0), dictionary, units="all", steps=20, progress=False)
+    assert result.after.shape == result.before.shape
+    # the edit keeps each latent's best step; the renderer's codes can flip on the way, so not every step is lower
+    assert min(result.history) < result.history[0] and not torch.equal(result.after, result.before)
+
+
+def test_single_unit_edit_targets_only_that_unit_and_keeps_the_others(generator, dictionary):
+    unit = dictionary.clusters[0].generator_units[0]
+    layer, channel = dictionary.unit(dictionary.generator, unit)
+    z = generator.sample_latents(2, seed=4)
+    result = edit(generator, z, scale_unit(3.0), dictionary, units=[unit], steps=15, progress=False)
+    assert result.channels == {layer: [channel]} and result.targets[layer].shape[1] == 1
+    mean, _ = dictionary.unit_stats(dictionary.generator)
+    with torch.no_grad():
+        start = generator.generate(z)
     from rosetta_lite.applications.edit import record_maps
-    own = record_maps(gan, z)[layer][:, [channel]]
+    own = record_maps(generator, z)[layer][:, [channel]]
     assert torch.allclose(result.targets[layer], mean[unit] + 3 * (own - mean[unit]), atol=1e-5)
     assert result.history[-1] < result.history[0]
     assert torch.allclose(result.before, start.clamp(0, 1))
 
 
-def test_local_edits_preserve_the_other_units_by_default(gan, dictionary):
+def test_local_edits_preserve_the_other_units_by_default(generator, dictionary):
     units = dictionary.clusters[0].generator_units
-    z = gan.sample_latents(2, seed=6)
-    kept = edit(gan, z, remove(), dictionary, units=units, steps=25, progress=False)
-    free = edit(gan, z, remove(), dictionary, units=units, steps=25, preserve=0.0, progress=False)
+    z = generator.sample_latents(2, seed=6)
+    kept = edit(generator, z, remove(), dictionary, units=units, steps=25, progress=False)
+    free = edit(generator, z, remove(), dictionary, units=units, steps=25, preserve=0.0, progress=False)
     # the preserved edit changes the image less than the unconstrained one
     assert (kept.after - kept.before).abs().mean() < (free.after - free.before).abs().mean()
     with pytest.raises(ValueError, match="non-negative"):
-        edit(gan, z, remove(), dictionary, units=units, steps=1, preserve=-1.0, progress=False)
+        edit(generator, z, remove(), dictionary, units=units, steps=1, preserve=-1.0, progress=False)
 
 
 def test_evaluate_editing_reports_every_edit(dictionary):
@@ -305,15 +320,15 @@ def test_evaluate_editing_reports_every_edit(dictionary):
     assert len(plain["removal"]["variants"]) == 1 and len(plain["geometry"]) == 8
 
 
-def test_geometric_edits_skip_coarse_layers_by_default(gan, dictionary):
-    z = gan.sample_latents(1, seed=2)
-    fine = edit(gan, z, zoom(1.5), dictionary, units="all", steps=1, progress=False)
+def test_geometric_edits_skip_coarse_layers_by_default(generator, dictionary):
+    z = generator.sample_latents(1, seed=2)
+    fine = edit(generator, z, zoom(1.5), dictionary, units="all", steps=1, progress=False)
     assert sorted(fine.channels) == ["b16", "b32"]  # maps at least half the 32 px output
-    every = edit(gan, z, zoom(1.5), dictionary, units="all", steps=1, min_scale=0.0, progress=False)
+    every = edit(generator, z, zoom(1.5), dictionary, units="all", steps=1, min_scale=0.0, progress=False)
     assert sorted(every.channels) == ["b16", "b32", "b4", "b8"]
-    coarse_unit = [dictionary.models["lite-gan"]["units"][0]]  # the first unit of b8
+    coarse_unit = [dictionary.models[dictionary.generator]["units"][0]]  # the first unit of b8
     with pytest.raises(ValueError, match="min_scale"):
-        edit(gan, z, shift(0.25, 0), dictionary, units=coarse_unit, steps=1, progress=False)
+        edit(generator, z, shift(0.25, 0), dictionary, units=coarse_unit, steps=1, progress=False)
 
 
 # ---- bad inputs ----
@@ -329,35 +344,35 @@ def test_wrong_size_and_channels_are_converted_with_warnings():
         prepare_target(torch.rand(1, 2, 32, 32), 32)
 
 
-def test_dictionary_of_another_generator_is_refused(gan, dictionary):
-    other = dataclasses.replace(dictionary, settings=dict(dictionary.settings, generator="other-gan"))
-    with pytest.raises(InversionError, match="mined with generator 'other-gan'"):
-        invert(gan, torch.rand(1, 3, 32, 32), other, encoders=[zoo.load("lite-clip")], steps=1, progress=False)
-    with pytest.raises(InversionError, match="other-gan"):
-        edit(gan, gan.sample_latents(1), shift(0.1, 0), other, steps=1, progress=False)
+def test_dictionary_of_another_generator_is_refused(generator, dictionary):
+    other = dataclasses.replace(dictionary, settings=dict(dictionary.settings, generator="other-generator"))
+    with pytest.raises(InversionError, match="mined with generator 'other-generator'"):
+        invert(generator, torch.rand(1, 3, 32, 32), other, encoders=[zoo.load("lite-clip")], steps=1, progress=False)
+    with pytest.raises(InversionError, match="other-generator"):
+        edit(generator, generator.sample_latents(1), shift(0.1, 0), other, steps=1, progress=False)
 
 
-def test_encoder_or_generator_version_not_in_the_dictionary_is_refused(gan, dictionary):
+def test_encoder_or_generator_version_not_in_the_dictionary_is_refused(generator, dictionary):
     stranger = dataclasses.replace(zoo.load("lite-clip"), name="vit-b16-clip")
     with pytest.raises(InversionError, match="not an encoder of this dictionary"):
-        invert(gan, torch.rand(1, 3, 32, 32), dictionary, encoders=[stranger], steps=1, progress=False)
+        invert(generator, torch.rand(1, 3, 32, 32), dictionary, encoders=[stranger], steps=1, progress=False)
     models = {k: dict(v) for k, v in dictionary.models.items()}
-    models["lite-gan"]["units"] = [u + 1 for u in models["lite-gan"]["units"]]
+    models[dictionary.generator]["units"] = [u + 1 for u in models[dictionary.generator]["units"]]
     resized = dataclasses.replace(dictionary, models=models)
     with pytest.raises(InversionError, match="another version of the generator"):
-        check_dictionary(gan, resized)
+        check_dictionary(generator, resized)
 
 
-def test_empty_rosetta_units_are_refused(gan, dictionary):
+def test_empty_rosetta_units_are_refused(generator, dictionary):
     empty = dataclasses.replace(dictionary, clusters=[])
     assert empty.rosetta_pairs("lite-clip") == []
     with pytest.raises(InversionError, match="no Rosetta units"):
-        invert(gan, torch.rand(1, 3, 32, 32), empty, encoders=[zoo.load("lite-clip")], steps=1, progress=False)
+        invert(generator, torch.rand(1, 3, 32, 32), empty, encoders=[zoo.load("lite-clip")], steps=1, progress=False)
     with pytest.raises(ValueError, match="no units"):
-        edit(gan, gan.sample_latents(1), shift(0.1, 0), empty, steps=1, progress=False)
+        edit(generator, generator.sample_latents(1), shift(0.1, 0), empty, steps=1, progress=False)
 
 
-def test_nan_stops_and_keeps_best(gan):
+def test_nan_stops_and_keeps_best(generator):
     calls = {"n": 0}
 
     def flaky(model, z):
@@ -365,7 +380,7 @@ def test_nan_stops_and_keeps_best(gan):
         out = model(z)
         return out * float("nan") if calls["n"] > 6 else out
 
-    bad = dataclasses.replace(gan, forward=flaky)
+    bad = dataclasses.replace(generator, forward=flaky)
     targets = torch.rand(1, 3, 32, 32)
     with pytest.warns(RuntimeWarning, match="non-finite inversion loss at step"):
         result = invert(bad, targets, steps=20, restarts=1, progress=False)
@@ -375,18 +390,18 @@ def test_nan_stops_and_keeps_best(gan):
     assert float(result.loss) <= min(result.history) + 1e-6  # the best latent seen, not the last one
 
 
-def test_nan_in_an_edit_stops_and_keeps_the_best_latent(gan, dictionary):
+def test_nan_in_an_edit_stops_and_keeps_the_best_latent(generator, dictionary):
     calls = {"n": 0}
 
     def flaky(module, inputs, output):  # the edited maps turn NaN after a few forward passes
         calls["n"] += 1
         return output * float("nan") if calls["n"] > 6 else output
 
-    z = gan.sample_latents(1, seed=1)
-    handle = gan.model.b16.register_forward_hook(flaky)
+    z = generator.sample_latents(1, seed=1)
+    handle = generator.model.b16.register_forward_hook(flaky)
     try:
         with pytest.warns(RuntimeWarning, match="non-finite edit loss at step"):
-            result = edit(gan, z, shift(0.25, 0), dictionary, units="all", steps=20, progress=False)
+            result = edit(generator, z, shift(0.25, 0), dictionary, units="all", steps=20, progress=False)
     finally:
         handle.remove()
     assert result.stopped_at is not None and len(result.history) == result.stopped_at
@@ -400,3 +415,21 @@ def test_metrics():
     summary = mean_ci([1.0, 2.0, 3.0])
     assert summary["mean"] == 2.0 and summary["ci95"][0] < 2 < summary["ci95"][1]
     assert paired_difference([2.0, 3.0, 4.0], [1.0, 2.0, 3.0])["mean"] == 1.0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without a GPU")
+def test_evaluations_on_a_missing_gpu_are_refused_before_any_work(dictionary):
+    from rosetta_lite.evaluation.inversion import evaluate_inversion
+
+    with pytest.raises(ValueError, match="torch sees no CUDA GPU here"):
+        evaluate_inversion(dictionary, images=2, device="cuda", progress=False)
+    with pytest.raises(ValueError, match="torch sees no CUDA GPU here"):
+        evaluate_editing(dictionary, images=2, device="cuda", progress=False)
+
+
+def test_inversion_and_editing_run_where_the_generator_is(generator, dictionary):
+    """Latents, targets and the dictionary's statistics follow the generator's device (the CPU here)."""
+    assert generator.device == torch.device("cpu") and generator.sample_latents(2).device == generator.device
+    result = invert(generator, torch.rand(1, 3, 32, 32), dictionary, encoders=[zoo.load("lite-clip")], steps=1,
+                    restarts=1, progress=False)
+    assert result.z.device == generator.device

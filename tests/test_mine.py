@@ -7,6 +7,7 @@ from rosetta_lite import zoo
 from rosetta_lite.capture import maps_to_rows, record_encoder, record_generator
 from rosetta_lite.cli import main
 from rosetta_lite.dictionary.rosetta import DictionaryError, RosettaDictionary, build_dictionary
+from rosetta_lite.dictionary.runs import save_dictionaries
 from rosetta_lite.mining.loop import latents, mine
 from rosetta_lite.mining.settings import ACCUMULATORS, CHECKPOINT, MiningResult
 
@@ -62,7 +63,7 @@ def test_resume_after_interruption_gives_the_identical_result(members, reference
     monkeypatch.setattr(mining, "record_generator", killed_in_batch_three)
     with pytest.raises(KeyboardInterrupt):
         mine(gan, encoders, images=48, batch_size=16, progress=False, out=tmp_path, checkpoint_every=1)
-    assert MiningResult.load(tmp_path / CHECKPOINT).batches_done == 2
+    assert MiningResult.load(tmp_path / CHECKPOINT).counted == [[0, 32]]
     monkeypatch.setattr(mining, "record_generator", real)
     resumed = mine(gan, encoders, images=48, batch_size=16, progress=False, out=tmp_path, checkpoint_every=1)
     for name in reference_run.pairs:
@@ -83,6 +84,75 @@ def test_shards_merge_into_the_single_run(members, reference_run):
         merged.merge(mine(gan, encoders, images=16, batch_size=16, start=16, progress=False))
 
 
+def _same_tables(a, b):
+    return all((a.similarity(n) - b.similarity(n)).abs().max() < 1e-9 for n in b.pairs)
+
+
+def test_mining_into_a_merged_folder_counts_nothing_twice(members, reference_run, tmp_path):
+    gan, encoders = members
+    first = mine(gan, encoders, images=16, batch_size=16, progress=False)
+    second = mine(gan, encoders, images=32, batch_size=16, start=16, progress=False)
+    first.merge(second).save(tmp_path / ACCUMULATORS)
+    resumed = mine(gan, encoders, images=48, batch_size=16, progress=False, out=tmp_path)
+    name = encoders[0].name
+    assert resumed.counted == [[0, 48]] and resumed.pairs[name].count == reference_run.pairs[name].count
+    assert _same_tables(resumed, reference_run)
+
+
+def test_a_merge_with_a_gap_reports_the_true_count_and_accepts_the_filling(members, reference_run, tmp_path):
+    gan, encoders = members
+    shard = {start: mine(gan, encoders, images=16, batch_size=16, start=start, progress=False) for start in (0, 16, 32)}
+    gapped = shard[0].merge(shard[32])
+    assert gapped.counted == [[0, 16], [32, 48]] and gapped.images_counted == 32
+    gapped.save(tmp_path / ACCUMULATORS)
+    with pytest.warns(UserWarning, match=r"counted 32 of the latents \[0, 48\); missing \[\[16, 32\]\]"):
+        summary = save_dictionaries(MiningResult.load(tmp_path / ACCUMULATORS), tmp_path / "dict", k=1)
+    assert summary["images"] == 32
+    filled = MiningResult.load(tmp_path / ACCUMULATORS).merge(shard[16])
+    assert filled.counted == [[0, 48]] and _same_tables(filled, reference_run)
+    continued = mine(gan, encoders, images=48, batch_size=16, progress=False, out=tmp_path)  # mines the gap only
+    assert continued.counted == [[0, 48]] and _same_tables(continued, reference_run)
+
+
+def test_random_shards_kills_and_merge_orders_give_the_single_run(members, tmp_path, monkeypatch):
+    """Property: any split of [0, 48) into shards, any kills and resumes, any merge order: one run's tables."""
+    import random
+
+    import rosetta_lite.mining.loop as mining
+
+    gan, encoders = members
+    single = mine(gan, encoders, images=48, batch_size=8, progress=False)  # float32 maps depend on the batch size
+    real = mining.record_generator
+    rng = random.Random(0)
+    for trial in range(3):
+        cuts = sorted(rng.sample([8, 16, 24, 32, 40], rng.randint(1, 3)))
+        bounds = [0, *cuts, 48]
+        shards = []
+        for index, (a, b) in enumerate(zip(bounds, bounds[1:])):
+            folder = tmp_path / f"t{trial}-s{index}"
+            calls = []
+
+            def dies_once(*args, calls=calls, at=rng.randint(2, 4)):
+                calls.append(1)
+                if len(calls) == at:
+                    raise KeyboardInterrupt
+                return real(*args)
+
+            monkeypatch.setattr(mining, "record_generator", dies_once)
+            try:
+                mine(gan, encoders, images=b - a, start=a, batch_size=8, progress=False, out=folder,
+                     checkpoint_every=1)
+            except KeyboardInterrupt:
+                pass
+            monkeypatch.setattr(mining, "record_generator", real)
+            shards.append(mine(gan, encoders, images=b - a, start=a, batch_size=8, progress=False, out=folder))
+        rng.shuffle(shards)
+        merged = shards[0]
+        for other in shards[1:]:
+            merged = merged.merge(other)
+        assert merged.counted == [[0, 48]] and _same_tables(merged, single), (trial, bounds)
+
+
 def test_dictionary_roundtrip_and_refusals(reference_run, tmp_path):
     d = build_dictionary(reference_run, k=2)
     assert d.rosetta_count() == sum(len(c.generator_units) for c in d.clusters)
@@ -94,6 +164,13 @@ def test_dictionary_roundtrip_and_refusals(reference_run, tmp_path):
     again = RosettaDictionary.load(tmp_path)
     assert again.summary() == d.summary() and torch.equal(again.similarity(d.encoders[0]), d.similarity(d.encoders[0]))
     data = json.loads((tmp_path / "dictionary.json").read_text())
+    for broken, message in ((dict(data, buddies=None) | {"extra": 1}, r"the file does not match schema version "
+                             r"\d+ \(unknown \['extra'\]\)"),
+                            ({k: v for k, v in data.items() if k != "dead"}, r"missing \['dead'\]"),
+                            (dict(data, clusters=[{"id": 0}]), r"cluster 0 does not match .*missing \['generator_units'")):
+        (tmp_path / "dictionary.json").write_text(json.dumps(broken))
+        with pytest.raises(DictionaryError, match=message):
+            RosettaDictionary.load(tmp_path)
     data["schema_version"] = 99
     (tmp_path / "dictionary.json").write_text(json.dumps(data))
     with pytest.raises(DictionaryError, match="schema version 99"):
@@ -153,7 +230,7 @@ def test_half_precision_activations_keep_float64_statistics(members, reference_r
         got, exact = half.similarity(name), reference_run.similarity(name)
         assert got.dtype == torch.float64 and half.pairs[name].cross.dtype == torch.float64
         assert torch.isfinite(got).all() and 0 < (got - exact).abs().max() < 0.5  # bf16 maps: close, not exact
-    with pytest.raises(ValueError, match="cannot merge runs with different"):
+    with pytest.raises(ValueError, match="cannot merge runs mined with different settings"):
         half.merge(mine(gan, encoders, images=16, batch_size=16, start=48, progress=False))
     with pytest.raises(ValueError, match="precision must be one of"):
         mine(gan, encoders, images=16, batch_size=16, progress=False, precision="half")
@@ -249,3 +326,52 @@ def test_cli_refuses_unknown_tables(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "mining", "--tables", "gpu"])
     assert "invalid choice: 'gpu'" in capsys.readouterr().err
+
+
+def test_one_writer_per_run_folder(members, tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from rosetta_lite.files import LOCK_NAME
+
+    gan, encoders = members
+    lock = tmp_path / LOCK_NAME
+    host = socket.gethostname()
+    lock.write_text(json.dumps({"pid": os.getppid(), "host": host, "since": "earlier"}))
+    with pytest.raises(RuntimeError, match=rf"being written by process {os.getppid()} on {host}"):
+        mine(gan, encoders, images=16, batch_size=16, progress=False, out=tmp_path)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock.write_text(json.dumps({"pid": int(gone.stdout), "host": host, "since": "earlier"}))
+    (tmp_path / ".accumulators.safetensors.abc.tmp").write_bytes(b"left by a killed write")
+    with pytest.warns(UserWarning, match=rf"taking over the lock of process {int(gone.stdout)}, which is gone"):
+        mine(gan, encoders, images=16, batch_size=16, progress=False, out=tmp_path)
+    assert not lock.exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_refused_merge_names_the_setting_that_differs(members):
+    gan, encoders = members
+    a = mine(gan, encoders, images=16, batch_size=16, progress=False)
+    b = mine(gan, encoders, images=16, batch_size=16, start=16, seed=1, progress=False)
+    with pytest.raises(ValueError, match=r"different settings \(seed: 0 vs 1\)"):
+        a.merge(b)
+
+
+def test_trained_and_control_built_differently_are_refused(reference_run, tmp_path):
+    from rosetta_lite.dictionary.runs import load_dictionaries
+
+    build_dictionary(reference_run, k=2).save(tmp_path)
+    build_dictionary(reference_run, k=3).save(tmp_path / "control")
+    with pytest.raises(ValueError, match=r"not built alike \(k 2 vs 3\): a run stopped between the two saves"):
+        load_dictionaries(tmp_path)
+
+
+def test_a_broken_manifest_is_named(tmp_path):
+    from rosetta_lite.zoo.member import ZooError
+    from rosetta_lite.zoo.weights import read_manifest
+
+    broken = tmp_path / "manifest.json"
+    broken.write_text("{not json")
+    with pytest.raises(ZooError, match=rf"the weights manifest {broken} cannot be read"):
+        read_manifest(broken)

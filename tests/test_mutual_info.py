@@ -112,7 +112,7 @@ def test_mi_resume_after_interruption_is_identical(members, reference, tmp_path,
     with pytest.raises(KeyboardInterrupt):
         mine(gan, encoders, images=48, out=tmp_path, checkpoint_every=1, **OPTIONS)
     saved = MiningResult.load(tmp_path / CHECKPOINT)
-    assert saved.batches_done == 1 and saved.thresholds.keys() == reference.thresholds.keys()
+    assert saved.counted == [[0, 16]] and saved.thresholds.keys() == reference.thresholds.keys()
     monkeypatch.setattr(mining, "record_generator", real)
     resumed = mine(gan, encoders, images=48, out=tmp_path, checkpoint_every=1, **OPTIONS)
     for name in reference.pairs:
@@ -139,7 +139,7 @@ def test_mi_shards_merge_exactly_and_mismatches_are_refused(members, reference):
     with pytest.raises(ValueError, match="thresholds differ"):
         merged.merge(other)
     pearson = mine(gan, encoders, images=16, start=64, batch_size=16, progress=False)
-    with pytest.raises(ValueError, match="cannot merge runs with different"):
+    with pytest.raises(ValueError, match="cannot merge runs mined with different settings"):
         merged.merge(pearson)
 
 

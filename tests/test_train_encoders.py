@@ -98,6 +98,27 @@ def test_atomic_save_leaves_old_file_on_failure(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
 
 
+def test_weights_are_ordinary_files_and_a_full_disk_is_one_clear_error(tmp_path, monkeypatch):
+    import os
+
+    import safetensors.torch
+
+    path = tmp_path / "w.safetensors"
+    checkpoints.save_weights(torch.nn.Linear(2, 2), path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # 0644 under the usual umask, like the JSON beside it
+    before = path.read_bytes()
+
+    def full(*args, **kwargs):
+        raise safetensors.SafetensorError("Error while serializing: IoError(No space left on device (os error 28))")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    with pytest.raises(RuntimeError, match="no space left on the device; the previous w.safetensors .* is kept"):
+        checkpoints.save_weights(torch.nn.Linear(2, 2), path)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]
+
+
 def test_bf16_precision_where_native_and_bad_precision_named(tmp_path):
     from safetensors import safe_open
 

@@ -10,7 +10,7 @@ from rosetta_lite.zoo import weights
 
 def test_names_cover_the_papers_zoo_at_both_scales():
     lite = zoo.names("lite")
-    assert len(lite) == 6 and zoo.names("lite", "generator") == ["lite-gan"]
+    assert len(lite) == 7 and zoo.names("lite", "generator") == ["lite-renderer", "lite-gan"]
     assert {"resnet50", "dino-resnet50", "dino-vitb16", "mae-vitb16", "clip-rn50"} <= set(zoo.names("full"))
     assert {row["name"] for row in zoo.describe()} == set(zoo.names())
 

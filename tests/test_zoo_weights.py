@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rosetta_lite import zoo
-from rosetta_lite.train.gan_quality import gan_quality
+from rosetta_lite.train.gan_quality import generator_quality
 from rosetta_lite.train.recipes import GATES
 from rosetta_lite.zoo import lite_arch
 from rosetta_lite.zoo.weights import WEIGHTS_DIR, read_manifest, sha256
@@ -47,9 +47,9 @@ def _measured(name: str) -> dict:
         tokenizer = lite_arch.clip_tokenizer()
         return {"zero_shot": ev.zero_shot_accuracy(model, tokenizer, n=1000),
                 "retrieval_top5_text_to_image": ev.retrieval_top_k(model, tokenizer, n=500)["text_to_image"]}
-    if name == "lite-gan":  # 500 samples (the install measures 2,000): the same gates, within CI's time
-        return gan_quality(WEIGHTS_DIR / MANIFEST[name]["file"], WEIGHTS_DIR / MANIFEST["lite-resnet-sup"]["file"],
-                           n=500)
+    if name in ("lite-gan", "lite-renderer"):  # 500 samples (the install measures 2,000): the same gates, within CI's time
+        return generator_quality(name, WEIGHTS_DIR / MANIFEST[name]["file"],
+                                 WEIGHTS_DIR / MANIFEST["lite-resnet-sup"]["file"], n=500)
     return {"probe": ev.linear_probe_accuracy(model, name, n_train=2000, n_test=1000)}
 
 

@@ -308,7 +308,8 @@ def edit(generator: Member, z: torch.Tensor, edit_fn: Edit, dictionary: RosettaD
         min_scale = edit_fn.min_scale
     if preserve < 0 or keep_near < 0:
         raise ValueError(f"preserve and keep_near are non-negative weights, got {preserve} and {keep_near}")
-    mean, std = dictionary.unit_stats(name)
+    mean, std = (t.to(generator.device) for t in dictionary.unit_stats(name))
+    z = z.to(generator.device)
     offsets = _layer_offsets(dictionary, name)
     channels, kept = _edited_and_kept(dictionary, name, units, offsets, preserve > 0)
     z_start = z.detach().clone()

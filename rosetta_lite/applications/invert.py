@@ -174,7 +174,7 @@ def standardise(maps: dict[str, torch.Tensor], dictionary: RosettaDictionary, mo
         m = maps[layer][:, channel:channel + 1].float()
         if m.shape[-2:] != (grid, grid):
             m = F.interpolate(m, size=(grid, grid), mode="bilinear", align_corners=False)
-        out.append((m - mean[unit]) / std[unit].clamp_min(1e-12))
+        out.append((m - mean[unit].to(m.device)) / std[unit].to(m.device).clamp_min(1e-12))
     return torch.cat(out, 1)
 
 
@@ -207,7 +207,7 @@ class Objective:
         self.pixel_weight, self.perceptual_weight, self.restarts = pixel_weight, perceptual_weight, restarts
         with torch.no_grad():
             size = generator.generate(generator.sample_latents(1, 0)).shape[-1]
-        self.targets = prepare_target(targets, size)
+        self.targets = prepare_target(targets, size).to(generator.device)
         self.repeated = self.targets.repeat_interleave(restarts, 0)
         self.pairs: dict[str, list[tuple[int, int]]] = {}
         self.target_maps: dict[str, torch.Tensor] = {}
@@ -272,7 +272,9 @@ def invert(generator: Member, targets: torch.Tensor, dictionary: RosettaDictiona
         result = invert(gan, targets, d, encoders=[zoo.load("lite-clip")], perceptual=zoo.load("lite-resnet-sup"))
 
     Adam with a cosine learning-rate schedule from ``lr`` to 0 over ``steps``. With no
-    ``encoders`` the activation term is off (the perceptual-only baseline).
+    ``encoders`` the activation term is off (the perceptual-only baseline). The restarts
+    start from seeded random latents, except that for a generator with a reader
+    (``Member.read``) the first restart of each target starts from the reader's guess.
     """
     objective = Objective(generator, targets, dictionary, encoders, perceptual, alpha=alpha, beta=beta,
                           pixel_weight=pixel_weight, perceptual_weight=perceptual_weight, restarts=restarts)
@@ -280,6 +282,10 @@ def invert(generator: Member, targets: torch.Tensor, dictionary: RosettaDictiona
     for member in [generator, *objective.encoders] + ([perceptual] if perceptual else []):
         member.model.requires_grad_(False)
     z = generator.sample_latents(n * restarts, seed=seed)
+    with torch.no_grad():
+        guess = generator.read(objective.targets)
+    if guess is not None:  # a generator that reads its scenes: the first restart of each target starts there
+        z[::restarts] = guess.to(z)
 
     def loss(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         terms = objective.terms(z)

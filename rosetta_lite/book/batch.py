@@ -73,11 +73,11 @@ def chapter_notebooks(folder: str | Path = NOTEBOOKS) -> list[Path]:
     return sorted(p for p in folder.glob("*.ipynb") if not p.name.startswith("."))
 
 
-def _chapter_key(key: str, notebooks: list[Path]) -> Path:
+def _chapter_key(key: str, notebooks: list[Path], source: str = "the parameter file") -> Path:
     matches = [nb for nb in notebooks if key in (nb.stem, nb.name) or nb.stem.split("_", 1)[0] == key]
     if len(matches) != 1:
         names = [nb.stem for nb in notebooks]
-        raise ValueError(f"parameter file names chapter {key!r}, which {'is ambiguous' if matches else 'does not exist'}"
+        raise ValueError(f"{source} names chapter {key!r}, which {'is ambiguous' if matches else 'does not exist'}"
                          f"; chapters: {names}")
     return matches[0]
 
@@ -90,9 +90,14 @@ def declared_parameters(notebook: str | Path) -> dict:
 
 
 def chapter_jobs(params: dict, notebooks: list[Path]) -> list[tuple[Path, dict]]:
-    """Each chapter with the parameters it will get; raises if a per-chapter one is not declared."""
+    """Each chapter with the parameters it will get.
+
+        jobs = chapter_jobs(load_params("params/full.yaml"), chapter_notebooks())
+
+    Raises if a per-chapter parameter is not declared by its chapter, or a common one by any chapter.
+    """
     per_chapter = {_chapter_key(key, notebooks): values for key, values in params["chapters"].items()}
-    jobs = []
+    jobs, everywhere = [], set()
     for notebook in notebooks:
         declared = declared_parameters(notebook)
         if not declared and (params["common"] or per_chapter.get(notebook)):
@@ -105,6 +110,11 @@ def chapter_jobs(params: dict, notebooks: list[Path]) -> list[tuple[Path, dict]]
                              f"it declares {sorted(declared)}")
         chosen.update(own)
         jobs.append((notebook, chosen))
+        everywhere.update(declared)
+    unknown = sorted(set(params["common"]) - everywhere)
+    if unknown:
+        raise ValueError(f"common parameter(s) {unknown} are declared by no chapter; the chapters declare "
+                         f"{sorted(everywhere)}")
     return jobs
 
 
@@ -126,11 +136,12 @@ def run_chapters(params_file: str | Path | None = None, out: str | Path = "runs/
     params = load_params(params_file)
     params["common"].update(overrides or {})
     books = chapter_notebooks(notebooks)
-    if only:
-        books = [_chapter_key(key, books) for key in only]
     if not books:
         raise FileNotFoundError(f"no chapter notebooks in {str(notebooks)!r}")
-    jobs = chapter_jobs(params, books)
+    jobs = chapter_jobs(params, books)  # every chapter: the file may set chapters that --only leaves out
+    if only:
+        chosen = {_chapter_key(key, books, source="--only") for key in only}
+        jobs = [job for job in jobs if job[0] in chosen]
     out = writable_dir(out)
     report = []
     for index, (notebook, values) in enumerate(jobs, 1):

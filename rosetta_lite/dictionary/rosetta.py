@@ -10,6 +10,7 @@ standard deviation on the mining grid (inversion normalises maps with them).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -168,8 +169,26 @@ class RosettaDictionary:
             tensors = load_file(str(tensors_path))
         except Exception as error:  # noqa: BLE001 - any failure to parse means the file is unusable
             raise DictionaryError(f"{tensors_path} is missing or corrupt ({error}); mine it again") from None
+        _check_fields(path, "the file", data, {"schema_version", "settings", "models", "clusters", "buddies", "dead"})
+        fields = {f.name for f in dataclasses.fields(Cluster)}
+        optional = {f.name for f in dataclasses.fields(Cluster)
+                    if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+        for index, cluster in enumerate(data["clusters"]):
+            _check_fields(path, f"cluster {index}", cluster, fields, optional)
         clusters = [Cluster(**c) for c in data["clusters"]]
         return cls(data["settings"], data["models"], clusters, data["buddies"], data["dead"], tensors)
+
+
+def _check_fields(path: Path, what: str, data, expected: set[str], optional: set[str] = frozenset()) -> None:
+    """Refuse a part of a dictionary file whose fields differ from the schema's, naming them."""
+    if not isinstance(data, dict):
+        raise DictionaryError(f"{path}: {what} must be a JSON object with {sorted(expected)}; mine it again")
+    missing, extra = sorted(expected - optional - set(data)), sorted(set(data) - expected)
+    if missing or extra:
+        said = ", ".join(part for part in (f"missing {missing}" if missing else "",
+                                           f"unknown {extra}" if extra else "") if part)
+        raise DictionaryError(f"{path}: {what} does not match schema version {SCHEMA_VERSION} ({said}); "
+                              "mine it again")
 
 
 def build_dictionary(result: MiningResult, k: int = 1, *, mode: str = "mutual", k_other: int = 5,

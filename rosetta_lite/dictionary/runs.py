@@ -10,13 +10,18 @@ dictionary of the trained zoo in ``out`` and that of the control zoo in ``out/co
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rosetta_lite.device import resolve_device
 from rosetta_lite.dictionary.rosetta import RosettaDictionary, build_dictionary
-from rosetta_lite.files import DEFAULT_RUN, project_path, writable_dir
+from rosetta_lite.files import DEFAULT_RUN, project_path, run_lock, writable_dir
 from rosetta_lite.mining import processes as distributed
 from rosetta_lite.mining.loop import mine
+from rosetta_lite.mining.plan import plan
+from rosetta_lite.mining.ranges import missing_ranges
 from rosetta_lite.mining.settings import MiningResult
 from rosetta_lite.zoo.member import Member
 from rosetta_lite.zoo.registry import CONTROL_SUFFIX, control_members, zoo_members
@@ -36,24 +41,45 @@ def mine_zoo(scale: str = "lite", images: int = 2000, out: str | Path = DEFAULT_
     """
     out = writable_dir(out)
     gan, trained = zoo_members(scale, generator, encoders)
+    check_k(k, plan(gan, trained)[1])
     controls = control_members(trained, control_seed) if control else []
-    result = mine(gan, trained + controls, images, out=out,
-                  control_seed=control_seed if control else None, **mine_options)
-    result.settings.extra["zoo"] = scale
-    if distributed.active() and distributed.dist.get_rank() != 0:
-        return None
-    return save_dictionaries(result, out, k=k, mode=mode)
+    with run_lock(out) if distributed.lead_process() else contextlib.nullcontext():  # mining and saving: one writer
+        result = mine(gan, trained + controls, images, out=out,
+                      control_seed=control_seed if control else None, **mine_options)
+        result.settings.extra["zoo"] = scale
+        if distributed.active() and distributed.dist.get_rank() != 0:
+            return None
+        return save_dictionaries(result, out, k=k, mode=mode)
+
+
+def check_k(k: int, units: dict[str, list[int]]) -> None:
+    """Refuse a best-buddy K outside 1 .. the smallest model's unit count; warn above 50.
+
+        check_k(3, {"lite-gan": [256, 128], "lite-clip": [64, 128]})
+    """
+    most = min(sum(widths) for widths in units.values())
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= most:
+        raise ValueError(f"k must be an integer from 1 to {most} (the smallest model's units), got {k!r}")
+    if k > 50:
+        warnings.warn(f"k={k} keeps up to {k} buddies a unit: the dictionary and its JSON grow with k "
+                      "(the paper uses 1 to 5)", UserWarning, stacklevel=3)
 
 
 def save_dictionaries(result: MiningResult, out: str | Path, k: int = 3, mode: str = "mutual") -> dict:
     """Build and save the trained zoo's dictionary and, if mined, the control's."""
+    check_k(k, result.settings.units)
     out = Path(out)
     names = result.settings.encoders
     trained = [n for n in names if not n.endswith(CONTROL_SUFFIX)]
     controls = [n for n in names if n.endswith(CONTROL_SUFFIX)]
     dictionary = build_dictionary(result, k, mode=mode, encoders=trained)
     dictionary.save(out)
-    summary = {"images": result.settings.images, "out": str(out), "similarity": result.settings.similarity,
+    s = result.settings
+    gaps = missing_ranges(result.counted, s.start, s.start + s.images)
+    if gaps:
+        warnings.warn(f"the run counted {result.images_counted} of the latents [{s.start}, {s.start + s.images}); "
+                      f"missing {gaps}: merge or mine them into {out} to complete it", UserWarning, stacklevel=2)
+    summary = {"images": result.images_counted, "out": str(out), "similarity": result.settings.similarity,
                "trained": dictionary.summary()}
     if controls:
         control = build_dictionary(result, k, mode=mode, encoders=controls)
@@ -65,8 +91,16 @@ def save_dictionaries(result: MiningResult, out: str | Path, k: int = 3, mode: s
 def load_dictionaries(folder: str | Path) -> tuple[RosettaDictionary, RosettaDictionary | None]:
     """The trained zoo's dictionary and the control's (None if the run had no control)."""
     folder = Path(folder)
-    control = folder / "control"
-    return RosettaDictionary.load(folder), (RosettaDictionary.load(control) if control.exists() else None)
+    trained = RosettaDictionary.load(folder)
+    control = RosettaDictionary.load(folder / "control") if (folder / "control").exists() else None
+    if control is not None:
+        differ = [key for key in ("k", "mode", "images", "start", "seed", "similarity")
+                  if trained.settings.get(key) != control.settings.get(key)]
+        if differ:
+            shown = ", ".join(f"{key} {trained.settings.get(key)!r} vs {control.settings.get(key)!r}" for key in differ)
+            raise ValueError(f"the trained and control dictionaries in {folder} were not built alike ({shown}): "
+                             "a run stopped between the two saves; mine it again (it resumes from its accumulators)")
+    return trained, control
 
 
 @dataclass
@@ -103,4 +137,7 @@ def open_run(folder: str | Path = DEFAULT_RUN, zoo: str = "lite", *, images: int
         summary = mine_zoo(zoo, images, folder, k=k, **mine_options)
     trained, control = load_dictionaries(folder)
     generator, encoders = zoo_members(zoo, trained.generator, trained.encoders)
+    device = resolve_device(mine_options.get("device", "cpu"))  # the chapters invert and edit there too
+    for member in [generator, *encoders]:
+        member.to(device)
     return Run(folder, trained, control, generator, encoders, summary)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from rosetta_lite import zoo
 from rosetta_lite.applications.edit import GEOMETRY_MIN_SCALE, Edit, edit, remove, shift, shift_maps, zoom, zoom_maps
 from rosetta_lite.applications.invert import check_dictionary, generator_maps, standardise
+from rosetta_lite.device import resolve_device
 from rosetta_lite.dictionary.rosetta import Cluster, RosettaDictionary
 from rosetta_lite.evaluation.metrics import mean_ci, paired_difference, rounded
 from rosetta_lite.zoo.member import Member
@@ -40,7 +41,8 @@ def pixel_transform(images: torch.Tensor, kind: str, amount) -> tuple[torch.Tens
 
 def evaluate_editing(dictionary: RosettaDictionary, images: int = 16, *, steps: int = 100, lr: float = 0.05,
                      keep_near: float = 0.01, seed: int = 11, change_threshold: float = 0.1,
-                     region_z: float = 1.0, baselines: bool = True, progress: bool = True) -> dict:
+                     region_z: float = 1.0, baselines: bool = True, progress: bool = True,
+                     device: str = "cpu") -> dict:
     """Edit fidelity: shift and zoom against the pixel transform; concept removal inside vs outside its region.
 
         report = evaluate_editing(RosettaDictionary.load("runs/lite"))
@@ -57,9 +59,10 @@ def evaluate_editing(dictionary: RosettaDictionary, images: int = 16, *, steps: 
 
     ``baselines`` adds the plain settings the defaults are measured against: every layer
     edited with uncovered cells at rest (geometry), and removal that sets every cell to
-    rest with no other unit kept (``remove(everywhere=True), preserve=0``).
+    rest with no other unit kept (``remove(everywhere=True), preserve=0``). The generator
+    runs on ``device``.
     """
-    gan = zoo.load(dictionary.generator)
+    gan = zoo.load(dictionary.generator).to(resolve_device(device))
     check_dictionary(gan, dictionary)
     z = gan.sample_latents(images, seed=seed)
     common = dict(steps=steps, lr=lr, keep_near=keep_near, progress=progress)

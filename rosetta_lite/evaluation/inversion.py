@@ -15,6 +15,7 @@ from rosetta_lite.applications.invert import (
     lpips_model,
     perceptual_distance,
 )
+from rosetta_lite.device import resolve_device
 from rosetta_lite.dictionary.rosetta import RosettaDictionary
 from rosetta_lite.evaluation.metrics import mean_ci, paired_difference, psnr, rounded, ssim
 from rosetta_lite.world import ShapesWorld
@@ -22,7 +23,7 @@ from rosetta_lite.world import ShapesWorld
 
 def evaluate_inversion(dictionary: RosettaDictionary, images: int = 50, *, steps: int = 100, restarts: int = 2,
                        lr: float = 0.1, beta: float = 0.5, seed: int = 7, perceptual: str = "lite-resnet-sup",
-                       encoders: list[str] | None = None, progress: bool = True) -> dict:
+                       encoders: list[str] | None = None, progress: bool = True, device: str = "cpu") -> dict:
     """The paper's Table 1 in the lite world: one row per objective on held-out Shapes World images.
 
         report = evaluate_inversion(RosettaDictionary.load("runs/lite"), images=50)
@@ -31,14 +32,16 @@ def evaluate_inversion(dictionary: RosettaDictionary, images: int = 50, *, steps
     Every row uses the same targets (world stream ``seed``), latents, steps and restarts.
     PSNR, SSIM and the offline perceptual distance per row (mean, 95% CI) and the paired
     difference from perceptual-only; LPIPS is null unless its backbone weights are on disk.
+    Every model runs on ``device``.
     """
-    gan = zoo.load(dictionary.generator)
+    device = resolve_device(device)
+    gan = zoo.load(dictionary.generator).to(device)
     check_dictionary(gan, dictionary)
-    judge = zoo.load(perceptual)
+    judge = zoo.load(perceptual).to(device)
     names = list(encoders or dictionary.encoders)
-    members = {name: zoo.load(name) for name in names}
+    members = {name: zoo.load(name).to(device) for name in names}
     size = gan.generate(gan.sample_latents(1, 0)).shape[-1]
-    targets = ShapesWorld(size=size).batch(images, seed=seed).images
+    targets = ShapesWorld(size=size).batch(images, seed=seed).images.to(device)
     lp = lpips_model()
     objectives = [("perceptual only", [])] + [(f"+ {n} matches", [n]) for n in names]
     if len(names) > 1:

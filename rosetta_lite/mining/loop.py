@@ -20,6 +20,7 @@ added into the float64 host tables (:class:`~rosetta_lite.stats.moments.CoMoment
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from dataclasses import dataclass
@@ -30,9 +31,10 @@ from tqdm.auto import tqdm
 
 from rosetta_lite.capture import maps_to_rows, record_encoder, record_generator
 from rosetta_lite.device import check_precision, precision_context, resolve_device, scratch
-from rosetta_lite.files import writable_dir
+from rosetta_lite.files import run_lock, writable_dir
 from rosetta_lite.mining import processes as distributed
 from rosetta_lite.mining.plan import choose_tables, plan, size_groups, table_bytes
+from rosetta_lite.mining.ranges import add_range, count, missing_ranges
 from rosetta_lite.mining.settings import (
     ACCUMULATORS,
     CHECKPOINT,
@@ -93,6 +95,13 @@ class MiningOptions:
         check_precision(self.precision)
         check_tables(self.tables, self.similarity)
         check_chunk_bytes(self.chunk_bytes)
+        for name, value, low in (("images", images, 1), ("batch_size", self.batch_size, 1),
+                                 ("checkpoint_every", self.checkpoint_every, 1), ("seed", self.seed, 0),
+                                 ("start", self.start, 0)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if self.grid is not None and (not isinstance(self.grid, int) or not 1 <= self.grid <= 1024):
+            raise ValueError(f"grid must be None (the largest map) or an integer from 1 to 1024, got {self.grid!r}")
         if images < self.batch_size:
             raise ValueError(f"images ({images}) must be at least one batch ({self.batch_size}); lower --batch-size")
         if self.similarity == "mi" and not 0.0 < self.quantile < 1.0:
@@ -138,20 +147,22 @@ def mine(generator: Member, encoders: list[Member], images: int, *, out: str | P
     if world > 1:
         start, images = distributed.share(start, images, opts.batch_size, rank, world)
     out = writable_dir(out) if out is not None else None
-    for member in [generator, *encoders]:
-        member.model.to(device)
-    checkpoint = CHECKPOINT if world == 1 else f"checkpoint-rank{rank}-of-{world}.safetensors"
-    result, placement, sides = _start(generator, encoders, opts, start, images, device, out, checkpoint, world)
-    _mine_batches(result, generator, encoders, sides, opts, device, out, checkpoint, rank)
-    if world > 1:
-        _reduce(result, placement, device, whole, opts.batch_size, world)
-    result.to("cpu")  # dictionaries, best buddies and saving index CPU tables with these
-    if out is not None:
-        if rank == 0:
-            result.save(out / ACCUMULATORS)
-        distributed.barrier()
-        (out / checkpoint).unlink(missing_ok=True)
-    return result
+    holder = run_lock(out) if out is not None and distributed.lead_process() else contextlib.nullcontext()
+    with holder:  # one writer per run folder
+        for member in [generator, *encoders]:
+            member.model.to(device)
+        checkpoint = CHECKPOINT if world == 1 else f"checkpoint-rank{rank}-of-{world}.safetensors"
+        result, placement, sides = _start(generator, encoders, opts, start, images, device, out, checkpoint, world)
+        _mine_batches(result, generator, encoders, sides, opts, device, out, checkpoint, rank)
+        if world > 1:
+            _reduce(result, placement, device, whole, world)
+        result.to("cpu")  # dictionaries, best buddies and saving index CPU tables with these
+        if out is not None:
+            if rank == 0:
+                result.save(out / ACCUMULATORS)
+            distributed.barrier()
+            (out / checkpoint).unlink(missing_ok=True)
+        return result
 
 
 def _check_models(generator: Member, encoders: list[Member]) -> None:
@@ -201,17 +212,14 @@ def _mine_batches(result: MiningResult, generator: Member, encoders: list[Member
                   opts: MiningOptions, device: torch.device, out: Path | None, checkpoint: str, rank: int) -> None:
     """The pass itself: every remaining batch generated, encoded and added into the accumulators."""
     s = result.settings
-    start, images, batch_size = s.start, s.images, s.batch_size
     groups = {name: size_groups(s.layers[name], s.units[name], sides[name], s.grid[name]) for name in s.layers}
     resamplers = {side: Resampler(side, device) for side in set(s.grid.values())}
-    batches = (images + batch_size - 1) // batch_size
-    bar = tqdm(total=images, desc="mining", unit="img", disable=not opts.progress or rank != 0,
-               initial=min(result.batches_done * batch_size, images))
+    todo = missing_ranges(result.counted, s.start, s.start + s.images)
+    bar = tqdm(total=s.images, desc="mining", unit="img", disable=not opts.progress or rank != 0,
+               initial=s.images - count(todo))
     with torch.no_grad():
-        for batch in range(result.batches_done, batches):
-            first = start + batch * batch_size
-            count = min(batch_size, start + images - first)
-            z = latents(generator, s.seed, first, count).to(device)
+        for done, (first, stop) in enumerate(_batches(todo, s.batch_size), 1):
+            z = latents(generator, s.seed, first, stop - first).to(device)
             with precision_context(opts.precision, device):
                 generated, g_maps = record_generator(generator, z)
                 encoded = [record_encoder(e, generated) for e in encoders]
@@ -224,14 +232,21 @@ def _mine_batches(result: MiningResult, generator: Member, encoders: list[Member
             # this batch's maps (and, inside the helper, its rows) are let go before the next batch
             # is generated: at full scale they are GBs, and two batches alive at once double the peak
             del generated, g_maps, encoded, tables
-            result.batches_done = batch + 1
-            bar.update(count)
-            if out is not None and (result.batches_done % opts.checkpoint_every == 0):
+            result.counted = add_range(result.counted, first, stop)
+            bar.update(stop - first)
+            if out is not None and done % opts.checkpoint_every == 0:
                 result.save(out / checkpoint)
     bar.close()
 
 
-def _reduce(result: MiningResult, placement: str, device: torch.device, whole: tuple[int, int], batch_size: int,
+def _batches(ranges: list[list[int]], batch_size: int):
+    """(first, stop) of every batch that covers ``ranges``, each range cut from its start."""
+    for start, stop in ranges:
+        for first in range(start, stop, batch_size):
+            yield first, min(first + batch_size, stop)
+
+
+def _reduce(result: MiningResult, placement: str, device: torch.device, whole: tuple[int, int],
             world: int) -> None:
     """Under torchrun: every process's accumulators summed into every process's result."""
     if placement == "host":
@@ -240,7 +255,7 @@ def _reduce(result: MiningResult, placement: str, device: torch.device, whole: t
     else:
         distributed.reduce_result(result)
     result.settings.start, result.settings.images = whole
-    result.batches_done = (whole[1] + batch_size - 1) // batch_size  # the whole run is done
+    result.counted = [[whole[0], whole[0] + whole[1]]]  # the whole run is done
     result.settings.extra["processes"] = world
 
 

@@ -38,6 +38,11 @@ def world_size_from_env() -> int:
     return world
 
 
+def lead_process() -> bool:
+    """Whether this is the process that owns the output folder: rank 0 under torchrun, or the only one."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def active() -> bool:
     """Whether this process is one of several in an initialised process group.
 

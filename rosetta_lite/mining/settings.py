@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from rosetta_lite.files import atomic_path
+from rosetta_lite.mining.ranges import Ranges, count, union
 from rosetta_lite.stats.binary import BinaryMoments
 from rosetta_lite.stats.moments import CoMoments
 
@@ -99,15 +100,21 @@ Accumulator = CoMoments | BinaryMoments
 class MiningResult:
     """Accumulators of a run: ``pairs[name]`` is the (generator, name) table; ``self_pair`` (G, G).
 
-    ``thresholds`` (similarity "mi"): per ``"model@grid"``, the frozen binarisation threshold
-    of every unit on that grid.
+    ``counted``: the latent ranges [a, b) the accumulators hold (a run continues only the
+    parts of ``[start, start + images)`` still missing). ``thresholds`` (similarity "mi"):
+    per ``"model@grid"``, the frozen binarisation threshold of every unit on that grid.
     """
 
     settings: MiningSettings
     pairs: dict[str, Accumulator]
     self_pair: Accumulator
-    batches_done: int = 0
+    counted: Ranges = field(default_factory=list)
     thresholds: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def images_counted(self) -> int:
+        """How many latents the accumulators hold."""
+        return count(self.counted)
 
     def similarity(self, encoder: str) -> torch.Tensor:
         """The (generator units, encoder units) table of the run's similarity, float64: Pearson or MI in nats."""
@@ -123,16 +130,22 @@ class MiningResult:
     def merge(self, other: "MiningResult") -> "MiningResult":
         """Fold in a run over a disjoint latent range with otherwise equal settings."""
         if other.settings.fingerprint(False) != self.settings.fingerprint(False):
-            raise ValueError("cannot merge runs with different models, layers, grids, seeds, similarity or "
-                             "precision")
+            mine, theirs = asdict(self.settings), asdict(other.settings)
+            differ = [k for k in mine if k not in ("start", "images", "device", "batch_size", "extra")
+                      and mine[k] != theirs[k]]
+            shown = "; ".join(f"{k}: {mine[k]!r} vs {theirs[k]!r}" for k in differ)
+            raise ValueError(f"cannot merge runs mined with different settings ({shown[:300]}); mine the shards "
+                             "with the same models, layers, grids, seed, similarity and precision")
         if self.thresholds.keys() != other.thresholds.keys() or not all(
                 torch.equal(value.cpu(), other.thresholds[key].cpu()) for key, value in self.thresholds.items()):
             raise ValueError("cannot merge runs whose binarisation thresholds differ (mined on other hardware or "
                              "with other calibration images); mine the shards with the same settings and device")
         a, b = self.settings, other.settings
-        if a.start < b.start + b.images and b.start < a.start + a.images:
-            raise ValueError(f"latent ranges overlap: [{a.start}, {a.start + a.images}) and "
-                             f"[{b.start}, {b.start + b.images}); merged runs must cover disjoint images")
+        try:
+            counted = union(self.counted, other.counted)
+        except ValueError:
+            raise ValueError(f"latent ranges overlap: {self.counted} and {other.counted}; merged runs must cover "
+                             "disjoint images") from None
         for name, acc in self.pairs.items():
             acc.merge(other.pairs[name])
         self.self_pair.merge(other.self_pair)
@@ -140,17 +153,17 @@ class MiningResult:
         self.settings.images = max(a.start + a.images, b.start + b.images) - low
         self.settings.start = low
         self.settings.extra.setdefault("merged_ranges", []).append([b.start, b.start + b.images])
+        self.counted = counted
         return self
 
-    def save(self, path: str | Path, batches_done: int | None = None) -> None:
-        """Write accumulators, thresholds and settings to one safetensors file, atomically."""
+    def save(self, path: str | Path) -> None:
+        """Write accumulators, thresholds, settings and counted ranges to one safetensors file, atomically."""
         tensors = self.self_pair.state_dict("self/")
         for name, acc in self.pairs.items():
             tensors.update(acc.state_dict(f"pair/{name}/"))
         for key, value in self.thresholds.items():
             tensors[f"threshold/{key}"] = value.contiguous().cpu()
-        meta = {"settings": json.dumps(asdict(self.settings)),
-                "batches_done": str(self.batches_done if batches_done is None else batches_done)}
+        meta = {"settings": json.dumps(asdict(self.settings)), "counted": json.dumps(self.counted)}
         with atomic_path(path) as tmp:
             save_file(tensors, tmp, metadata=meta)
 
@@ -171,8 +184,16 @@ class MiningResult:
             raise ValueError(f"{path} is not a readable mining accumulator file ({error})") from None
         thresholds = {key.removeprefix("threshold/"): value for key, value in tensors.items()
                       if key.startswith("threshold/")}
-        return cls(settings, pairs, self_pair, int(meta["batches_done"]), thresholds)
+        return cls(settings, pairs, self_pair, _counted(meta, settings), thresholds)
 
+
+
+def _counted(meta: dict, settings: MiningSettings) -> Ranges:
+    """The counted ranges of a saved run; files from before ranges were kept give a batch count instead."""
+    if "counted" in meta:
+        return [list(r) for r in json.loads(meta["counted"])]
+    done = min(int(meta.get("batches_done", 0)) * settings.batch_size, settings.images)
+    return [[settings.start, settings.start + done]] if done else []
 
 
 def _accumulator_class(similarity: str) -> type:

@@ -1,4 +1,4 @@
-"""Sample-quality figures for the lite GAN: k-NN precision/recall and Frechet distance.
+"""Sample-quality figures for the lite generators: k-NN precision/recall and Frechet distance.
 
 Usage::
 
@@ -25,7 +25,7 @@ from rosetta_lite.train.checkpoints import load_weights
 from rosetta_lite.train.quality import encode
 from rosetta_lite.world import ShapesWorld
 from rosetta_lite.zoo import lite_arch
-from rosetta_lite.zoo.gan_arch import load_generator
+from rosetta_lite.zoo.lite import generator_model
 
 __all__ = ["knn_radii", "manifold_coverage", "knn_precision_recall", "frechet_distance"]
 
@@ -101,14 +101,15 @@ def frechet_distance(a, b) -> float:
     return max(fd, 0.0)
 
 
-def gan_quality(generator_weights: Path, classifier_weights: Path, n: int = 2000, seed: int = 7) -> dict:
-    """Precision/recall (k = 3) and Frechet distance of ``n`` generator samples.
+def generator_quality(name: str, generator_weights: Path, classifier_weights: Path, n: int = 2000,
+                      seed: int = 7) -> dict:
+    """Precision/recall (k = 3) and Frechet distance of ``n`` samples of the lite generator ``name``.
 
-        gan_quality(Path("runs/zoo/lite-gan.safetensors"), Path("runs/zoo/lite-resnet-sup.safetensors"))
+        generator_quality("lite-gan", Path("runs/zoo/lite-gan.safetensors"), Path("runs/zoo/lite-resnet-sup.safetensors"))
 
     The samples' latents are drawn with ``seed``; they are judged by ``image_set_quality``.
     """
-    generator = load_generator(generator_weights).eval()
+    generator = generator_model(name, generator_weights)
     with torch.no_grad():
         latents = torch.randn(n, generator.z_dim, generator=torch.Generator().manual_seed(seed))
         fake = torch.cat([generator(z).clamp(0, 1) for z in latents.split(500)])

@@ -4,7 +4,7 @@
 
 ``python -m rosetta_lite train NAME`` and ``train --all`` call this. Training draws world
 seeds >= 1000; every quality figure is measured on world seed 7, never trained on.
-Encoders are trained before the GAN: its gate is judged in ``lite-resnet-sup``'s features.
+Encoders are trained before the generators: their gates are judged in ``lite-resnet-sup``'s features.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from pathlib import Path
 
 from rosetta_lite.train import quality as ev
 from rosetta_lite.train.checkpoints import load_weights, trained_or_shipped
-from rosetta_lite.train.gan_quality import gan_quality
+from rosetta_lite.train.gan_quality import generator_quality
 from rosetta_lite.train.mae import load_mae
 from rosetta_lite.zoo import lite_arch
+from rosetta_lite.zoo.lite import GENERATORS
 from rosetta_lite.zoo.weights import install
 
 #: the quality gates of the lite zoo issue, by member: figure name -> lowest passing value
@@ -27,9 +28,11 @@ GATES: dict[str, dict[str, float]] = {
     "lite-vit-dino": {"probe": 0.85},
     "lite-vit-mae": {},  # PSNR on masked patches is reported against the mean-colour baseline
     "lite-clip": {"zero_shot": 0.80, "retrieval_top5_text_to_image": 0.50},
+    "lite-renderer": {"precision_ratio": 0.85, "recall_ratio": 0.70, "class_frequency_gap_max": -0.10},
     "lite-gan": {"precision_ratio": 0.85, "recall_ratio": 0.70, "class_frequency_gap_max": -0.10},
 }
-ORDER = ("lite-resnet-sup", "lite-resnet-dino", "lite-vit-dino", "lite-vit-mae", "lite-clip", "lite-gan")
+ORDER = ("lite-resnet-sup", "lite-resnet-dino", "lite-vit-dino", "lite-vit-mae", "lite-clip", "lite-renderer",
+         "lite-gan")
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ RECIPES: dict[str, RecipeSpec] = {
     "lite-vit-dino": RecipeSpec("rosetta_lite.train.selfsup", "train_lite_vit_dino", 400),
     "lite-vit-mae": RecipeSpec("rosetta_lite.train.mae", "train_lite_vit_mae", 600),
     "lite-clip": RecipeSpec("rosetta_lite.train.clip", "train_lite_clip", 2000),
+    "lite-renderer": RecipeSpec("rosetta_lite.train.renderer", "train_lite_renderer", 8000),
     "lite-gan": RecipeSpec("rosetta_lite.train.gan", "train_gan", 2000, seed=0),
 }
 
@@ -66,8 +70,8 @@ def measure_quality(name: str, out_dir: Path) -> dict:
         measure_quality("lite-clip", Path("runs/zoo"))
     """
     weights = Path(out_dir) / f"{name}.safetensors"
-    if name == "lite-gan":
-        return gan_quality(weights, trained_or_shipped(out_dir, "lite-resnet-sup"))
+    if name in GENERATORS:
+        return generator_quality(name, weights, trained_or_shipped(out_dir, "lite-resnet-sup"))
     net = load_weights(lite_arch.build_member(name), weights).eval()
     # the label is the largest of up to three objects' shape; on one-object scenes the probe
     # reads shape knowledge alone, without the comparison of sizes
@@ -100,11 +104,14 @@ def train_member(name: str, out_dir: str | Path = "runs/zoo", steps: int | None 
     if name not in RECIPES:
         raise ValueError(f"no recipe for {name!r}; recipes: {list(RECIPES)}")
     recipe = RECIPES[name]
+    if steps is not None and (not isinstance(steps, int) or steps < 1):
+        raise ValueError(f"steps must be a whole number >= 1 (or None for the recipe's {recipe.steps}), got {steps!r}")
+    steps = recipe.steps if steps is None else steps
     out_dir = Path(out_dir)
     start = time.perf_counter()
-    figures = recipe.train(out_dir, steps or recipe.steps, recipe.seed if seed is None else seed, progress, device)
+    figures = recipe.train(out_dir, steps, recipe.seed if seed is None else seed, progress, device)
     quality = measure_quality(name, out_dir)
-    report = {"member": name, "recipe": f"python -m rosetta_lite train {name}", "steps": steps or recipe.steps,
+    report = {"member": name, "recipe": f"python -m rosetta_lite train {name}", "steps": steps,
               "seed": recipe.seed if seed is None else seed,
               "train_seconds": round(figures.get("seconds", time.perf_counter() - start), 1),
               "quality": quality, "gates": gate_results(name, quality),

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from rosetta_lite.zoo.hub import _offline_error, _state_dict, hub_unavailable_reason
+from rosetta_lite.zoo.hub import _offline_error, _state_dict, cached_download, hub_unavailable_reason
 from rosetta_lite.zoo.member import Member, ZooError
 
 NOISE_DIM = 128
@@ -243,6 +243,9 @@ def _pretrained_state(name: str, weights: str | None) -> tuple[dict[str, torch.T
     if weights is not None:
         return _state_dict(str(_weights_file(weights))), weights
     url = WEIGHTS_URL.format(name=name)
+    cached = cached_download(url, f"{name}-pytorch_model.bin")
+    if cached is not None:  # downloaded before: no network needed
+        return _state_dict(str(cached)), str(cached)
     reason = hub_unavailable_reason("s3.amazonaws.com")
     if reason:
         raise _offline_error(name, reason, url)

@@ -14,11 +14,13 @@ Offline, asking for them fails at once with a message that says so.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from rosetta_lite.zoo import biggan
-from rosetta_lite.zoo.hub import _offline_error, _state_dict, hub_unavailable_reason
-from rosetta_lite.zoo.member import Member, Spec
+from rosetta_lite.zoo.hub import _offline_error, _state_dict, cached_download, hub_unavailable_reason
+from rosetta_lite.zoo.member import Member, Spec, ZooError
 from rosetta_lite.zoo.preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
 RESNET_LAYERS = [f"layer{i}" for i in range(1, 5)]
@@ -27,11 +29,70 @@ DINO_RESNET50_URL = "https://dl.fbaipublicfiles.com/dino/dino_resnet50_pretrain/
 
 # name: (timm architecture, timm pretrained tag or None, default layers, trained for)
 TIMM_MEMBERS = {
-    "resnet50": ("resnet50", "a1_in1k", RESNET_LAYERS, "ImageNet classification (class-supervised)"),
+    # the paper's supervised ResNet50 is torchvision's ImageNet model: timm's tv_in1k, same architecture
+    "resnet50": ("resnet50", "tv_in1k", RESNET_LAYERS, "ImageNet classification (class-supervised)"),
     "dino-resnet50": ("resnet50", None, RESNET_LAYERS, "DINO self-supervision (weights: DINO's release)"),
     "dino-vitb16": ("vit_base_patch16_224", "dino", VIT_B_LAYERS, "DINO self-supervision"),
     "mae-vitb16": ("vit_base_patch16_224", "mae", VIT_B_LAYERS, "masked autoencoding (MAE)"),
 }
+
+
+def load_backbone(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load a backbone's weights: refused when they fill under 95% of the model's tensors, else any gap named.
+
+        load_backbone(timm.create_model("resnet50", num_classes=0), torch.load("r50.pth"), "r50.pth")
+
+    Keys of a classifier head the backbone does not have (``fc.``, ``head.``) are ignored.
+    """
+    result = model.load_state_dict(state, strict=False)
+    unexpected = [k for k in result.unexpected_keys if not k.startswith(("fc.", "head.", "head_drop."))]
+    total = len(model.state_dict())
+    if len(result.missing_keys) > 0.05 * total:
+        raise ZooError(f"weights {source} do not fit {type(model).__name__}: {len(result.missing_keys)} of its "
+                       f"{total} tensors are missing (e.g. {result.missing_keys[:3]}), {len(unexpected)} keys "
+                       f"are unknown (e.g. {unexpected[:3]}); is it a checkpoint of another model, or are its "
+                       "keys prefixed?")
+    if result.missing_keys or unexpected:
+        warnings.warn(f"weights {source}: {type(model).__name__} keeps its initial values for "
+                      f"{result.missing_keys}; unknown keys ignored: {unexpected}", UserWarning, stacklevel=3)
+
+
+def _dino_resnet50_state(name: str) -> dict[str, torch.Tensor]:
+    """DINO's ResNet50 weights: from the torch hub cache when downloaded before, else from its release site."""
+    cached = cached_download(DINO_RESNET50_URL)
+    if cached is not None:
+        return _state_dict(str(cached))
+    reason = hub_unavailable_reason("dl.fbaipublicfiles.com")
+    if reason:
+        raise _offline_error(name, reason, DINO_RESNET50_URL)
+    return torch.hub.load_state_dict_from_url(DINO_RESNET50_URL, map_location="cpu", weights_only=True)
+
+
+def _timm_pretrained(name: str, tagged: str) -> torch.nn.Module:
+    """A timm model with its hub weights; offline (HF_HUB_OFFLINE) from the Hugging Face cache, if it is there."""
+    import timm
+
+    reason = hub_unavailable_reason("huggingface.co")
+    if reason:
+        cached = _hf_cached(tagged)
+        if cached is None:
+            raise _offline_error(name, reason + f", and {tagged} is not in the Hugging Face cache")
+        return timm.create_model(tagged, pretrained=True, num_classes=0, pretrained_cfg_overlay={"file": cached})
+    try:
+        return timm.create_model(tagged, pretrained=True, num_classes=0)
+    except Exception as error:  # noqa: BLE001 - any download failure: say what to do instead
+        raise ZooError(f"{name}: loading {tagged} from the Hugging Face hub failed ({error})") from error
+
+
+def _hf_cached(tagged: str) -> str | None:
+    """The weights file of timm's ``tagged`` model in the Hugging Face cache, or None (never a download)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        path = try_to_load_from_cache(f"timm/{tagged}", filename)
+        if isinstance(path, str):
+            return path
+    return None
 
 
 def _timm_member(name: str, pretrained: bool, seed: int, weights: str | None) -> Member:
@@ -41,19 +102,13 @@ def _timm_member(name: str, pretrained: bool, seed: int, weights: str | None) ->
     torch.manual_seed(seed)
     model = timm.create_model(arch, pretrained=False, num_classes=0)
     if weights is not None:
-        model.load_state_dict(_state_dict(weights), strict=False)
+        load_backbone(model, _state_dict(weights), weights)
+    elif pretrained and tag is None:
+        load_backbone(model, _dino_resnet50_state(name), DINO_RESNET50_URL)
     elif pretrained:
-        # DINO's ResNet50 comes from its own release site, the others from the Hugging Face hub
-        reason = hub_unavailable_reason("dl.fbaipublicfiles.com" if tag is None else "huggingface.co")
-        if reason:
-            raise _offline_error(name, reason, DINO_RESNET50_URL if tag is None else None)
-        if tag is None:
-            state = torch.hub.load_state_dict_from_url(DINO_RESNET50_URL, map_location="cpu", weights_only=True)
-            model.load_state_dict(state, strict=False)
-        else:
-            model = timm.create_model(f"{arch}.{tag}", pretrained=True, num_classes=0)
-    cfg = model.pretrained_cfg or {}
-    prep = Preprocess(size=224, mean=tuple(cfg.get("mean", IMAGENET_MEAN)), std=tuple(cfg.get("std", IMAGENET_STD)))
+        model = _timm_pretrained(name, f"{arch}.{tag}")
+    # all four were trained on ImageNet-normalised inputs; timm's default ViT config (0.5, 0.5) is another model's
+    prep = Preprocess(size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD)
     return Member(name, "encoder", "full", model.eval(), list(layers), prep, trained_for=trained_for,
                   pretrained=pretrained or weights is not None)
 

@@ -30,6 +30,15 @@ def hub_unavailable_reason(host: str = "huggingface.co") -> str | None:
 
 
 
+def cached_download(url: str, file_name: str | None = None) -> Path | None:
+    """The file ``torch.hub.load_state_dict_from_url(url, file_name=...)`` saved earlier, or None.
+
+        cached_download(DINO_RESNET50_URL)   # ~/.cache/torch/hub/checkpoints/dino_resnet50_pretrain.pth
+    """
+    path = Path(torch.hub.get_dir()) / "checkpoints" / (file_name or url.rsplit("/", 1)[-1])
+    return path if path.is_file() else None
+
+
 def _offline_error(name: str, reason: str, url: str | None = None) -> ZooError:
     source = f" ({url})" if url else ""
     return ZooError(
@@ -46,7 +55,15 @@ def _state_dict(path: str) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    import argparse
+    import pickle
+
+    try:  # DINO's checkpoints keep their training arguments, a plain Namespace, beside the weights
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ZooError(f"weights file {path!r} holds objects other than tensors and plain values, so it was not "
+                       f"unpickled (loading it could run code): {str(error).splitlines()[0]}") from None
     for key in ("state_dict", "model", "teacher"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]

@@ -1,19 +1,25 @@
-"""The lite zoo: a GAN and five encoders trained by the project on the Shapes World.
+"""The lite zoo: two generators and five encoders trained by the project on the Shapes World.
 
-    member = build_lite("lite-vit-dino", pretrained=True)
+    member = zoo.load("lite-vit-dino"); model = generator_model("lite-renderer", "runs/zoo/lite-renderer.safetensors")
 """
 
 from __future__ import annotations
 
+import os
+
 import torch
+from safetensors.torch import load_file
 
 from rosetta_lite.zoo import lite_arch
 from rosetta_lite.zoo.gan_arch import GENERATOR_LAYERS, LiteGenerator, load_generator
 from rosetta_lite.zoo.member import Member, Spec, ZooError
 from rosetta_lite.zoo.preprocess import Preprocess
+from rosetta_lite.zoo.renderer_arch import RENDERER_LAYERS, SceneRenderer
 from rosetta_lite.zoo.weights import entry, retrain_command, verified_file, verified_state_dict
 
 TRAINED_FOR = {
+    "lite-renderer": ("drawing a Shapes World scene from its description (a learned renderer, trained by "
+                      "reconstruction with the slots' masks; its latent is the world's scene description)"),
     "lite-gan": ("generating Shapes World scenes (adversarial; coordinate-conv DCGAN, hinge loss, "
                  "plus a discriminator on lite-clip's frozen features)"),
     "lite-resnet-sup": "shape classification with labels (paper: class-supervised ResNet50)",
@@ -28,16 +34,35 @@ def _clip_images(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model.encode_image(x)
 
 
-def _build_generator(pretrained: bool, seed: int) -> Member:
-    info = entry("lite-gan") if pretrained else {}
+GENERATORS = ("lite-renderer", "lite-gan")
+_LAYERS = {"lite-renderer": RENDERER_LAYERS, "lite-gan": GENERATOR_LAYERS}
+
+
+def generator_model(name: str, path: str | os.PathLike | None = None) -> torch.nn.Module:
+    """A lite generator's network from a weights file (the shipped one, checksum verified, by default).
+
+        g = generator_model("lite-gan"); images = g(torch.randn(4, g.z_dim))
+    """
+    if name not in GENERATORS:
+        raise ZooError(f"{name!r} is not a lite generator; they are {list(GENERATORS)}")
+    path = verified_file(name) if path is None else path
+    if name == "lite-gan":
+        return load_generator(path)  # its constructor config is in the file
+    model = SceneRenderer()
+    model.load_state_dict(load_file(str(path)))
+    return model.eval().requires_grad_(False)
+
+
+def _build_generator(name: str, pretrained: bool, seed: int) -> Member:
+    info = entry(name) if pretrained else {}
     torch.manual_seed(seed)
     if pretrained:
-        model = load_generator(verified_file("lite-gan"))  # its constructor config is in the file
+        model = generator_model(name)
     else:
-        model = LiteGenerator()
-    return Member("lite-gan", "generator", "lite", model.eval(), list(GENERATOR_LAYERS),
-                  trained_for=TRAINED_FOR["lite-gan"], pretrained=pretrained,
-                  quality=info.get("quality", {}), z_dim=model.z_dim)
+        model = LiteGenerator() if name == "lite-gan" else SceneRenderer()
+    return Member(name, "generator", "lite", model.eval(), list(_LAYERS[name]),
+                  trained_for=TRAINED_FOR[name], pretrained=pretrained,
+                  quality=info.get("quality", {}), z_dim=model.z_dim, reader=getattr(model, "read", None))
 
 
 def _build_encoder(name: str, pretrained: bool, seed: int) -> Member:
@@ -57,13 +82,13 @@ def _build_encoder(name: str, pretrained: bool, seed: int) -> Member:
 
 
 def _spec(name: str) -> Spec:
-    kind = "generator" if name == "lite-gan" else "encoder"
+    kind = "generator" if name in GENERATORS else "encoder"
 
     def build(pretrained: bool = True, seed: int = 0, weights: str | None = None) -> Member:
         if weights is not None:
             raise ZooError(f"{name} loads its shipped weights; weights= is for full-scale members")
         if kind == "generator":
-            return _build_generator(pretrained, seed)
+            return _build_generator(name, pretrained, seed)
         return _build_encoder(name, pretrained, seed)
 
     return Spec(name, kind, "lite", TRAINED_FOR[name], build)

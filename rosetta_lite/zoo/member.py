@@ -27,7 +27,9 @@ class Member:
     ``encode(images)`` runs an encoder on images in [0, 1] (its own preprocessing first);
     record its ``layers`` with :class:`rosetta_lite.capture.Trace` around the call.
     Generators: ``sample_latents(n, seed)`` and ``generate(z)`` (images in [0, 1],
-    differentiable in z); their ``layers`` are recorded around ``generate``.
+    differentiable in z); their ``layers`` are recorded around ``generate``. A generator
+    with a ``reader`` (images -> latents) can guess a latent from an image; inversion
+    starts one restart from that guess.
     """
 
     name: str
@@ -41,10 +43,24 @@ class Member:
     quality: dict = field(default_factory=dict)
     forward: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)
     z_dim: int | None = None
+    reader: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)
 
     @property
     def is_generator(self) -> bool:
         return self.kind == "generator"
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's parameters are (the CPU for a model without any)."""
+        return next(iter(self.model.parameters()), torch.empty(0)).device
+
+    def to(self, device: str | torch.device) -> "Member":
+        """Move the model to ``device`` (in place); returns self.
+
+            gan = zoo.load("lite-gan").to("cuda")
+        """
+        self.model.to(device)
+        return self
 
     def encode(self, images_bchw: torch.Tensor) -> torch.Tensor:
         """Run the encoder on images in [0, 1], shaped (B, 3, H, W)."""
@@ -54,11 +70,19 @@ class Member:
         return self.forward(self.model, x) if self.forward else self.model(x)
 
     def sample_latents(self, n: int, seed: int = 0) -> torch.Tensor:
-        """``n`` latents from a seeded normal distribution, (n, z_dim)."""
+        """``n`` latents from a seeded normal distribution (or the model's own ``sample_latents``), (n, z_dim)."""
         if not self.is_generator:
             raise ZooError(f"{self.name} is an encoder: it has no latents")
         generator = torch.Generator().manual_seed(seed)
-        return torch.randn(n, self.z_dim, generator=generator)
+        own = getattr(self.model, "sample_latents", None)  # a model with a latent distribution of its own
+        z = own(n, generator) if callable(own) else torch.randn(n, self.z_dim, generator=generator)
+        return z.to(self.device)  # drawn on the CPU: the same latents on any device
+
+    def read(self, images_bchw: torch.Tensor) -> torch.Tensor | None:
+        """Latents guessed from images in [0, 1] (B, z_dim), or None for a generator without a reader."""
+        if not self.is_generator:
+            raise ZooError(f"{self.name} is an encoder: it has no latents")
+        return None if self.reader is None else self.reader(images_bchw)
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1], (B, 3, H, W), from latents (B, z_dim); differentiable in z."""

@@ -31,10 +31,23 @@ def read_manifest(path: Path = MANIFEST) -> dict:
     """The manifest as a dict ({"schema": 1, "members": {name: entry}}); empty if absent."""
     if not path.exists():
         return {"schema": MANIFEST_SCHEMA, "members": {}}
-    manifest = json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ZooError(f"the weights manifest {path} cannot be read ({error}); restore it with git "
+                       f"(git checkout -- {_repo_path(path)})") from None
     if manifest.get("schema") != MANIFEST_SCHEMA:
         raise ZooError(f"{path} has schema {manifest.get('schema')!r}; this rosetta_lite reads {MANIFEST_SCHEMA}")
     return manifest
+
+
+def _repo_path(path: Path) -> str:
+    """``path`` as git takes it from the repository's root (the package's own folder otherwise)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        return str(Path(path).resolve().relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 def sha256(path: Path) -> str:
@@ -73,7 +86,7 @@ def verified_file(name: str, folder: Path = WEIGHTS_DIR) -> Path:
         raise ZooError(f"weights file {path} of {name!r} is missing; retrain it with: {retrain_command(name)}")
     if sha256(path) != info["sha256"]:
         raise ZooError(f"weights file {path} of {name!r} is corrupt (SHA-256 differs from the manifest); "
-                       f"restore it with git (git checkout -- {path.name}) or retrain: {retrain_command(name)}")
+                       f"restore it with git (git checkout -- {_repo_path(path)}) or retrain: {retrain_command(name)}")
     return path
 
 

@@ -1,0 +1,45 @@
+"""The book's results page: every table is read from a command's JSON, none typed."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from rosetta_lite.book import results
+
+PAGE = Path(results.__file__).resolve().parents[2] / "book" / "results.md"
+TABLES = {"mining": results.mining_table, "concepts": results.concepts_table,
+          "inversion": results.inversion_table, "editing": results.editing_table}
+
+
+@pytest.mark.parametrize("name", sorted(TABLES))
+def test_every_table_is_built_from_its_saved_result(name):
+    saved = results.load_result(name)
+    assert saved["command"].startswith("python -m rosetta_lite ") and saved["seconds"] > 0
+    table = TABLES[name](saved)
+    assert len(table) >= 2 and not table.isna().all().any()
+
+
+def test_the_inversion_table_reads_the_report_it_is_given():
+    saved = results.load_result("inversion")
+    saved["report"]["rows"][0]["psnr"]["mean"] = 99.0
+    assert results.inversion_table(saved)["PSNR"].iloc[0] == 99.0
+
+
+def test_the_page_types_no_figures():
+    prose, in_code = [], False
+    for line in PAGE.read_text().splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        elif not in_code:
+            prose.append(line)
+    text = "\n".join(prose).replace("95% confidence", "confidence")  # the method's level, not a result
+    typed = re.findall(r"\b\d+\.\d+\b|\b\d+ ?(?:dB|%)", text)
+    assert not typed, f"figures typed into the results page: {typed}"
+
+
+def test_results_refuse_unknown_names_and_say_how_to_make_a_missing_one(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown result\(s\) \['tabel'\]"):
+        results.make_results(tmp_path, only=["tabel"])
+    with pytest.raises(FileNotFoundError, match="python -m rosetta_lite results --only editing"):
+        results.load_result("editing", tmp_path)
