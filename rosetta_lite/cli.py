@@ -21,7 +21,7 @@ from rosetta_lite import zoo
 from rosetta_lite.bench import mining as bench_mining
 from rosetta_lite.bench import training as bench_training
 from rosetta_lite.book import batch, results
-from rosetta_lite.book.notebooks import refresh
+from rosetta_lite.book.notebooks import refresh, write_student_versions
 from rosetta_lite.capture import list_layers
 from rosetta_lite.device import PRECISIONS
 from rosetta_lite.dictionary.rosetta import RosettaDictionary
@@ -30,7 +30,7 @@ from rosetta_lite.evaluation.concepts import concept_report, format_report
 from rosetta_lite.evaluation.editing import evaluate_editing
 from rosetta_lite.evaluation.inversion import evaluate_inversion
 from rosetta_lite.evaluation.trust import trust_report
-from rosetta_lite.files import DEFAULT_RUN, atomic_path, run_lock, writable_dir
+from rosetta_lite.files import DEFAULT_RUN, atomic_path, project_path, run_lock, writable_dir
 from rosetta_lite.mining import processes as distributed
 from rosetta_lite.mining.settings import (
     ACCUMULATORS,
@@ -154,6 +154,13 @@ def _notebooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _student(args: argparse.Namespace) -> int:
+    paths = args.paths or sorted(project_path("notebooks").glob("*.ipynb"))
+    for path in write_student_versions(paths, args.out):
+        print(f"wrote {path} (no solutions)")
+    return 0
+
+
 def _print_summary(summary: dict) -> None:
     print(f"mined {summary['images']} images -> {summary['out']}")
     for label in ("trained", "control"):
@@ -221,6 +228,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.all == bool(args.name):
         raise ValueError(f"name one member or pass --all; members: {list(ORDER)}")
     names = list(ORDER) if args.all else [args.name]
+    torch.set_num_threads(args.threads)
     start = time.perf_counter()
     reports = []
     for name in names:
@@ -369,6 +377,8 @@ def _add_train(commands) -> None:
     train.add_argument("--seed", type=NATURAL, default=None, help="override the recipe's seed")
     train.add_argument("--install", action="store_true", help="copy the weights into the package's manifest")
     train.add_argument("--device", default="cpu", help="where to train: cpu (the reference) or cuda")
+    train.add_argument("--threads", type=POSITIVE, default=2,
+                       help="torch CPU threads (default 2; 1 for each of two runs side by side)")
     train.add_argument("--json", action="store_true")
     train.set_defaults(run=_train)
 
@@ -383,6 +393,10 @@ def _add_book(commands) -> None:
     refresh = actions.add_parser("refresh", help="execute, keep only the outputs nbval checks")
     refresh.add_argument("paths", nargs="+")
     refresh.set_defaults(run=_notebooks)
+    student = actions.add_parser("student", help="write the chapters without their solutions (student versions)")
+    student.add_argument("paths", nargs="*", help="chapters (default: every chapter in notebooks/)")
+    student.add_argument("--out", default="runs/student", help="folder for the student notebooks")
+    student.set_defaults(run=_student)
 
     chapters = commands.add_parser("chapters", help="run every chapter with papermill, parameters from a YAML file")
     chapters.add_argument("--params", default=None, help="YAML file: common: and chapters: sections (default: none)")

@@ -316,6 +316,28 @@ def zoo_table(scale: str = "lite"):
     return pd.DataFrame(rows).set_index("name")
 
 
+def gate_table():
+    """One row per gate of each lite member: its figures as the manifest records them, the lowest passing values, met or not.
+
+        gate_table()
+    """
+    import pandas as pd
+
+    from rosetta_lite.train.recipes import GATES, gate_results
+
+    manifest = read_manifest()["members"]
+    rows = []
+    for name, gates in GATES.items():
+        quality = manifest.get(name, {}).get("quality", {})
+        met = gate_results(name, quality)
+        for gate, figures in gates.items():
+            shown = " or ".join(f"{f} {quality[f]:.3f}" if f in quality else f"{f} not measured" for f in figures)
+            needed = " or ".join(f"{f} >= {lowest:g}" for f, lowest in figures.items())
+            rows.append({"member": name, "gate": gate, "figure": shown, "target": needed,
+                         "met": "yes" if met[gate] else "no"})
+    return pd.DataFrame(rows).set_index(["member", "gate"])
+
+
 def image_rows(rows: dict[str, torch.Tensor], n: int | None = None, cmap_maps: str = "magma"):
     """A figure with one row per entry: images (B, 3, H, W) in [0, 1] or maps (B, 1, H, W) as heat maps.
 

@@ -185,6 +185,25 @@ class ShapesWorld:
         draws, noise = self._draw(n, seed, start)
         return self._render(draws, noise)
 
+    def rearranged(self, n: int, seed: int, start: int, layout_seed: int) -> WorldBatch:
+        """Samples ``start .. start+n-1`` of ``seed`` with the same objects in a new scene.
+
+            a = world.batch(64, seed=1000); b = world.rearranged(64, seed=1000, start=0, layout_seed=5)
+
+        Each object keeps its shape and colour (and the scene its object count); the horizon,
+        sky, ground, texture and every object's place and size are drawn from ``layout_seed``
+        instead, so the two renders share their objects' identities and nothing else (an
+        object may then hide another). Self-supervised recipes use the pair as two views.
+        """
+        if n < 1 or start < 0 or seed < 0 or layout_seed < 0:
+            raise ValueError(f"need n >= 1 and non-negative seeds and start, got n={n}, seed={seed}, "
+                             f"start={start}, layout_seed={layout_seed}")
+        draws, _ = self._draw(n, seed, start)
+        layout, noise = self._draw(n, layout_seed, start)
+        kept = [3] + [_SCENE_DRAWS + _OBJECT_DRAWS * j + d for j in range(self.config.max_objects) for d in (0, 1)]
+        layout[:, kept] = draws[:, kept]
+        return self._render(layout, noise)
+
     def _draw(self, n: int, seed: int, start: int) -> tuple[np.ndarray, np.ndarray]:
         k = self.config.max_objects
         width = _SCENE_DRAWS + _OBJECT_DRAWS * k

@@ -29,3 +29,46 @@ def test_chapters_are_stored_without_outputs_and_check_with_asserts(path):
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(not c.outputs and c.execution_count is None for c in code), f"{path.name} has outputs"
     assert any("assert " in c.source for c in code), f"{path.name} checks nothing"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_every_exercise_has_a_solution_hidden_in_the_book(path):
+    from rosetta_lite.book.notebooks import exercise_count, is_solution
+
+    nb = nbformat.read(path, as_version=4)
+    solutions = [c for c in nb.cells if is_solution(c)]
+    explained = [c for c in solutions if c.cell_type == "markdown"]
+    assert exercise_count(nb) > 0 and len(explained) == exercise_count(nb), path.name
+    assert all(c.source.startswith(f"```{{admonition}} Solution {i}\n:class: dropdown") for i, c in enumerate(explained, 1))
+    assert all("hide-cell" in c.metadata.tags for c in solutions if c.cell_type == "code")
+
+
+def test_student_versions_drop_the_solutions_and_keep_the_rest(tmp_path):
+    from rosetta_lite.book.notebooks import is_solution, write_student_versions
+    from rosetta_lite.cli import main
+
+    written = write_student_versions(CHAPTERS, tmp_path)
+    for chapter, student in zip(CHAPTERS, written):
+        full, cut = nbformat.read(chapter, as_version=4), nbformat.read(student, as_version=4)
+        assert not any(is_solution(c) for c in cut.cells)
+        assert [c.source for c in cut.cells] == [c.source for c in full.cells if not is_solution(c)]
+    assert main(["notebooks", "student", str(CHAPTERS[0]), "--out", str(tmp_path / "cli")]) == 0
+    assert (tmp_path / "cli" / CHAPTERS[0].name).exists()
+
+
+def test_student_version_refuses_a_cell_after_a_solution_and_bad_folders(tmp_path):
+    from rosetta_lite.book.notebooks import student_version, write_student_versions
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("## Exercises\n\n1. x"),
+                nbformat.v4.new_code_cell("1", metadata={"tags": ["solution", "hide-cell"]}),
+                nbformat.v4.new_code_cell("x = 2")]
+    with pytest.raises(ValueError, match="follows a solution"):
+        student_version(nb, "nb.ipynb")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(NotADirectoryError, match="is a file"):
+        write_student_versions(CHAPTERS[:1], tmp_path / "file")
+    with pytest.raises(FileNotFoundError, match="is not a notebook"):
+        write_student_versions([tmp_path / "missing.ipynb"], tmp_path / "out")
+    with pytest.raises(ValueError, match="holds the chapters themselves"):
+        write_student_versions(CHAPTERS[:1], CHAPTERS[0].parent)

@@ -26,6 +26,21 @@ def test_the_inversion_table_reads_the_report_it_is_given():
     assert results.inversion_table(saved)["PSNR"].iloc[0] == 99.0
 
 
+def test_the_paper_table_decides_agreement_from_the_figures():
+    import copy
+
+    saved = {name: results.load_result(name) for name in ("concepts", "inversion", "editing")}
+    table = results.paper_table(*saved.values())
+    assert len(table) == 7 and table["agrees"].map(type).eq(bool).all()
+    better = copy.deepcopy(saved["inversion"])
+    for row in better["report"]["rows"][1:]:
+        row["minus_perceptual_only"]["psnr"].update(mean=1.5, ci95=[0.5, 2.5])
+    flipped = results.paper_table(saved["concepts"], better, saved["editing"])
+    assert flipped.loc["Table 1: inversion, all matches vs perceptual only", "agrees"]
+    assert "+1.50 [0.50, 2.50]" in flipped.loc["Table 1: inversion, all matches vs perceptual only", "lite (measured)"]
+    assert "+1.43" in flipped.loc["Table 1: inversion, all matches vs perceptual only", "paper"]  # 15.42 - 13.99
+
+
 def test_the_page_types_no_figures():
     prose, in_code = [], False
     for line in PAGE.read_text().splitlines():
@@ -43,3 +58,19 @@ def test_results_refuse_unknown_names_and_say_how_to_make_a_missing_one(tmp_path
         results.make_results(tmp_path, only=["tabel"])
     with pytest.raises(FileNotFoundError, match="python -m rosetta_lite results --only editing"):
         results.load_result("editing", tmp_path)
+
+
+@pytest.mark.parametrize("name", results.STEPS)
+def test_saved_results_were_measured_with_the_shipped_weights(name):
+    saved = results.load_result(name)
+    assert not results.stale_members(saved), (
+        f"book/results/{name}.json was measured with other weights of {results.stale_members(saved)}; "
+        f"remake it: python -m rosetta_lite results --only {name}")
+
+
+def test_a_result_of_other_weights_is_stale():
+    saved = {"weights": results.shipped_checksums()}
+    assert results.stale_members(saved) == []
+    saved["weights"]["lite-clip"] = "0" * 64
+    del saved["weights"]["lite-gan"]
+    assert results.stale_members(saved) == ["lite-clip", "lite-gan"]

@@ -281,6 +281,104 @@ def test_linear_probe_by_scene_splits_the_gate_probe():
     assert ratios["scenes"].sum() == counts.loc[["2 objects", "3 objects"], "scenes"].sum()
 
 
+def test_vit_stems_and_pools_keep_the_token_grid_and_the_parameters():
+    x = torch.rand(2, 3, 32, 32)
+    patch, conv = lite_arch.build_lite_vit(), lite_arch.build_lite_vit(stem="conv")
+    assert patch.forward_features(x).shape == conv.forward_features(x).shape == (2, 65, lite_arch.VIT_DIM)
+    assert {k for k in conv.state_dict() if not k.startswith("patch_embed")} == \
+        {k for k in patch.state_dict() if not k.startswith("patch_embed")}
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in conv.patch_embed.modules())
+    avg = lite_arch.build_lite_vit(pool="avg")
+    avg.load_state_dict(patch.state_dict())  # the same parameters, another readout
+    with torch.no_grad():
+        tokens = patch.eval().forward_features(x)
+        torch.testing.assert_close(avg.eval()(x), tokens[:, 1:].mean(1))
+        torch.testing.assert_close(patch(x), tokens[:, 0])
+    assert isinstance(lite_arch.build_member("lite-vit-dino").patch_embed.proj, torch.nn.Sequential)
+    with pytest.raises(ValueError, match="stem must be one of"):
+        lite_arch.build_lite_vit(stem="convolutional")
+    with pytest.raises(ValueError, match="pool must be 'token'"):
+        lite_arch.build_lite_vit(pool="mean")
+
+
+def test_rearranged_pairs_share_the_objects_and_nothing_else(tmp_path):
+    from rosetta_lite.train.selfsup import make_recipe
+    from rosetta_lite.world import ShapesWorld
+
+    world = ShapesWorld()
+    a, b = world.batch(16, seed=1000, start=32), world.rearranged(16, 1000, 32, layout_seed=5)
+    for key in ("shape", "colour", "count"):
+        assert torch.equal(a.scene[key], b.scene[key])
+    for key in ("cx", "horizon", "sky"):
+        assert not torch.equal(a.scene[key], b.scene[key])
+    assert torch.equal(world.rearranged(16, 1000, 32, layout_seed=5).images, b.images)  # seeded
+    with pytest.raises(ValueError, match="non-negative seeds"):
+        world.rearranged(4, 1000, 0, layout_seed=-1)
+    with pytest.raises(ValueError, match="pairs must be one of"):
+        make_recipe("lite-vit-dino", lite_arch.build_lite_vit(), lite_arch.VIT_DIM, method="simclr", pairs="shuffled")
+    from rosetta_lite.train.selfsup import train_lite_vit_dino
+
+    done = _tiny(train_lite_vit_dino, tmp_path, steps=2, pairs="rearranged")
+    assert done["done"] and done["config"]["pairs"] == "rearranged"
+
+
+def test_mae_norm_pix_targets_each_patch_standardised():
+    from rosetta_lite.train.mae import MaskedAutoencoder
+
+    torch.manual_seed(0)
+    plain = MaskedAutoencoder(lite_arch.build_member("lite-vit-mae"))
+    normed = MaskedAutoencoder(lite_arch.build_member("lite-vit-mae"), norm_pix=True)
+    normed.load_state_dict(plain.state_dict())
+    x = torch.rand(4, 3, 32, 32)
+    losses = [m.loss(x, torch.Generator().manual_seed(1)) for m in (plain, normed)]
+    assert all(torch.isfinite(v) for v in losses) and losses[0] != losses[1]
+
+
+@pytest.mark.parametrize("stem", ["patch", "conv"])
+def test_mae_encoder_never_sees_the_hidden_patches(stem):
+    from rosetta_lite.train.mae import build_mae
+
+    torch.manual_seed(0)
+    mae = build_mae(stem=stem).eval()
+    ids_keep, mask, _ = mae.random_masking(2, torch.Generator().manual_seed(0))
+    x = torch.rand(2, 3, 32, 32)
+    hidden = mask.bool().view(2, 1, 8, 8).repeat_interleave(4, 2).repeat_interleave(4, 3)
+    other = torch.where(hidden, torch.rand(2, 3, 32, 32), x)  # the same visible pixels
+    with torch.no_grad():
+        torch.testing.assert_close(mae.encode_visible(x, ids_keep), mae.encode_visible(other, ids_keep))
+        if stem == "patch":  # the patch projection's windows are the patches: blanking is a no-op
+            enc = mae.encoder
+            tokens = torch.gather(enc.patch_embed(x), 1, ids_keep[..., None].expand(-1, -1, enc.embed_dim))
+            blanked = torch.gather(enc.patch_embed(mae.blank_hidden(x, ids_keep)), 1,
+                                   ids_keep[..., None].expand(-1, -1, enc.embed_dim))
+            torch.testing.assert_close(tokens, blanked)
+
+
+def test_mae_recipe_options_train_and_reload(tmp_path):
+    from rosetta_lite.train.mae import build_mae, load_mae, train_lite_vit_mae
+
+    done = _tiny(train_lite_vit_mae, tmp_path, steps=2, stem="conv", decoder_depth=3, decoder_dim=32)
+    assert done["config"]["stem"] == "conv" and done["config"]["decoder"] == "dim 32, 3 blocks"
+    mae = load_mae(tmp_path)  # the checkpoint's config rebuilds the same autoencoder
+    assert len(mae.decoder_blocks) == 3 and mae.decoder_embed.out_features == 32
+    with pytest.raises(ValueError, match="stem must be one of"):
+        build_mae(stem="hybrid")
+    with pytest.raises(ValueError, match="4 heads divide"):
+        build_mae(decoder_dim=30)
+
+
+def test_a_gate_passes_on_any_of_its_figures():
+    from rosetta_lite.train.recipes import GATES, gate_results
+
+    assert set(GATES["lite-resnet-dino"]["shapes"]) == {"probe", "probe_one_object"}
+    one_object = {"probe": 0.80, "probe_one_object": 0.98, "probe_gain": 0.7}
+    assert gate_results("lite-resnet-dino", one_object) == {"shapes": True, "training": True}
+    assert gate_results("lite-resnet-dino", {"probe": 0.86}) == {"shapes": True, "training": False}
+    assert gate_results("lite-resnet-dino", {"probe": 0.84, "probe_one_object": 0.96}) == \
+        {"shapes": False, "training": False}
+    assert all("training" in GATES[name] for name in lite_arch.MEMBERS)
+
+
 def test_mae_masking_and_patchify():
     from rosetta_lite.train.mae import MaskedAutoencoder
 
@@ -337,8 +435,10 @@ def test_shipped_self_supervised_resnet_knows_shapes_better_than_it_compares_siz
 
     shutil.copy(WEIGHTS_DIR / "lite-resnet-dino.safetensors", tmp_path)
     figures = measure_quality("lite-resnet-dino", tmp_path)
-    assert set(figures) == {"probe", "probe_one_object"}
+    assert set(figures) == {"probe", "probe_one_object", "probe_untrained_one_object", "probe_gain"}
     assert figures["probe_one_object"] > figures["probe"] + 0.1
+    assert figures["probe_gain"] == pytest.approx(figures["probe_one_object"] - figures["probe_untrained_one_object"],
+                                                  abs=1e-3)
 
 
 def test_training_benchmark_times_both_precisions_and_names_bad_members():

@@ -44,3 +44,67 @@ def refresh(path: str | Path, timeout: int = 900) -> Path:
     with atomic_path(path) as tmp:
         nbformat.write(clean(notebook), tmp)
     return path
+
+
+#: cells with this tag are an exercise's worked solution: shown behind a toggle in the book
+#: (markdown in a dropdown admonition, code tagged ``hide-cell``), left out of student versions
+SOLUTION_TAG = "solution"
+
+
+def is_solution(cell: nbformat.NotebookNode) -> bool:
+    return SOLUTION_TAG in cell.metadata.get("tags", [])
+
+
+def exercise_count(notebook: nbformat.NotebookNode) -> int:
+    """How many numbered exercises the chapter's "## Exercises" cell lists (0 without one).
+
+        exercise_count(nbformat.read("notebooks/01_world_and_capture.ipynb", as_version=4))
+    """
+    import re
+
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown" and cell.source.startswith("## Exercises"):
+            return len(re.findall(r"^\d+\. ", cell.source, flags=re.M))
+    return 0
+
+
+def student_version(notebook: nbformat.NotebookNode, name: str = "notebook") -> nbformat.NotebookNode:
+    """The chapter without its solution cells, cleaned; it runs as the chapter does.
+
+        student = student_version(nbformat.read("notebooks/03_best_buddies.ipynb", as_version=4))
+
+    Solutions must come after every other cell, so that no remaining cell needs one.
+    """
+    import copy
+
+    cells = notebook.cells
+    first = next((i for i, c in enumerate(cells) if is_solution(c)), len(cells))
+    if any(not is_solution(c) for c in cells[first:]):
+        raise ValueError(f"{name}: a cell that is not a solution follows a solution; "
+                         "solutions must be the chapter's last cells, so the student version still runs")
+    student = copy.deepcopy(notebook)
+    student.cells = student.cells[:first]
+    return clean(student)
+
+
+def write_student_versions(paths: list[str | Path], out: str | Path) -> list[Path]:
+    """Write each chapter's student version (no solutions) into ``out``, under the same name.
+
+        write_student_versions(sorted(Path("notebooks").glob("*.ipynb")), "runs/student")
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file; give a folder for the student notebooks")
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in map(Path, paths):
+        if path.suffix != ".ipynb" or not path.is_file():
+            raise FileNotFoundError(f"{path} is not a notebook file (.ipynb)")
+        target = out / path.name
+        if target.resolve() == path.resolve():
+            raise ValueError(f"--out {out} holds the chapters themselves; give another folder")
+        student = student_version(nbformat.read(path, as_version=4), path.name)
+        with atomic_path(target) as tmp:
+            nbformat.write(student, tmp)
+        written.append(target)
+    return written

@@ -4,7 +4,9 @@
     inversion_table(load_result("inversion"))      # the page's Table 1, from that JSON
 
 The results page types no figure: it reads the JSON that the commands wrote. Each file
-holds the command line, when it ran, how long it took, and the command's own report.
+holds the command line, when it ran, how long it took, the checksums of the zoo's weights
+it measured (``stale_members`` names the members retrained since), and the command's own
+report.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from rosetta_lite.evaluation.concepts import concept_report
 from rosetta_lite.evaluation.editing import evaluate_editing
 from rosetta_lite.evaluation.inversion import evaluate_inversion
 from rosetta_lite.files import DEFAULT_RUN, atomic_path, project_path
+from rosetta_lite.zoo.weights import read_manifest
 
 RESULTS = Path(__file__).resolve().parents[2] / "book" / "results"
 RUN = DEFAULT_RUN  # the run the chapters use: mining it again with their settings resumes at once
@@ -61,12 +64,30 @@ def make_results(out: str | Path = RESULTS, only: list[str] | None = None, progr
         start = time.perf_counter()
         report = measure()
         payload = {"command": command, "made": time.strftime("%Y-%m-%d"),
-                   "seconds": round(time.perf_counter() - start, 1), "report": report}
+                   "seconds": round(time.perf_counter() - start, 1), "weights": shipped_checksums(),
+                   "report": report}
         with atomic_path(out / f"{name}.json") as tmp:
             Path(tmp).write_text(json.dumps(payload, indent=1) + "\n")
         written[name] = out / f"{name}.json"
         log(f"{name}: {payload['seconds']} s -> {written[name]}")
     return written
+
+
+def shipped_checksums() -> dict[str, str]:
+    """The SHA-256 of every shipped lite member's weights, as the manifest records them.
+
+        shipped_checksums()["lite-renderer"]
+    """
+    return {name: entry["sha256"] for name, entry in read_manifest()["members"].items()}
+
+
+def stale_members(result: dict) -> list[str]:
+    """The members whose shipped weights differ from the ones ``result`` was measured with.
+
+        stale_members(load_result("concepts"))   # [] while the results are current
+    """
+    recorded, shipped = result.get("weights", {}), shipped_checksums()
+    return sorted(name for name in set(recorded) | set(shipped) if recorded.get(name) != shipped.get(name))
 
 
 def load_result(name: str, folder: str | Path = RESULTS) -> dict:
@@ -156,6 +177,67 @@ def removal_table(result: dict):
             for v in result["report"]["removal"]["variants"]]
     return pd.DataFrame(rows, columns=["variant", "region's share of the image", "changed pixels inside the region",
                                        "units' z-score inside, before", "after"]).set_index("variant")
+
+
+#: the paper's Table 1 (StyleGAN-XL inverting ImageNet images): PSNR, SSIM, LPIPS per objective
+PAPER_TABLE1 = {"perceptual only": (13.99, 0.340, 0.48), "+ DINO matches": (15.06, 0.360, 0.45),
+                "+ CLIP matches": (15.20, 0.362, 0.44), "+ all matches": (15.42, 0.365, 0.46)}
+
+
+def paper_table(concepts: dict, inversion: dict, editing: dict):
+    """The paper's results beside the lite book's measured counterparts, and whether they agree.
+
+        paper_table(load_result("concepts"), load_result("inversion"), load_result("editing"))
+
+    One row per result of the paper (Fig. 1, Fig. 2, Table 1, the editing figure, the
+    spurious correlations it warns of). "agrees" is decided from the figures: Rosetta
+    neurons found; a concept the untrained control lacks; a gain whose 95% interval is
+    above 0; a removal whose changed pixels fall inside the concept's region more than
+    its area predicts; a control with Rosetta neurons of its own (spurious ones).
+    """
+    import pandas as pd
+
+    trained, control = concepts["report"]["trained"], concepts["report"].get("control") or {}
+    learned = sorted(set(trained["per_concept"]) - set(control.get("per_concept", {})))
+    rows = {r["objective"]: r for r in inversion["report"]["rows"]}
+    paper_gain = PAPER_TABLE1["+ all matches"][0] - PAPER_TABLE1["perceptual only"][0]
+    all_gain = rows["+ all matches"]["minus_perceptual_only"]["psnr"]
+    best = max((r for name, r in rows.items() if name.startswith("+ lite")),
+               key=lambda r: r["minus_perceptual_only"]["psnr"]["mean"])
+    geometry = [r for r in editing["report"]["geometry"] if r["units"] == "rosetta" and r["setting"] == "default"]
+    removal = editing["report"]["removal"]["variants"][0]
+    inside, area = removal["mean_share_of_changed_pixels_inside_region"], removal["mean_region_area_share"]
+    table = [
+        ("Fig. 1: units shared by every model of the zoo",
+         "concepts shared by a GAN and five discriminative models",
+         f"{trained['n_rosetta']} Rosetta neurons in {trained['n_clusters']} clusters "
+         f"(untrained control: {control.get('n_rosetta', 0)} in {control.get('n_clusters', 0)})",
+         bool(trained["n_rosetta"])),
+        ("Fig. 2: a dictionary of concepts",
+         "clusters of object parts, contours, colours and layout",
+         "labelled: " + ", ".join(f"{c} {n}" for c, n in trained["per_concept"].items())
+         + f"; only in the trained zoo: {', '.join(learned) or 'none'}", bool(learned)),
+        ("Table 1: inversion, all matches vs perceptual only",
+         f"PSNR gain {paper_gain:+.2f} dB (one run)", f"PSNR gain {_ci(all_gain)} dB ({all_gain['n']} scenes)",
+         all_gain["ci95"][0] > 0),
+        ("Table 1: the best single encoder's matches",
+         f"+ CLIP matches: {PAPER_TABLE1['+ CLIP matches'][0] - PAPER_TABLE1['perceptual only'][0]:+.2f} dB",
+         f"{best['objective']}: {_ci(best['minus_perceptual_only']['psnr'])} dB",
+         best["minus_perceptual_only"]["psnr"]["ci95"][0] > 0),
+        ("Editing figure: shift and zoom of the Rosetta units",
+         "the generator follows the edited maps (shown, not measured)",
+         "; ".join(f"{r['edit']} {_ci(r['difference'])} dB" for r in geometry),
+         all(r["difference"]["ci95"][0] > 0 for r in geometry)),
+        ("Editing figure: removing a concept",
+         "the concept goes, the rest of the image stays (shown, not measured)",
+         f"changed pixels inside the region {inside:.0%}, the region {area:.0%} of the image",
+         inside > area),
+        ("Limitation: spurious correlations",
+         "stated, not measured",
+         f"the untrained control, where every match is chance, has {control.get('n_rosetta', 0)} Rosetta neurons",
+         bool(control.get("n_rosetta"))),
+    ]
+    return pd.DataFrame(table, columns=["result", "paper", "lite (measured)", "agrees"]).set_index("result")
 
 
 def main(args) -> int:

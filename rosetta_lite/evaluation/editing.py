@@ -17,8 +17,11 @@ from rosetta_lite.evaluation.metrics import mean_ci, paired_difference, rounded
 from rosetta_lite.zoo.member import Member
 
 
-def _masked_psnr(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR over the pixels where ``mask`` (B, 1, H, W) is true."""
+def masked_psnr(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR over the pixels where ``mask`` (B, 1, H, W) is true.
+
+        masked_psnr(result.after, *pixel_transform(result.before, "shift", (0.25, 0.0)))
+    """
     weight = mask.float().expand_as(a)
     mse = (((a - b) ** 2) * weight).flatten(1).sum(1) / weight.flatten(1).sum(1).clamp_min(1)
     return 10 * torch.log10(1 / mse.clamp_min(1e-10))
@@ -73,7 +76,7 @@ def evaluate_editing(dictionary: RosettaDictionary, images: int = 16, *, steps: 
     removal = {"region": f"G unit maps thresholded: mean standardised map of the cluster's units > {region_z}",
                "changed_pixel": f"max channel change > {change_threshold}", "variants": []}
     for variant, fn, preserve in variants:
-        clusters = [_removal_row(gan, z, dictionary, cluster, fn, preserve, region_z, change_threshold, common)
+        clusters = [measure_removal(gan, z, dictionary, cluster, fn, preserve, region_z, change_threshold, **common)
                     for cluster in dictionary.clusters]
 
         def average(key):
@@ -107,8 +110,8 @@ def _geometry_rows(gan: Member, z: torch.Tensor, dictionary: RosettaDictionary, 
             fn = shift(*amount, fill=fill) if kind == "shift" else zoom(amount, fill=fill)
             result = edit(gan, z, fn, dictionary, units=units, min_scale=min_scale, **common)
             reference, covered = pixel_transform(result.before, kind, amount)
-            edited = _masked_psnr(result.after, reference, covered)
-            unedited = _masked_psnr(result.before, reference, covered)
+            edited = masked_psnr(result.after, reference, covered)
+            unedited = masked_psnr(result.before, reference, covered)
             rows.append({"edit": label, "units": units, "setting": setting, "layers": sorted(result.channels),
                          "fill": fill, "psnr_edited_vs_transformed": rounded(mean_ci(edited)),
                          "psnr_unedited_vs_transformed": rounded(mean_ci(unedited)),
@@ -116,11 +119,21 @@ def _geometry_rows(gan: Member, z: torch.Tensor, dictionary: RosettaDictionary, 
     return rows
 
 
-def _removal_row(gan: Member, z: torch.Tensor, dictionary: RosettaDictionary, cluster: Cluster, fn: Edit,
-                 preserve: float | None, region_z: float, change_threshold: float, common: dict) -> dict:
-    """One cluster removed: where the pixels changed against its region, and its units' level there."""
+def measure_removal(gan: Member, z: torch.Tensor, dictionary: RosettaDictionary, cluster: Cluster,
+                    fn: Edit | None = None, preserve: float | None = None, region_z: float = 1.0,
+                    change_threshold: float = 0.1, **edit_options) -> dict:
+    """One cluster removed (``fn``, default ``remove()``): where the pixels changed against its region.
+
+        measure_removal(gan, z, d, d.clusters[0], preserve=0, steps=20)
+
+    The region and a changed pixel are as in ``evaluate_editing``; ``edit_options`` go to
+    ``edit`` (steps, lr, keep_near, progress). Returns the region's share of the image,
+    the changed share inside and outside it, the share of the changed pixels that lie
+    inside, and the units' mean z-score in the region before and after the edit.
+    """
     grid = dictionary.settings["grid"].get(gan.name, 32)
-    result = edit(gan, z, fn, dictionary, units=cluster.generator_units, preserve=preserve, **common)
+    fn = fn if fn is not None else remove()
+    result = edit(gan, z, fn, dictionary, units=cluster.generator_units, preserve=preserve, **edit_options)
     with torch.no_grad():
         score, after_score = (standardise(generator_maps(gan, latent)[1], dictionary, gan.name,
                                           cluster.generator_units, grid).mean(1, keepdim=True)

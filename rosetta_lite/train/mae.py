@@ -5,11 +5,16 @@
 
 MAE (He et al. 2022) at 32 px: the image is cut into 8 x 8 patches of 4 x 4 pixels; a
 random 75% of the patches are hidden, the encoder (a timm VisionTransformer, built by
-``build_lite_vit``) sees only the visible ones plus the class token, and a small
-decoder (dim 64, 2 blocks) fills in the pixels of every patch from the encoded
-visible tokens and mask tokens. The loss is the mean squared error on the hidden
-patches, in the member's normalised pixel space. Only the encoder is saved as
-``lite-vit-mae.safetensors``; the checkpoint keeps the decoder (``mae_psnr`` needs it).
+``build_member("lite-vit-mae")``, mean-patch-token pooling) sees only the visible ones
+plus the class token, and a small decoder (dim 64, 2 blocks) fills in the pixels of every
+patch from the encoded visible tokens and mask tokens. The loss is the mean squared error
+on the hidden patches, in the member's normalised pixel space. Only the encoder is saved
+as ``lite-vit-mae.safetensors``; the checkpoint keeps the decoder (``mae_psnr`` needs it).
+
+Hidden patches are blanked (set to the normalised mean, 0) before the encoder's stem, so
+a convolutional stem (``stem="conv"``), whose windows overlap the patch borders, cannot
+see them; for the patch projection, whose windows are the patches, blanking changes no
+visible token.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from torch import nn
 from rosetta_lite.train.augment import augment
 from rosetta_lite.train.checkpoints import checkpoint_path, load_checkpoint
 from rosetta_lite.train.loop import Recipe, run_recipe, seed_everything
-from rosetta_lite.zoo.lite_arch import PREPROCESS, build_lite_vit, normalize
+from rosetta_lite.zoo.lite_arch import PREPROCESS, build_lite_vit, build_member, normalize
 
 MEMBER = "lite-vit-mae"
 
@@ -28,17 +33,18 @@ MEMBER = "lite-vit-mae"
 class MaskedAutoencoder(nn.Module):
     """A timm ViT encoder with MAE masking and a small pixel decoder.
 
-        mae = MaskedAutoencoder(build_lite_vit()); loss = mae.loss(images, generator)
+        mae = MaskedAutoencoder(build_member("lite-vit-mae")); loss = mae.loss(images, generator)
     """
 
     def __init__(self, encoder: nn.Module, decoder_dim: int = 64, decoder_depth: int = 2,
-                 decoder_heads: int = 4, mask_ratio: float = 0.75, member: str = MEMBER) -> None:
+                 decoder_heads: int = 4, mask_ratio: float = 0.75, member: str = MEMBER,
+                 norm_pix: bool = False) -> None:
         super().__init__()
         from timm.models.vision_transformer import Block
 
         if not 0 < mask_ratio < 1:
             raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
-        self.encoder, self.mask_ratio, self.member = encoder, mask_ratio, member
+        self.encoder, self.mask_ratio, self.member, self.norm_pix = encoder, mask_ratio, member, norm_pix
         self.patch = encoder.patch_embed.patch_size[0]
         self.num_patches = encoder.patch_embed.num_patches
         dim = encoder.embed_dim
@@ -73,9 +79,16 @@ class MaskedAutoencoder(nn.Module):
         mask[:, :keep] = 0
         return ids_shuffle[:, :keep], torch.gather(mask, 1, ids_restore), ids_restore
 
+    def blank_hidden(self, x: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:
+        """``x`` (B, 3, H, W) with every pixel outside the kept patches set to 0."""
+        b, side = x.shape[0], x.shape[-1] // self.patch
+        visible = torch.zeros(b, self.num_patches, dtype=x.dtype, device=x.device).scatter_(1, ids_keep, 1.0)
+        pixels = visible.view(b, 1, side, side).repeat_interleave(self.patch, 2).repeat_interleave(self.patch, 3)
+        return x * pixels
+
     def encode_visible(self, x: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:
         enc = self.encoder
-        tokens = enc.patch_embed(x) + enc.pos_embed[:, 1:]
+        tokens = enc.patch_embed(self.blank_hidden(x, ids_keep)) + enc.pos_embed[:, 1:]
         tokens = torch.gather(tokens, 1, ids_keep[..., None].expand(-1, -1, tokens.shape[-1]))
         cls = (enc.cls_token + enc.pos_embed[:, :1]).expand(tokens.shape[0], -1, -1)
         tokens = enc.norm_pre(torch.cat([cls, tokens], 1))
@@ -99,8 +112,14 @@ class MaskedAutoencoder(nn.Module):
         return pred, self.patchify(x), mask
 
     def loss(self, images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Mean squared error on the hidden patches; with ``norm_pix`` against each patch's
+        pixels standardised by their own mean and variance (MAE's ``norm_pix_loss``)."""
         pred, target, mask = self(images, gen)
-        per_patch = ((pred.float() - target.float()) ** 2).mean(-1)
+        target = target.float()
+        if self.norm_pix:
+            mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
+            target = (target - mean) / (var + 1e-6).sqrt()
+        per_patch = ((pred.float() - target) ** 2).mean(-1)
         return (per_patch * mask).sum() / mask.sum()
 
     def _unnormalise(self, patches: torch.Tensor) -> torch.Tensor:
@@ -124,9 +143,27 @@ class MaskedAutoencoder(nn.Module):
         return x.reshape(b, 3, h, w)
 
 
-def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 1.5e-3, precision: str = "fp32") -> Recipe:
+def build_mae(stem: str = "patch", decoder_depth: int = 2, decoder_dim: int = 64,
+              norm_pix: bool = False) -> MaskedAutoencoder:
+    """The masked autoencoder around an untrained lite ViT (mean-patch-token pooling).
+
+        mae = build_mae(stem="conv", decoder_depth=4, decoder_dim=128)
+
+    ``stem="patch"`` is the member's architecture (``build_member("lite-vit-mae")``);
+    ``"conv"`` trains the convolutional-stem ViT that ``lite-vit-dino`` is.
+    """
+    if decoder_depth < 1 or decoder_dim < 4 or decoder_dim % 4:
+        raise ValueError(f"the decoder needs depth >= 1 and a dim that 4 heads divide, got depth "
+                         f"{decoder_depth}, dim {decoder_dim}")
+    encoder = build_member(MEMBER) if stem == "patch" else build_lite_vit(stem=stem, pool="avg")
+    return MaskedAutoencoder(encoder, decoder_dim=decoder_dim, decoder_depth=decoder_depth, norm_pix=norm_pix)
+
+
+def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 1.5e-3, precision: str = "fp32",
+                norm_pix: bool = False, stem: str = "patch", decoder_depth: int = 2,
+                decoder_dim: int = 64) -> Recipe:
     seed_everything(seed)
-    mae = MaskedAutoencoder(build_lite_vit())
+    mae = build_mae(stem, decoder_depth, decoder_dim, norm_pix)
     opt = torch.optim.AdamW(mae.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.05)
 
     def step(batch, step_index, gen):
@@ -135,15 +172,23 @@ def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 1.5e-3, pre
 
     return Recipe(member=MEMBER, modules={"mae": mae}, optimizer=opt, step_fn=step,
                   export=lambda: mae.encoder, batch_size=batch_size, lr=lr, warmup=20, precision=precision,
-                  config={"method": "mae", "mask_ratio": mae.mask_ratio, "decoder": "dim 64, 2 blocks",
+                  config={"method": "mae", "mask_ratio": mae.mask_ratio, "stem": stem,
+                          "decoder": f"dim {decoder_dim}, {decoder_depth} blocks",
+                          "decoder_dim": decoder_dim, "decoder_depth": decoder_depth, "norm_pix": norm_pix,
                           "loss": "MSE on hidden patches (normalised pixels)"})
 
 
 def train_lite_vit_mae(out_dir, steps: int = 600, seed: int = 1000, progress: bool = True,
                        checkpoint_every: int = 100, resume: bool = True, batch_size: int = 128,
-                       stop_after: int | None = None, device: str = "cpu", precision: str = "fp32") -> dict:
-    """Train ``lite-vit-mae``; writes the encoder to ``<out_dir>/lite-vit-mae.safetensors``."""
-    recipe = make_recipe(seed=seed, batch_size=batch_size, precision=precision)
+                       stop_after: int | None = None, device: str = "cpu", precision: str = "fp32",
+                       **options) -> dict:
+    """Train ``lite-vit-mae``; writes the encoder to ``<out_dir>/lite-vit-mae.safetensors``.
+
+        train_lite_vit_mae("runs/mae", steps=6000, stem="conv", decoder_depth=4, decoder_dim=128)
+
+    ``options``: ``make_recipe``'s ``norm_pix``, ``stem``, ``decoder_depth``, ``decoder_dim``.
+    """
+    recipe = make_recipe(seed=seed, batch_size=batch_size, precision=precision, **options)
     return run_recipe(recipe, out_dir, steps=steps, seed=seed, progress=progress,
                       checkpoint_every=checkpoint_every, resume=resume, stop_after=stop_after,
                       device=device)
@@ -154,6 +199,8 @@ def load_mae(out_dir) -> MaskedAutoencoder:
     ckpt = load_checkpoint(checkpoint_path(out_dir, MEMBER))
     if ckpt is None:
         raise FileNotFoundError(f"no {MEMBER} checkpoint in {out_dir}; train it first")
-    mae = MaskedAutoencoder(build_lite_vit())
+    config = ckpt.get("config", {})
+    mae = build_mae(config.get("stem", "patch"), config.get("decoder_depth", 2), config.get("decoder_dim", 64),
+                    config.get("norm_pix", False))
     mae.load_state_dict(ckpt["modules"]["mae"])
     return mae.eval()

@@ -113,6 +113,30 @@ def linear_probe_accuracy(model: nn.Module, member: str, n_train: int = 4000, n_
     return fit_linear_probe(x[:n_train], y[:n_train], x[n_train:], y[n_train:])
 
 
+@torch.no_grad()
+def shape_probes(model: nn.Module, member: str, init_seed: int, n_train: int = 4000,
+                 n_test: int = 2000) -> dict[str, float]:
+    """The probes every encoder's gates read: trained on all and on one-object scenes, untrained.
+
+        shape_probes(zoo.load("lite-vit-dino").model, "lite-vit-dino", init_seed=1000)
+
+    ``probe_untrained_one_object`` reads the member's architecture as its recipe initialised
+    it (``init_seed``, the recipe's seed) before any step; ``probe_gain`` is what training
+    added on one-object scenes, where the label is the shape alone.
+    """
+    from rosetta_lite.train.loop import seed_everything
+    from rosetta_lite.zoo.lite_arch import build_member
+
+    seed_everything(init_seed)
+    untrained = build_member(member).eval()
+    figures = {"probe": linear_probe_accuracy(model, member, n_train, n_test),
+               "probe_one_object": linear_probe_accuracy(model, member, n_train, n_test, max_objects=1),
+               "probe_untrained_one_object": linear_probe_accuracy(untrained, member, n_train, n_test,
+                                                                   max_objects=1)}
+    figures["probe_gain"] = figures["probe_one_object"] - figures["probe_untrained_one_object"]
+    return figures
+
+
 def _probe_features(model, member, n, seed, batch_size, feature_fn=None, **world_settings):
     """Features, labels and each scene's objects' visible pixels (N, max_objects)."""
     model.eval()

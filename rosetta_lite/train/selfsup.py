@@ -31,9 +31,13 @@ from torch import nn
 
 from rosetta_lite.train.augment import augment
 from rosetta_lite.train.loop import Recipe, run_recipe, seed_everything
+from rosetta_lite.world import ShapesWorld
 from rosetta_lite.zoo.lite_arch import build_lite_resnet, build_lite_vit, normalize
 
 METHODS = ("dino", "simclr")
+PAIRS = ("crops", "rearranged")
+#: the layout stream of "rearranged" pairs is the training seed plus this (>= 1000, never 7)
+LAYOUT_SEED_OFFSET = 500_000
 
 
 class DINOHead(nn.Module):
@@ -81,18 +85,32 @@ def make_recipe(member: str, encoder: nn.Module, dim: int, method: str = "dino",
                 steps: int = 400, momentum: float = 0.99, teacher_temp: float = 0.04,
                 student_temp: float = 0.1, temperature: float = 0.2,
                 crop_scale: tuple[float, float] = (0.3, 1.0), precision: str = "fp32",
-                posterize: int = 0) -> Recipe:
-    """A self-supervised recipe for any encoder that maps normalised images to (B, dim)."""
+                posterize: int = 0, pairs: str = "crops") -> Recipe:
+    """A self-supervised recipe for any encoder that maps normalised images to (B, dim).
+
+    ``pairs``: "crops" makes both views from one render of each scene; "rearranged" makes
+    the second from ``ShapesWorld.rearranged`` (the same objects in a new layout and
+    background), so that matching the views needs the objects, not where they lie.
+    """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if pairs not in PAIRS:
+        raise ValueError(f"pairs must be one of {PAIRS}, got {pairs!r}")
+    world = ShapesWorld(size=32)
 
-    def views(batch, gen):
+    def views(batch, gen, step_index):
         kw = dict(scale=tuple(crop_scale), colour=0.8, grey=0.2, posterize=posterize)
+        second = batch.images
+        if pairs == "rearranged":
+            # the loop's batch of this step is samples step * batch_size onwards of ``seed``
+            second = world.rearranged(len(batch), seed, step_index * batch_size, seed + LAYOUT_SEED_OFFSET)
+            second = second.images.to(batch.images.device)
         a = augment(batch.images, gen, **kw)
-        b = augment(batch.images, gen, **kw)
+        b = augment(second, gen, **kw)
         return normalize(torch.cat([a, b]), member)
 
     config = {"method": method, "batch_size": batch_size, "lr": lr,
+              "pairs": pairs,
               "augment": f"crop {crop_scale[0]}-{crop_scale[1]}, flip, colour 0.8, grey 0.2"
                          + (f", posterize {posterize} bits" if posterize else "")}
     if method == "simclr":
@@ -101,7 +119,7 @@ def make_recipe(member: str, encoder: nn.Module, dim: int, method: str = "dino",
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
         def step(batch, step_index, gen):
-            z = head(encoder(views(batch, gen)))
+            z = head(encoder(views(batch, gen, step_index)))
             n = len(batch)
             return {"loss": nt_xent(z[:n], z[n:], temperature)}
 
@@ -120,7 +138,7 @@ def make_recipe(member: str, encoder: nn.Module, dim: int, method: str = "dino",
                             weight_decay=weight_decay)
 
     def step(batch, step_index, gen):
-        x = views(batch, gen)
+        x = views(batch, gen, step_index)
         n = len(batch)
         if centre.device != x.device:
             centre.data = centre.data.to(x.device)
@@ -180,15 +198,29 @@ def train_lite_resnet_dino(out_dir, steps: int = 600, seed: int = 1000, progress
                       device=device)
 
 
-def train_lite_vit_dino(out_dir, steps: int = 400, seed: int = 1000, progress: bool = True,
-                        checkpoint_every: int = 50, resume: bool = True, method: str = "simclr",
+def train_lite_vit_dino(out_dir, steps: int = 5000, seed: int = 1000, progress: bool = True,
+                        checkpoint_every: int = 250, resume: bool = True, method: str = "simclr",
                         batch_size: int = 64, stop_after: int | None = None, device: str = "cpu",
-                        precision: str = "fp32") -> dict:
-    """Train ``lite-vit-dino`` (lite ViT, class-token output); writes ``lite-vit-dino.safetensors``."""
+                        precision: str = "fp32", temperature: float = 0.1, posterize: int = 2,
+                        pairs: str = "crops") -> dict:
+    """Train ``lite-vit-dino`` (lite ViT with a convolutional stem, class-token output).
+
+        train_lite_vit_dino("runs/zoo", steps=5000, seed=1000)   # writes lite-vit-dino.safetensors
+
+    SimCLR at temperature 0.1 on views posterized to 2 bits, as the ResNet's recipe. The
+    convolutional stem (``build_lite_vit(stem="conv")``) is what lets this ViT learn shapes
+    at all at this size: with the 4 px patch projection of ViT-B/16 the probe stayed at the
+    untrained ViT's 0.24 after 400 SimCLR steps, and supervised training reached 0.47 at
+    1,000 steps against 0.83 with the stem. The recipe needs steps: the one-object probe
+    read 0.45 at 1,200, 0.73 at 3,000 and 0.8695 at 5,000 (all scenes 0.6765; 58 minutes
+    on two threads, about 0.65 s a step of 64 scenes); a second seed (1001) read 0.896
+    (all scenes 0.670).
+    """
     seed_everything(seed)
-    encoder = build_lite_vit()
+    encoder = build_lite_vit(stem="conv")
     recipe = make_recipe("lite-vit-dino", encoder, encoder.num_features, method=method, seed=seed,
-                         batch_size=batch_size, lr=1e-3, steps=steps, precision=precision)
+                         batch_size=batch_size, lr=1e-3, steps=steps, precision=precision,
+                         temperature=temperature, posterize=posterize, pairs=pairs)
     return run_recipe(recipe, out_dir, steps=steps, seed=seed, progress=progress,
                       checkpoint_every=checkpoint_every, resume=resume, stop_after=stop_after,
                       device=device)

@@ -33,6 +33,7 @@ VIT_PATCH = 4
 VIT_DIM = 128
 VIT_DEPTH = 4
 VIT_HEADS = 4
+VIT_STEMS = ("patch", "conv")
 # lite CLIP: open_clip CLIP, ModifiedResNet vision tower, tiny causal text transformer
 CLIP_EMBED_DIM = 64
 CLIP_VISION_LAYERS = (1, 1, 1, 1)
@@ -106,17 +107,37 @@ def build_lite_resnet(num_classes: int = 6) -> nn.Module:
     return net
 
 
-def build_lite_vit(num_classes: int = 0) -> nn.Module:
-    """A timm VisionTransformer: 32 px, 4 px patches (8 x 8 grid + class token), dim 128, 4 blocks.
+def build_lite_vit(num_classes: int = 0, stem: str = "patch", pool: str = "token") -> nn.Module:
+    """A timm VisionTransformer: 32 px, an 8 x 8 grid of tokens + class token, dim 128, 4 blocks.
 
-    Mine ``blocks.i.mlp.act`` (512 units each); the tokens after the class token
-    reshape to the 8 x 8 patch grid.
+        vit = build_lite_vit(stem="conv")
+
+    ``stem="patch"`` embeds 4 x 4 pixel patches with one linear projection, as ViT-B/16
+    embeds 16 x 16 ones. ``stem="conv"`` replaces the projection with 3 x 3 convolutions of
+    stride 1, 2 and 2 (32, 64, 128 channels, BatchNorm, ReLU) and a 1 x 1 projection, the
+    same 8 x 8 grid of tokens (Xiao et al. 2021, "Early convolutions help transformers see
+    better"): the patch projection is what makes the lite ViT slow to learn shapes.
+    ``pool`` is the global feature: "token", the class token (DINO), or "avg", the mean
+    patch token (for MAE, whose loss never trains the class token); the parameters are the
+    same. Mine ``blocks.i.mlp.act`` (512 units each); the tokens after the class token
+    reshape to the 8 x 8 grid.
     """
     from timm.models.vision_transformer import VisionTransformer
 
-    return VisionTransformer(img_size=IMAGE_SIZE, patch_size=VIT_PATCH, embed_dim=VIT_DIM,
-                             depth=VIT_DEPTH, num_heads=VIT_HEADS, mlp_ratio=4.0,
-                             num_classes=num_classes)
+    if stem not in VIT_STEMS:
+        raise ValueError(f"stem must be one of {VIT_STEMS}, got {stem!r}")
+    if pool not in ("token", "avg"):
+        raise ValueError(f"pool must be 'token' (the class token) or 'avg' (the mean patch token), got {pool!r}")
+    vit = VisionTransformer(img_size=IMAGE_SIZE, patch_size=VIT_PATCH, embed_dim=VIT_DIM,
+                            depth=VIT_DEPTH, num_heads=VIT_HEADS, mlp_ratio=4.0,
+                            num_classes=num_classes, global_pool=pool, fc_norm=False)
+    if stem == "conv":
+        layers: list[nn.Module] = []
+        for c_in, c_out, stride in ((3, 32, 1), (32, 64, 2), (64, 128, 2)):
+            layers += [nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out),
+                       nn.ReLU(inplace=True)]
+        vit.patch_embed.proj = nn.Sequential(*layers, nn.Conv2d(128, VIT_DIM, 1))
+    return vit
 
 
 def build_lite_clip() -> nn.Module:
@@ -213,8 +234,10 @@ def build_member(name: str) -> nn.Module:
         return build_lite_resnet(num_classes=6)
     if name == "lite-resnet-dino":
         return build_lite_resnet(num_classes=0)
-    if name in ("lite-vit-dino", "lite-vit-mae"):
-        return build_lite_vit()
+    if name == "lite-vit-dino":
+        return build_lite_vit(stem="conv")
+    if name == "lite-vit-mae":
+        return build_lite_vit(pool="avg")
     if name == "lite-clip":
         return build_lite_clip()
     raise KeyError(f"unknown lite member {name!r}; known: {list(MEMBERS)}")
