@@ -42,6 +42,7 @@ _EXPORTS = {
     "label_clusters": "rosetta_lite.evaluation.concepts", "concept_report": "rosetta_lite.evaluation.concepts",
     "evaluate_inversion": "rosetta_lite.evaluation.inversion", "evaluate_editing": "rosetta_lite.evaluation.editing",
     "pixel_transform": "rosetta_lite.evaluation.editing", "masked_psnr": "rosetta_lite.evaluation.editing",
+    "transform_fidelity": "rosetta_lite.evaluation.editing",
     "measure_removal": "rosetta_lite.evaluation.editing",
     "linear_probe_by_scene": "rosetta_lite.train.quality",
 }

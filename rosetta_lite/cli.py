@@ -21,11 +21,12 @@ from rosetta_lite import zoo
 from rosetta_lite.bench import mining as bench_mining
 from rosetta_lite.bench import training as bench_training
 from rosetta_lite.book import batch, results
-from rosetta_lite.book.notebooks import refresh, write_student_versions
+from rosetta_lite.book.notebooks import refresh, repository_url, stamp_repository, write_student_versions
 from rosetta_lite.capture import list_layers
 from rosetta_lite.device import PRECISIONS
 from rosetta_lite.dictionary.rosetta import RosettaDictionary
 from rosetta_lite.dictionary.runs import load_dictionaries, mine_zoo, save_dictionaries
+from rosetta_lite.evaluation.census import CensusOptions, census, format_census
 from rosetta_lite.evaluation.concepts import concept_report, format_report
 from rosetta_lite.evaluation.editing import evaluate_editing
 from rosetta_lite.evaluation.inversion import evaluate_inversion
@@ -41,7 +42,7 @@ from rosetta_lite.mining.settings import (
     MiningResult,
 )
 from rosetta_lite.train.recipes import ORDER, train_member
-from rosetta_lite.viz import world_figure
+from rosetta_lite.viz import census_figure, world_figure
 from rosetta_lite.world import EVAL_SEED, ShapesWorld
 from rosetta_lite.zoo.registry import ZOOS
 
@@ -161,6 +162,14 @@ def _student(args: argparse.Namespace) -> int:
     return 0
 
 
+def _repository(args: argparse.Namespace) -> int:
+    url = repository_url()
+    paths = args.paths or sorted(project_path("notebooks").glob("*.ipynb"))
+    changed = stamp_repository(paths, url)
+    print(f"{len(changed)} of {len(paths)} chapter(s) changed; every Colab install cell now installs from {url}")
+    return 0
+
+
 def _print_summary(summary: dict) -> None:
     print(f"mined {summary['images']} images -> {summary['out']}")
     for label in ("trained", "control"):
@@ -214,6 +223,20 @@ def _eval_concepts(args: argparse.Namespace) -> int:
     report = concept_report(trained, control, pretrained=False if args.untrained else None, n_images=args.images,
                             seed=args.seed, min_iou=args.min_iou)
     print(json.dumps(report) if args.json else format_report(report))
+    return 0
+
+
+def _eval_census(args: argparse.Namespace) -> int:
+    options = CensusOptions(images=args.images, seed=args.seed, min_iou=args.min_iou)
+    if args.figure:  # checked before the minutes of scoring
+        if Path(args.figure).is_dir():
+            raise ValueError(f"--figure {args.figure!r} is a folder; give a PNG file's path")
+        writable_dir(Path(args.figure).parent)
+    report = census(options, generator=args.generator, encoders=args.encoders)
+    if args.figure:
+        with atomic_path(args.figure) as tmp:
+            census_figure(report).savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    print(json.dumps(report) if args.json else format_census(report))
     return 0
 
 
@@ -397,6 +420,10 @@ def _add_book(commands) -> None:
     student.add_argument("paths", nargs="*", help="chapters (default: every chapter in notebooks/)")
     student.add_argument("--out", default="runs/student", help="folder for the student notebooks")
     student.set_defaults(run=_student)
+    repository = actions.add_parser("repository", help="write _config.yml's repository URL into the Colab "
+                                                         "install cells")
+    repository.add_argument("paths", nargs="*", help="chapters (default: every chapter in notebooks/)")
+    repository.set_defaults(run=_repository)
 
     chapters = commands.add_parser("chapters", help="run every chapter with papermill, parameters from a YAML file")
     chapters.add_argument("--params", default=None, help="YAML file: common: and chapters: sections (default: none)")
@@ -425,6 +452,18 @@ def _add_eval(commands) -> None:
     concepts.add_argument("--untrained", action="store_true", help="the run mined --zoo lite-untrained")
     concepts.add_argument("--json", action="store_true", help="print the report as JSON")
     concepts.set_defaults(run=_eval_concepts)
+
+    counted = kinds.add_parser("census", help="units per concept of every lite member, trained vs untrained")
+    counted.add_argument("--images", type=_int_in(16, 5000), default=300, help="held-out scenes (default 300)")
+    counted.add_argument("--seed", type=NATURAL, default=EVAL_SEED,
+                         help=f"world stream and latent seed (default {EVAL_SEED}, the evaluation stream)")
+    counted.add_argument("--min-iou", type=_float_in(0, 1, open_ends=True), default=0.2,
+                         help="label a unit when its IoU above chance >= this (default 0.2)")
+    counted.add_argument("--generator", default=None, help="the generator (default: the lite zoo's)")
+    counted.add_argument("--encoders", nargs="+", default=None, help="encoders (default: every lite encoder)")
+    counted.add_argument("--figure", default=None, help="also write the census figure to this PNG")
+    counted.add_argument("--json", action="store_true", help="print the census as one JSON line")
+    counted.set_defaults(run=_eval_census)
 
     trust = kinds.add_parser("trust", help="trust scores of the Rosetta neurons: consistency, interpretability")
     _add_run_folder(trust)

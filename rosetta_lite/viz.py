@@ -39,7 +39,7 @@ def world_figure(batch: WorldBatch, n: int | None = None) -> plt.Figure:
             batch.images[col].permute(1, 2, 0).numpy(),
             _label_map(batch, col),
             batch.masks["contour"][col].numpy(),
-            batch.masks[f"shape:{shape}"][col].numpy(),
+            batch.masks[f"shape:{shape.split()[-1]}"][col].numpy(),  # "dots ring" names the shape last
         )
         for row, (panel, title) in enumerate(zip(panels, rows)):
             ax = axes[row, col]
@@ -159,43 +159,61 @@ def unit_grid(images_bchw: torch.Tensor, columns: dict[str, torch.Tensor], row_l
     return fig
 
 
+def cluster_maps(dictionary, generator, encoders: dict, z: torch.Tensor, cluster, size: int = 64):
+    """A cluster's heat maps on generated images: (images, one (B, size, size) map per model, their unit names).
+
+        images, maps, names = cluster_maps(d, gan, run.members, gan.sample_latents(3, seed=0), d.clusters[0])
+
+    The cluster's first generator unit and, for every encoder, its member unit most
+    correlated with that generator unit; maps are z-scores of the mining statistics.
+    """
+    with torch.no_grad():
+        native = generator.generate(z).clamp(0, 1)
+    images = torch.nn.functional.interpolate(native, size=(size, size), mode="bilinear", align_corners=False)
+    g_unit = cluster.generator_units[0]
+    maps = [unit_maps(generator, z, [g_unit], dictionary, size)[:, 0]]
+    names = [dictionary.unit_name(dictionary.generator, g_unit)]
+    for encoder in dictionary.encoders:
+        corr = dictionary.similarity(encoder)
+        best = max(cluster.members[encoder], key=lambda unit: float(corr[g_unit, unit]))
+        maps.append(unit_maps(encoders[encoder], native, [best], dictionary, size, name=encoder)[:, 0])
+        names.append(dictionary.unit_name(encoder, best))
+    return images, maps, names
+
+
+def _column_title(model: str) -> str:
+    return model.replace("@untrained", "\n(untrained)")
+
+
+def _cluster_label(cluster) -> str:
+    label = cluster.concept or f"cluster {cluster.id}"
+    return f"{label}\n" + (f"IoU {cluster.iou:.2f}" if cluster.iou is not None else f"r {cluster.score:.2f}")
+
+
 def dictionary_figure(dictionary, generator, encoders: dict, z: torch.Tensor, clusters: list[int] | None = None,
                       size: int = 64) -> plt.Figure:
     """The paper's Figure 2: one row per concept, one column per model, heat maps on one image.
 
         dictionary_figure(d, gan, {e.name: e for e in encoders}, gan.sample_latents(1, seed=3))
 
-    Each row shows, for the first generated image of ``z``, the cluster's first generator
-    unit and, for every encoder, its member unit most correlated with that generator unit.
+    Each row shows, for the first generated image of ``z``, the maps of ``cluster_maps``.
     """
     chosen = clusters if clusters is not None else list(range(min(6, len(dictionary.clusters))))
-    with torch.no_grad():
-        native = generator.generate(z[:1]).clamp(0, 1)
-    image = torch.nn.functional.interpolate(native, size=(size, size), mode="bilinear", align_corners=False)
-    columns = [dictionary.generator] + dictionary.encoders
-    fig, axes = plt.subplots(len(chosen), 1 + len(columns), figsize=(1.5 * (1 + len(columns)), 1.5 * len(chosen) + 0.6),
-                             squeeze=False)
-    picture = image[0].permute(1, 2, 0).numpy()
-    for row, index in enumerate(chosen):
-        cluster = dictionary.clusters[index]
-        g_unit = cluster.generator_units[0]
-        axes[row, 0].imshow(picture)
-        label = cluster.concept or f"cluster {cluster.id}"
-        axes[row, 0].set_ylabel(f"{label}\n" + (f"IoU {cluster.iou:.2f}" if cluster.iou is not None else
-                                                f"r {cluster.score:.2f}"), fontsize=7)
-        maps = [unit_maps(generator, z[:1], [g_unit], dictionary, size)[0, 0]]
-        for encoder in dictionary.encoders:
-            corr = dictionary.similarity(encoder)
-            best = max(cluster.members[encoder], key=lambda unit: float(corr[g_unit, unit]))
-            maps.append(unit_maps(encoders[encoder], native, [best], dictionary, size, name=encoder)[0, 0])
-        for col, heat in enumerate(maps, start=1):
-            axes[row, col].imshow(heat.numpy(), cmap="magma")
-            if row == 0:
-                axes[row, col].set_title(columns[col - 1].replace("@untrained", "\n(untrained)"), fontsize=7)
-    for ax in axes.flat:
-        ax.set_xticks([]), ax.set_yticks([])
-    fig.tight_layout()
-    return fig
+    per_cluster = [cluster_maps(dictionary, generator, encoders, z[:1], dictionary.clusters[i], size) for i in chosen]
+    images = torch.cat([images for images, _, _ in per_cluster])
+    columns = {_column_title(model): torch.cat([maps[col] for _, maps, _ in per_cluster])
+               for col, model in enumerate([dictionary.generator] + dictionary.encoders)}
+    return unit_grid(images, columns, [_cluster_label(dictionary.clusters[i]) for i in chosen])
+
+
+def cluster_figure(dictionary, generator, encoders: dict, z: torch.Tensor, cluster, size: int = 64) -> plt.Figure:
+    """One concept on several generated images: a row per image of ``z``, a column per model.
+
+        cluster_figure(d, gan, run.members, gan.sample_latents(3, seed=3), d.clusters[0])
+    """
+    images, maps, names = cluster_maps(dictionary, generator, encoders, z, cluster, size)
+    columns = {_column_title(name).replace(":", "\n", 1): m for name, m in zip(names, maps)}
+    return unit_grid(images, columns, [f"image {i}" for i in range(len(images))])
 
 
 def best_correlation_figure(trained, control=None) -> plt.Figure:
@@ -235,39 +253,6 @@ def best_buddy_figure(dictionary, generator, encoder, pairs: int = 4, images: in
         columns[f"G {dictionary.unit_name(dictionary.generator, g_unit).split(':', 1)[1]}\nr = {corr:.2f}"] = g_maps[:, i]
         columns[f"{encoder.name}\n{dictionary.unit_name(encoder.name, d_unit).split(':', 1)[1]}"] = d_maps[:, i]
     return unit_grid(shown, columns)
-
-
-def dictionary_explorer(dictionary, generator, encoders: dict):
-    """An ipywidgets explorer: pick a concept and an image seed, see its units' maps.
-
-        dictionary_explorer(d, gan, members)   # interactive in Jupyter; the book shows Figure 2
-
-    The figure is an ``Image`` widget holding a PNG, not an ``Output`` widget: output
-    captured into an ``Output`` widget during execution makes nbclient send comm messages
-    on the shell channel while it waits there for the cell's reply, a race that can leave
-    a headless run (the book build, papermill) waiting forever (jupyter/nbclient#312).
-    """
-    import io
-
-    import ipywidgets as widgets
-
-    options = [(f"{c.id}: {c.concept or 'unlabelled'} (r {c.score:.2f})", c.id) for c in dictionary.clusters]
-    concept = widgets.Dropdown(options=options, description="concept")
-    seed = widgets.IntSlider(value=0, min=0, max=50, description="image seed")
-    image = widgets.Image(format="png")
-
-    def draw(*_):
-        fig = dictionary_figure(dictionary, generator, encoders, generator.sample_latents(1, seed=seed.value),
-                                clusters=[concept.value])
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", bbox_inches="tight")
-        plt.close(fig)
-        image.value = buffer.getvalue()
-
-    concept.observe(draw, "value")
-    seed.observe(draw, "value")
-    draw()
-    return widgets.VBox([widgets.HBox([concept, seed]), image])
 
 
 def samples_figure(generators, world, n: int = 32, seed: int = 0) -> plt.Figure:
@@ -357,5 +342,40 @@ def image_rows(rows: dict[str, torch.Tensor], n: int | None = None, cmap_maps: s
                 ax.imshow(v[0].numpy(), cmap=cmap_maps)
             ax.set_xticks([]), ax.set_yticks([])
         axes[r, 0].set_ylabel(label, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def census_figure(report: dict, top: int = 12) -> plt.Figure:
+    """Units per concept, trained beside untrained, one panel per member (a census's JSON).
+
+        census_figure(census(CensusOptions(images=300)))
+
+    Concepts are those the trained member or its copy holds most, at most ``top`` a panel;
+    the count axis is logarithmic, since sky and ground fill hundreds of a ViT's units.
+    """
+    members = report["members"]
+    if not members:
+        raise ValueError("the census holds no member")
+    columns = min(3, len(members))
+    rows_of_panels = -(-len(members) // columns)
+    fig, axes = plt.subplots(rows_of_panels, columns, figsize=(3.3 * columns, 3.2 * rows_of_panels), squeeze=False)
+    for ax in axes.flat[len(members):]:
+        ax.set_visible(False)
+    for ax, (name, m) in zip(axes.flat, members.items()):
+        names = sorted(set(m["trained"]) | set(m["untrained"]),
+                       key=lambda c: -max(m["trained"].get(c, 0), m["untrained"].get(c, 0)))[:top]
+        rows = np.arange(len(names))
+        ax.barh(rows - 0.2, [m["trained"].get(c, 0) for c in names], 0.4, label="trained", color="tab:blue")
+        ax.barh(rows + 0.2, [m["untrained"].get(c, 0) for c in names], 0.4, label="untrained", color="tab:gray")
+        ax.set_yticks(rows, [c.replace("shape:", "").replace("colour:", "colour ") for c in names], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xscale("symlog", linthresh=1)
+        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.set_title(f"{name} ({m['units']} units)", fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+    axes[0, 0].legend(fontsize=7, loc="lower right")
+    fig.supxlabel("units labelled with the concept (IoU above chance >= "
+                  f"{report['settings']['min_iou']})", fontsize=8)
     fig.tight_layout()
     return fig

@@ -45,9 +45,20 @@ GROUNDS: dict[str, tuple[int, int, int]] = {
     "sand": (200, 175, 120),
 }
 SIZE_WORDS = ((0.15, "small"), (0.21, "medium"), (1.0, "large"))
+#: an object's fill and the word its caption uses; the default world's objects are all plain
+FILLS: dict[str, str] = {
+    "plain": "plain",
+    "hstripes": "horizontally striped",
+    "vstripes": "vertically striped",
+    "checks": "checked",
+    "dots": "dotted",
+}
+FILL_PERIOD = 1 / 8  # a texture's period, a fraction of the image: 4 px at 32 px, the same scene at any size
+FILL_DARK = 0.55  # the dark half of a texture keeps this much of the object's colour
 
 # Per-sample random draws, in this order: horizon, sky, ground, object count, then per
-# object slot: shape, colour, centre x, centre y, radius.
+# object slot: shape, colour, centre x, centre y, radius; then the ground noise, then one fill
+# draw per slot (drawn last, so that a world of plain objects keeps its bytes).
 _SCENE_DRAWS = 4
 _OBJECT_DRAWS = 5
 _TEXTURE_LEVELS = 9  # ground noise in [-4, 4] grey levels: a mild texture
@@ -89,6 +100,7 @@ class WorldConfig:
     colours: tuple[str, ...] = tuple(COLOURS)
     min_radius: float = 0.11
     max_radius: float = 0.27
+    fills: tuple[str, ...] = ("plain",)
 
     def __post_init__(self) -> None:
         if not isinstance(self.size, int) or not 16 <= self.size <= 1024:
@@ -100,6 +112,7 @@ class WorldConfig:
             )
         _check_names("shape", self.shapes, SHAPES)
         _check_names("colour", self.colours, tuple(COLOURS))
+        _check_names("fill", self.fills, tuple(FILLS))
         if not 0.03 <= self.min_radius <= self.max_radius <= 0.45:
             raise ValueError(
                 "need 0.03 <= min_radius <= max_radius <= 0.45 (fractions of the image), got "
@@ -164,14 +177,19 @@ class ShapesWorld:
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        return self.config.shapes
+        """The class of a scene is its largest object's shape, and its fill where objects have several."""
+        cfg = self.config
+        if len(cfg.fills) == 1:
+            return cfg.shapes
+        return tuple(f"{fill} {shape}" for fill in cfg.fills for shape in cfg.shapes)
 
     @property
     def mask_names(self) -> list[str]:
         """Names of the ground-truth masks every batch carries."""
         cfg = self.config
+        fills = [f"fill:{f}" for f in cfg.fills] if len(cfg.fills) > 1 else []
         return (["sky", "ground", "object", "contour"] + [f"shape:{s}" for s in cfg.shapes]
-                + [f"colour:{c}" for c in cfg.colours])
+                + [f"colour:{c}" for c in cfg.colours] + fills)
 
     def batch(self, n: int, seed: int = 0, start: int = 0) -> WorldBatch:
         """Render samples ``start .. start+n-1`` of the stream ``seed``.
@@ -200,29 +218,73 @@ class ShapesWorld:
                              f"start={start}, layout_seed={layout_seed}")
         draws, _ = self._draw(n, seed, start)
         layout, noise = self._draw(n, layout_seed, start)
-        kept = [3] + [_SCENE_DRAWS + _OBJECT_DRAWS * j + d for j in range(self.config.max_objects) for d in (0, 1)]
+        k = self.config.max_objects
+        kept = [3] + [_SCENE_DRAWS + _OBJECT_DRAWS * j + d for j in range(k) for d in (0, 1)]
+        kept += list(range(_SCENE_DRAWS + _OBJECT_DRAWS * k, layout.shape[1]))  # the fills
         layout[:, kept] = draws[:, kept]
         return self._render(layout, noise)
+
+    def render_scene(self, scene: dict[str, torch.Tensor]) -> WorldBatch:
+        """Render scenes given by their description (a batch's ``scene``), ground noise off.
+
+            world.render_scene(world.batch(8, seed=3).scene).masks["object"]   # the same masks
+
+        ``scene``: horizon (B,), sky, ground and count (B,) integers, and per object slot
+        (B, max_objects) shape and colour integers, cx, cy and radius. A generator whose
+        latent is such a description (the lite renderer's) gets the ground truth of its
+        samples this way.
+        """
+        return self._render(self._scene_draws(scene), None)
+
+    def _scene_draws(self, scene: dict[str, torch.Tensor]) -> np.ndarray:
+        """The uniform draws that ``_render`` turns into ``scene``: the inverse of its picks."""
+        cfg = self.config
+        missing = [k for k in ("horizon", "sky", "ground", "count", "shape", "colour", "cx", "cy", "radius")
+                   if k not in scene]
+        if missing:
+            raise ValueError(f"a scene description needs {missing} too; it holds {sorted(scene)}")
+        get = {k: scene[k].detach().cpu().double().numpy() for k in scene}
+        n, k = get["horizon"].shape[0], cfg.max_objects
+        if get["shape"].shape != (n, k):
+            raise ValueError(f"per-object entries are (B, {k}) for this world, got {get['shape'].shape}")
+        counts = cfg.max_objects - cfg.min_objects + 1
+        if ((get["count"] < cfg.min_objects) | (get["count"] > cfg.max_objects)).any():
+            raise ValueError(f"object counts must lie in {cfg.min_objects} .. {cfg.max_objects}")
+        centre = lambda index, count: (index + 0.5) / count  # noqa: E731  the middle of a pick's interval
+        draws = np.empty((n, _SCENE_DRAWS + _OBJECT_DRAWS * k + k))
+        draws[:, 0] = (get["horizon"] - 0.35) / 0.4
+        draws[:, 1], draws[:, 2] = centre(get["sky"], len(SKIES)), centre(get["ground"], len(GROUNDS))
+        draws[:, 3] = centre(get["count"] - cfg.min_objects, counts)
+        obj = np.stack([centre(get["shape"], len(cfg.shapes)), centre(get["colour"], len(cfg.colours)),
+                        *object_draws(get["cx"], get["cy"], get["radius"], cfg.min_radius, cfg.max_radius)], -1)
+        draws[:, _SCENE_DRAWS:_SCENE_DRAWS + _OBJECT_DRAWS * k] = obj.reshape(n, k * _OBJECT_DRAWS)
+        fill = get["fill"] if "fill" in get else np.zeros((n, k))  # a description without fills: plain
+        draws[:, _SCENE_DRAWS + _OBJECT_DRAWS * k:] = centre(fill, len(cfg.fills))
+        return np.clip(draws, 0, 1 - 1e-12)
 
     def _draw(self, n: int, seed: int, start: int) -> tuple[np.ndarray, np.ndarray]:
         k = self.config.max_objects
         width = _SCENE_DRAWS + _OBJECT_DRAWS * k
-        draws = np.empty((n, width))
+        draws = np.empty((n, width + k))
         noise = np.empty((n, self.size, self.size), dtype=np.int16)
         for row, index in enumerate(range(start, start + n)):
             rng = np.random.default_rng([seed, index])
-            draws[row] = rng.random(width)
+            draws[row, :width] = rng.random(width)
             noise[row] = rng.integers(0, _TEXTURE_LEVELS, size=(self.size, self.size)) - _TEXTURE_LEVELS // 2
+            draws[row, width:] = rng.random(k)
         return draws, noise
 
-    def _render(self, draws: np.ndarray, noise: np.ndarray) -> WorldBatch:
+    def _render(self, draws: np.ndarray, noise: np.ndarray | None) -> WorldBatch:
         cfg, size = self.config, self.size
         n, k = draws.shape[0], cfg.max_objects
+        if noise is None:
+            noise = np.zeros((n, size, size), dtype=np.int16)
         horizon = horizon_height(draws[:, 0])  # fraction of the height
         sky_idx = _pick(draws[:, 1], len(SKIES))
         ground_idx = _pick(draws[:, 2], len(GROUNDS))
         count = cfg.min_objects + _pick(draws[:, 3], cfg.max_objects - cfg.min_objects + 1)
-        obj = draws[:, _SCENE_DRAWS:].reshape(n, k, _OBJECT_DRAWS)
+        obj = draws[:, _SCENE_DRAWS:_SCENE_DRAWS + _OBJECT_DRAWS * k].reshape(n, k, _OBJECT_DRAWS)
+        fill_idx = _pick(draws[:, _SCENE_DRAWS + _OBJECT_DRAWS * k:], len(cfg.fills))
         shape_idx = _pick(obj[..., 0], len(cfg.shapes))
         colour_idx = _pick(obj[..., 1], len(cfg.colours))
         cx, cy, radius = place_object(obj[..., 2], obj[..., 3], obj[..., 4], cfg.min_radius, cfg.max_radius)
@@ -238,14 +300,17 @@ class ShapesWorld:
         image = self._background(label < 2, is_ground, horizon, sky_idx, ground_idx, noise)
         palette = np.array([COLOURS[c] for c in cfg.colours], dtype=np.int16)
         object_rgb = palette[colour_idx]  # (n, k, 3)
+        dark = self._fill_patterns()[fill_idx]  # (n, k, S, S): the texture's dark pixels
         for j in range(k):
             hit = label == 2 + j
-            image[hit] = object_rgb[:, j][np.nonzero(hit)[0]]
+            rows = np.nonzero(hit)[0]
+            shaded = np.floor(object_rgb[:, j] * FILL_DARK + 0.5).astype(np.int16)
+            image[hit] = np.where(dark[:, j][hit][:, None], shaded[rows], object_rgb[:, j][rows])
         image_u8 = np.clip(image, 0, 255).astype(np.uint8)
 
         visible = label[:, None] == (2 + np.arange(k))[None, :, None, None]  # (n, k, S, S)
-        masks = self._masks(label, visible, shape_idx, colour_idx)
-        objects, labels, captions = self._describe(visible, shape_idx, colour_idx, radius,
+        masks = self._masks(label, visible, shape_idx, colour_idx, fill_idx)
+        objects, labels, captions = self._describe(visible, (shape_idx, colour_idx, fill_idx), radius,
                                                    sky_idx, ground_idx)
         images = torch.from_numpy(image_u8).permute(0, 3, 1, 2).float().div_(255)
         return WorldBatch(
@@ -255,14 +320,29 @@ class ShapesWorld:
             masks={name: torch.from_numpy(m) for name, m in masks.items()},
             object_masks=torch.from_numpy(visible),
             objects=objects,
-            class_names=cfg.shapes,
+            class_names=self.class_names,
             slot_masks=torch.from_numpy(inside),
             scene={"horizon": torch.from_numpy(horizon).float(), "sky": torch.from_numpy(sky_idx),
                    "ground": torch.from_numpy(ground_idx), "count": torch.from_numpy(count),
                    "shape": torch.from_numpy(shape_idx), "colour": torch.from_numpy(colour_idx),
+                   "fill": torch.from_numpy(fill_idx),
                    "cx": torch.from_numpy(cx).float(), "cy": torch.from_numpy(cy).float(),
                    "radius": torch.from_numpy(radius).float()},
         )
+
+    def _fill_patterns(self) -> np.ndarray:
+        """The dark pixels of each of the world's fills, (fills, S, S) bool, fixed to the image."""
+        xs, ys = self._xs[0, 0], self._ys[0, 0]  # (1, S), (S, 1)
+        cx, cy = np.floor(xs / (FILL_PERIOD / 2)), np.floor(ys / (FILL_PERIOD / 2))  # half-period cells
+        fx, fy = xs / FILL_PERIOD % 1 - 0.5, ys / FILL_PERIOD % 1 - 0.5  # place within a period
+        patterns = {
+            "plain": np.zeros((self.size, self.size), dtype=bool),
+            "hstripes": np.broadcast_to(cy % 2 == 1, (self.size, self.size)),
+            "vstripes": np.broadcast_to(cx % 2 == 1, (self.size, self.size)),
+            "checks": (cx + cy) % 2 == 1,
+            "dots": fx * fx + fy * fy <= 0.09,  # a dot of 0.3 periods' radius in each period's cell
+        }
+        return np.stack([patterns[f] for f in self.config.fills])
 
     def _shape_masks(self, shape_idx, cx, cy, radius) -> np.ndarray:
         """Inside-masks of every object slot, (n, k, S, S), before occlusion."""
@@ -302,7 +382,7 @@ class ShapesWorld:
         image = np.floor(image + 0.5).astype(np.int16)
         return image + (noise * np.broadcast_to(is_ground, noise.shape))[..., None]
 
-    def _masks(self, label, visible, shape_idx, colour_idx) -> dict[str, np.ndarray]:
+    def _masks(self, label, visible, shape_idx, colour_idx, fill_idx) -> dict[str, np.ndarray]:
         cfg = self.config
         obj = label >= 2
         masks = {"sky": label == 0, "ground": label == 1, "object": obj, "contour": _contour(label)}
@@ -310,22 +390,30 @@ class ShapesWorld:
             masks[f"shape:{name}"] = (visible & (shape_idx == i)[..., None, None]).any(1)
         for i, name in enumerate(cfg.colours):
             masks[f"colour:{name}"] = (visible & (colour_idx == i)[..., None, None]).any(1)
+        if len(cfg.fills) > 1:
+            for i, name in enumerate(cfg.fills):
+                masks[f"fill:{name}"] = (visible & (fill_idx == i)[..., None, None]).any(1)
         return masks
 
-    def _describe(self, visible, shape_idx, colour_idx, radius, sky_idx, ground_idx):
+    def _describe(self, visible, identity, radius, sky_idx, ground_idx):
         cfg = self.config
+        shape_idx, colour_idx, fill_idx = identity
+        textured = len(cfg.fills) > 1
         pixels = visible.sum((2, 3))  # (n, k)
         objects, labels, captions = [], [], []
         for b in range(visible.shape[0]):
             items = [
                 {"shape": cfg.shapes[shape_idx[b, j]], "colour": cfg.colours[colour_idx[b, j]],
-                 "size": _size_word(radius[b, j]), "pixels": int(pixels[b, j]), "slot": j}
+                 "fill": cfg.fills[fill_idx[b, j]], "size": _size_word(radius[b, j]), "pixels": int(pixels[b, j]),
+                 "slot": j}
                 for j in range(visible.shape[1]) if pixels[b, j] > 0
             ]
             objects.append(items)
             largest = max(items, key=lambda o: o["pixels"])
-            labels.append(cfg.shapes.index(largest["shape"]))
-            phrases = [f"a {o['size']} {o['colour']} {o['shape']}" for o in items]
+            labels.append(self.class_names.index(f"{largest['fill']} {largest['shape']}" if textured
+                                                 else largest["shape"]))
+            phrases = [f"a {o['size']} {o['colour']} " + (f"{FILLS[o['fill']]} " if textured else "") + o["shape"]
+                       for o in items]
             things = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
             captions.append(f"{things} on {list(GROUNDS)[ground_idx[b]]} ground "
                             f"under a {list(SKIES)[sky_idx[b]]} sky")
@@ -373,6 +461,26 @@ class ShapesDataset(torch.utils.data.Dataset):
             raise IndexError(f"index {index} out of range for a dataset of {self.length}")
         sample = self.world.batch(1, seed=self.seed, start=index)
         return sample.images[0], int(sample.labels[0])
+
+
+#: named world settings: the default world of plain objects, and objects with textured fills
+WORLDS: dict[str, dict] = {"plain": {}, "textured": {"fills": tuple(FILLS)}}
+
+
+def world_settings(name: str) -> dict:
+    """The ``ShapesWorld`` settings of a named world.
+
+        ShapesWorld(**world_settings("textured"))
+    """
+    if name not in WORLDS:
+        raise ValueError(f"unknown world {name!r}; named worlds: {list(WORLDS)}")
+    return dict(WORLDS[name])
+
+
+def world_name(settings: dict) -> str:
+    """The name of a world's settings (``world_settings``'s inverse); ``"custom"`` for any other."""
+    canon = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
+    return next((name for name, known in WORLDS.items() if known == canon), "custom")
 
 
 EVAL_SEED = 7  # world seed of every gate measurement

@@ -13,6 +13,7 @@ from rosetta_lite.book.batch import (
     load_params,
     run_chapters,
 )
+from rosetta_lite.book.parameters import refuse_unknown_parameters, unknown_parameters
 from rosetta_lite.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,3 +96,33 @@ def test_failing_chapter_is_named(tmp_path):
     with pytest.raises(ChapterError, match=r"chapter 02_broken failed in cell \[3\]: ValueError: bad x=5"):
         run_chapters(None, tmp_path / "out", notebooks=folder, overrides={"x": 5}, log=lines.append)
     assert lines[1].startswith("[1/2] 01_fine: done") and lines[2].startswith("[2/2] 02_broken: running")
+
+
+def test_unknown_parameters_come_from_the_injected_cell_only():
+    own = "# Parameters (papermill -p NAME VALUE overrides them).\nsize = 32  # pixels\nlayers: list = ['a']\n"
+    assert unknown_parameters([own, "# Parameters\nsize = 64\n", "check()"]) == ([], ["layers", "size"])
+    assert unknown_parameters([own, "# Parameters\nsizee = 64\nlayers = []\n"]) == (["sizee"], ["layers", "size"])
+    assert unknown_parameters([own, "x = 1"]) == ([], [])  # Jupyter, the book build, nbval: nothing injected
+    with pytest.raises(ValueError, match=r"\['sizee'\] are not declared by this chapter; .* declares \['layers', 'size'\]"):
+        refuse_unknown_parameters([own, "# Parameters\nsizee = 64\n"])
+    refuse_unknown_parameters([])  # no kernel history: no papermill
+
+
+def test_papermill_with_an_undeclared_name_stops_the_chapter(tmp_path):
+    """Plain papermill only warns; the chapter's own check refuses (and a declared name runs)."""
+    import nbformat
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    params = nbformat.v4.new_code_cell("# Parameters\nsize = 32  # pixels", metadata={"tags": ["parameters"]})
+    check = nbformat.v4.new_code_cell("from rosetta_lite.book.parameters import refuse_unknown_parameters\n"
+                                      "refuse_unknown_parameters()\nprint(size)")
+    kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    notebook = tmp_path / "chapter.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[params, check], metadata=kernel), notebook)
+    done = papermill.execute_notebook(str(notebook), str(tmp_path / "ok.ipynb"), parameters={"size": 64},
+                                      progress_bar=False)
+    assert done.cells[-1].outputs[0]["text"] == "64\n"
+    with pytest.raises(PapermillExecutionError, match=r"\['sizee'\] are not declared by this chapter"):
+        papermill.execute_notebook(str(notebook), str(tmp_path / "typo.ipynb"), parameters={"sizee": 64},
+                                   progress_bar=False)

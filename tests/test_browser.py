@@ -123,8 +123,27 @@ def test_notebook_chapters_have_their_figures(doms, html):
     assert doms[PLOTLY_CHAPTER].count("js-plotly-plot") >= 1, f"{PLOTLY_CHAPTER}: no plotly figure drawn"
 
 
-# ipywidgets need their manager from a CDN to be live; offline, the static figure beside
-# each explorer is what the reader sees. Nothing else may come from the network.
+EXPLORER_CHAPTER = "notebooks/04_rosetta_dictionary"
+
+
+def test_the_concept_explorer_works_without_a_kernel_or_network(doms, html):
+    """Its script ran (one card shown, the count filled), and ``?concept=`` filters the clusters."""
+    dom = doms[EXPLORER_CHAPTER]
+    assert 'class="rosetta-explorer"' in dom and 'data-ready="1"' in dom, "the explorer's script did not run"
+    cards = re.findall(r'<div class="rx-card"[^>]*>', dom)
+    assert len(cards) >= 2 and sum("hidden" not in card for card in cards) == 1, "one cluster is shown at a time"
+    shown, total = map(int, re.search(r"(\d+) of (\d+) clusters", dom).groups())
+    assert shown == total == len(cards)
+    trained = sum('data-id="trained-' in card for card in cards)
+    url = (html / f"{EXPLORER_CHAPTER}.html").as_uri() + "?concept=trained"
+    filtered = chromium("--virtual-time-budget=5000", "--dump-dom", url)
+    assert re.search(r"(\d+) of (\d+) clusters", filtered).groups() == (str(trained), str(total))
+    visible = [card for card in re.findall(r'<div class="rx-card"[^>]*>', filtered) if "hidden" not in card]
+    assert len(visible) == 1 and 'data-id="trained-' in visible[0]
+
+
+# ipywidgets (e.g. progress bars) need their manager from a CDN to be live; offline they stay static text.
+# Nothing else may come from the network.
 WIDGET_CDN = ("cdn.jsdelivr.net/npm/@jupyter-widgets/", "cdnjs.cloudflare.com/ajax/libs/require.js/")
 
 

@@ -196,29 +196,30 @@ def test_eval_concepts_command(tiny_run, tmp_path, capsys):
     assert "no dictionary" in capsys.readouterr().err
 
 
-def test_dictionary_explorer_shows_a_png_and_redraws_for_a_new_seed(monkeypatch):
-    """The explorer holds its figure in an Image widget (no Output widget: see its docstring)."""
-    from types import SimpleNamespace
+def test_concept_explorer_has_a_card_per_cluster_of_each_zoo(tiny_run):
+    import base64
+    import dataclasses
+    import re
 
-    import ipywidgets as widgets
-    import matplotlib.pyplot as plt
+    from rosetta_lite.explorer import concept_explorer
 
-    from rosetta_lite import viz
+    trained, control = load_dictionaries(tiny_run)
+    trained = dataclasses.replace(trained, clusters=[
+        Cluster(0, [5], {"lite-resnet-sup": [3]}, 0.61, concept="sky", iou=0.72),
+        Cluster(1, [7, 9], {"lite-resnet-sup": [4]}, 0.4)])
+    control = dataclasses.replace(control, clusters=[
+        Cluster(0, [2], {"lite-resnet-sup@untrained": [1]}, 0.3, concept="ground", iou=0.5)])
+    gan = zoo.load(trained.generator, pretrained=False)  # the run mined the untrained zoo
+    page = concept_explorer(gan, {"trained": (trained, None), "control": (control, None)}, images=2)
+    assert re.findall(r'class="rx-card" data-id="([^"]+)"', page) == ["trained-0", "trained-1", "control-0"]
+    assert "trained · cluster 0: sky" in page and "IoU 0.72" in page and "cluster 1: unlabelled" in page
+    assert "control · cluster 0: ground" in page and "layer" in page  # unit names: model, layer, channel
+    pictures = re.findall(r'src="data:image/jpeg;base64,([^"]+)"', page)
+    assert len(pictures) == 3 and all(base64.b64decode(p).startswith(b"\xff\xd8\xff") for p in pictures)
+    assert page._repr_html_() == page and page.count("<script>") == 1 and "data-ready" in page
+    with pytest.raises(ValueError, match="images must be at least 1"):
+        concept_explorer(gan, {"trained": (trained, None)}, images=0)
+    with pytest.raises(ValueError, match="no clusters to explore"):
+        concept_explorer(gan, {"trained": (dataclasses.replace(trained, clusters=[]), None), "control": (None, None)})
 
-    drawn = []
 
-    def figure(dictionary, generator, encoders, z, clusters):
-        drawn.append((float(z.sum()), clusters))
-        return plt.figure(figsize=(1, 1))
-
-    monkeypatch.setattr(viz, "dictionary_figure", figure)
-    dictionary = SimpleNamespace(clusters=[Cluster(4, [0], {}, 0.9, concept="sky"), Cluster(7, [1], {}, 0.8)])
-    generator = SimpleNamespace(sample_latents=lambda n, seed: _noise((n, 8), seed))
-    explorer = viz.dictionary_explorer(dictionary, generator, {})
-    (controls, image) = explorer.children
-    concept, seed = controls.children
-    assert isinstance(image, widgets.Image) and bytes(image.value).startswith(b"\x89PNG")
-    assert [label for label, _ in concept.options] == ["4: sky (r 0.90)", "7: unlabelled (r 0.80)"]
-    seed.value, concept.value = 5, 7
-    assert [c for _, c in drawn] == [[4], [4], [7]] and drawn[1][0] != drawn[0][0]
-    assert bytes(image.value).startswith(b"\x89PNG") and not any(isinstance(w, widgets.Output) for w in explorer.children)

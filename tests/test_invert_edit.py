@@ -10,6 +10,7 @@ import torch
 
 from rosetta_lite import zoo
 from rosetta_lite.applications.edit import (
+    EditResult,
     add,
     box_mask,
     edit,
@@ -33,7 +34,7 @@ from rosetta_lite.applications.invert import (
     standardise,
 )
 from rosetta_lite.dictionary.runs import load_dictionaries
-from rosetta_lite.evaluation.editing import evaluate_editing, pixel_transform
+from rosetta_lite.evaluation.editing import evaluate_editing, pixel_transform, transform_fidelity
 from rosetta_lite.evaluation.metrics import mean_ci, paired_difference, psnr, ssim
 
 torch.set_num_threads(1)
@@ -196,6 +197,26 @@ def test_pixel_transform_matches_the_map_transform():
     assert torch.equal(moved[..., 2:], images[..., :6]) and covered[..., :2].logical_not().all()
     with pytest.raises(ValueError, match="shift"):
         pixel_transform(images, "rotate", 1)
+
+
+def test_transform_fidelity_scores_the_edit_against_the_transformed_original():
+    before = torch.rand(2, 3, 8, 8)
+    moved, _ = pixel_transform(before, "shift", (0.25, 0.0))
+    perfect = EditResult(None, None, before, moved, {}, {}, [])
+    edited, unedited = transform_fidelity(perfect, "shift", (0.25, 0.0))
+    assert edited.shape == (2,) and (edited >= 99).all() and (unedited < 20).all()
+    untouched = dataclasses.replace(perfect, after=before)
+    assert torch.equal(transform_fidelity(untouched, "shift", (0.25, 0.0))[0], unedited)
+
+
+def test_best_match_is_each_generator_units_highest_similarity(dictionary):
+    table = dictionary.similarity("lite-clip").clone()
+    table[0] = float("nan")
+    table[0, 3] = 0.5
+    probe = dataclasses.replace(dictionary, tensors={**dictionary.tensors, "corr/lite-clip": table})
+    values, units = probe.best_match("lite-clip")
+    assert values.shape == (table.shape[0],) and values[0] == 0.5 and units[0] == 3
+    assert torch.equal(values[1:], table[1:].nan_to_num(-1).max(1).values)
 
 
 # ---- objective ----

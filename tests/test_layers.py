@@ -21,7 +21,7 @@ STAGES = [
     ("applications",),
     ("evaluation",),
     ("bench",),
-    ("viz",),
+    ("viz", "explorer"),
     ("book",),
     ("cli",),
     ("__init__", "__main__"),

@@ -32,6 +32,13 @@ def test_chapters_are_stored_without_outputs_and_check_with_asserts(path):
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_the_cell_after_the_parameters_refuses_undeclared_names(path):
+    cells = nbformat.read(path, as_version=4).cells
+    index = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
+    assert "\nrefuse_unknown_parameters()" in "\n" + cells[index + 1].source, path.name
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
 def test_every_exercise_has_a_solution_hidden_in_the_book(path):
     from rosetta_lite.book.notebooks import exercise_count, is_solution
 
@@ -72,3 +79,33 @@ def test_student_version_refuses_a_cell_after_a_solution_and_bad_folders(tmp_pat
         write_student_versions([tmp_path / "missing.ipynb"], tmp_path / "out")
     with pytest.raises(ValueError, match="holds the chapters themselves"):
         write_student_versions(CHAPTERS[:1], CHAPTERS[0].parent)
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_every_chapter_installs_from_the_configured_repository(path):
+    from rosetta_lite.book.notebooks import install_urls, repository_url
+
+    assert install_urls(nbformat.read(path, as_version=4)) == [repository_url()], \
+        f"{path.name}: run `python -m rosetta_lite notebooks repository` after changing _config.yml"
+
+
+def test_a_fork_stamps_its_repository_into_every_chapter(tmp_path):
+    import shutil
+
+    from rosetta_lite.book.notebooks import install_urls, repository_url, stamp_repository
+
+    copies = [Path(shutil.copy(path, tmp_path / path.name)) for path in CHAPTERS[:2]]
+    fork = "https://github.com/someone/rosetta_lite"
+    assert stamp_repository(copies, fork) == copies and stamp_repository(copies, fork) == []
+    stamped = nbformat.read(copies[0], as_version=4)
+    assert install_urls(stamped) == [fork]
+    original = nbformat.read(CHAPTERS[0], as_version=4)
+    assert [c.source for c in stamped.cells][2:] == [c.source for c in original.cells][2:]
+    config = tmp_path / "_config.yml"
+    config.write_text("repository:\n  branch: main\n")
+    with pytest.raises(ValueError, match="has no repository: url"):
+        repository_url(config)
+    bare = tmp_path / "bare.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]), bare)
+    with pytest.raises(ValueError, match="has no Colab install cell"):
+        stamp_repository([bare], fork)

@@ -124,3 +124,41 @@ def test_bad_batch_arguments():
         ShapesWorld().batch(0)
     with pytest.raises(ValueError, match="non-negative"):
         ShapesWorld().batch(2, seed=-1)
+
+
+def test_textured_world_fills_objects_and_names_them_everywhere():
+    from rosetta_lite.world import FILLS
+
+    world = ShapesWorld(fills=tuple(FILLS))
+    batch = world.batch(200, seed=5)
+    fills = [f"fill:{f}" for f in FILLS]
+    assert [n for n in world.mask_names if n.startswith("fill:")] == fills
+    stacked = torch.stack([batch.masks[f] for f in fills]).int()
+    assert torch.equal(stacked.sum(0).bool(), batch.masks["object"]) and stacked.sum(0).max() == 1  # a partition
+    assert len(world.class_names) == len(FILLS) * len(SHAPES)
+    for b in range(20):
+        largest = max(batch.objects[b], key=lambda o: o["pixels"])
+        assert world.class_names[int(batch.labels[b])] == f"{largest['fill']} {largest['shape']}"
+        assert all(FILLS[o["fill"]] in batch.captions[b] for o in batch.objects[b])
+    plain = ShapesWorld().batch(200, seed=5)
+    same = batch.masks["fill:plain"]  # plain objects are drawn as in the default world
+    assert torch.equal(batch.images_uint8.permute(0, 2, 3, 1)[same], plain.images_uint8.permute(0, 2, 3, 1)[same])
+    textured = batch.masks["object"] & ~same
+    assert (batch.images_uint8 != plain.images_uint8).any(1)[textured].float().mean() > 0.3
+    assert digest(world.batch(20, seed=5)) == digest(ShapesWorld(fills=tuple(FILLS)).batch(20, seed=5))
+
+
+def test_textured_world_keeps_fills_in_rearranged_views_and_rendered_scenes():
+    from rosetta_lite.world import FILLS
+
+    world = ShapesWorld(fills=tuple(FILLS))
+    batch = world.batch(64, seed=1000)
+    moved = world.rearranged(64, seed=1000, start=0, layout_seed=5)
+    assert torch.equal(moved.scene["fill"], batch.scene["fill"])
+    again = world.render_scene(batch.scene)
+    assert all(torch.equal(again.masks[k], batch.masks[k]) for k in batch.masks)
+
+
+def test_unknown_fill_is_refused():
+    with pytest.raises(ValueError, match="unknown fill"):
+        ShapesWorld(fills=("plain", "zigzag"))

@@ -2,6 +2,8 @@
 
     python -m rosetta_lite notebooks refresh notebooks/01_world_and_capture.ipynb
 
+    python -m rosetta_lite notebooks repository   # _config.yml's repository URL into every chapter
+
 Chapters are stored without outputs (the book build executes them). Their checks are
 ``assert`` statements in the cells, so ``pytest --nbval-lax`` and the book build fail
 when one does not hold, at any papermill parameters.
@@ -9,11 +11,12 @@ when one does not hold, at any papermill parameters.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
 
-from rosetta_lite.files import atomic_path
+from rosetta_lite.files import atomic_path, project_path
 
 
 def clean(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -60,8 +63,6 @@ def exercise_count(notebook: nbformat.NotebookNode) -> int:
 
         exercise_count(nbformat.read("notebooks/01_world_and_capture.ipynb", as_version=4))
     """
-    import re
-
     for cell in notebook.cells:
         if cell.cell_type == "markdown" and cell.source.startswith("## Exercises"):
             return len(re.findall(r"^\d+\. ", cell.source, flags=re.M))
@@ -108,3 +109,50 @@ def write_student_versions(paths: list[str | Path], out: str | Path) -> list[Pat
             nbformat.write(student, tmp)
         written.append(target)
     return written
+
+
+#: a chapter's Colab install cell: ``pip install "rosetta_lite[book] @ git+URL"``
+INSTALL_URL = re.compile(r"(rosetta_lite\[book\] @ git\+)([^\"'\s]+)")
+
+
+def repository_url(config: str | Path | None = None) -> str:
+    """The book's repository URL: ``repository.url`` in ``_config.yml``, the one place it is set.
+
+        repository_url()   # "https://github.com/rosetta-lite/rosetta_lite"
+    """
+    import yaml
+
+    config = Path(config) if config else project_path("_config.yml")
+    url = ((yaml.safe_load(config.read_text()) or {}).get("repository") or {}).get("url")
+    if not isinstance(url, str) or not url.startswith("https://"):
+        raise ValueError(f"{config} has no repository: url: https://... (the book's repository); got {url!r}")
+    return url.rstrip("/")
+
+
+def install_urls(notebook: nbformat.NotebookNode) -> list[str]:
+    """The repository URLs a chapter's cells install rosetta_lite from."""
+    return [m.group(2) for c in notebook.cells if c.cell_type == "code" for m in INSTALL_URL.finditer(c.source)]
+
+
+def stamp_repository(paths: list[str | Path], url: str) -> list[Path]:
+    """Write ``url`` into each chapter's Colab install cell; return the chapters that changed.
+
+        stamp_repository(sorted(Path("notebooks").glob("*.ipynb")), repository_url())
+
+    Colab opens the stored chapter straight from the repository, so its install cell must
+    hold the URL itself; this keeps every chapter equal to ``_config.yml``'s.
+    """
+    changed = []
+    for path in map(Path, paths):
+        notebook = nbformat.read(path, as_version=4)
+        if not install_urls(notebook):
+            raise ValueError(f"{path} has no Colab install cell (pip install \"rosetta_lite[book] @ git+URL\")")
+        if set(install_urls(notebook)) == {url}:
+            continue
+        for cell in notebook.cells:
+            if cell.cell_type == "code":
+                cell.source = INSTALL_URL.sub(lambda m: m.group(1) + url, cell.source)
+        with atomic_path(path) as tmp:
+            nbformat.write(notebook, tmp)
+        changed.append(path)
+    return changed

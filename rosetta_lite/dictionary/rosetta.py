@@ -70,6 +70,15 @@ class RosettaDictionary:
         """(generator units, encoder units) table of the run's similarity (Pearson, or MI in nats), float32."""
         return self.tensors[f"corr/{encoder}"]
 
+    def best_match(self, encoder: str) -> torch.return_types.max:
+        """Each generator unit's highest similarity to any unit of ``encoder``, and that unit.
+
+            values, units = d.best_match("lite-clip")   # both (generator units,)
+
+        Pairs with a dead unit (NaN in the table) count as -1, below any similarity.
+        """
+        return self.similarity(encoder).nan_to_num(-1).max(1)
+
     def rosetta_units(self) -> list[int]:
         """The generator's Rosetta neurons (flat unit indices), sorted: every cluster's units together.
 

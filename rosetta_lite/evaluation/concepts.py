@@ -118,38 +118,7 @@ def map_ious(maps: torch.Tensor | Sequence[torch.Tensor], masks: torch.Tensor,
     maps = _chunks([maps] if isinstance(maps, torch.Tensor) else list(maps), n, (height, width))
     n_pixels = n * height * width
     thr = _thresholds(maps, n_pixels, fractions, samples)  # (T, units), ascending along T
-    steps, units = thr.shape
-    # one pass: each pixel's bin = how many thresholds it exceeds; histograms of bins per unit,
-    # over all pixels and over each concept's pixels, give every count at every threshold
-    every = torch.zeros(steps + 1, units, dtype=torch.float64)
-    inside = torch.zeros(n_concepts, steps + 1, units, dtype=torch.float64)
-    offsets = torch.arange(units, dtype=torch.int32)
-    first = 0
-    for parts in maps():
-        count = parts[0].shape[0] // (height * width)
-        target = masks[first:first + count].permute(0, 2, 3, 1).reshape(-1, n_concepts)  # (P, C)
-        picked = [target[:, c].nonzero().flatten() for c in range(n_concepts)]
-        lo = 0
-        for rows in parts:  # (P, units of this part)
-            hi = lo + rows.shape[1]
-            above = torch.empty(rows.shape, dtype=torch.bool)
-            bins = torch.zeros(rows.shape, dtype=torch.uint8)
-            for t in range(steps):
-                torch.gt(rows, thr[t, lo:hi], out=above)
-                bins.add_(above.view(torch.uint8))
-            del above
-            index = bins.to(torch.int32).mul_(hi - lo).add_(offsets[:hi - lo])  # bin * units + unit
-            del bins
-            size = (steps + 1) * (hi - lo)
-            every[:, lo:hi] += torch.bincount(index.flatten(), minlength=size).view(steps + 1, hi - lo)
-            for c in range(n_concepts):
-                if picked[c].numel():
-                    inside[c, :, lo:hi] += torch.bincount(index.index_select(0, picked[c]).flatten(),
-                                                          minlength=size).view(steps + 1, hi - lo)
-            lo = hi
-        first += count
-    if first != n:
-        raise ValueError(f"the maps cover {first} images, the masks {n}")
+    every, inside = _bin_counts(maps, masks, thr)
     # pixels above threshold t: bins t+1 .. steps; suffix sums over the bins
     active = every.flip(0).cumsum(0).flip(0)[1:]  # (T, units)
     inter = inside.flip(1).cumsum(1).flip(1)[:, 1:]  # (C, T, units)
@@ -163,6 +132,38 @@ def map_ious(maps: torch.Tensor | Sequence[torch.Tensor], masks: torch.Tensor,
     chosen_iou = iou.gather(1, at[:, None]).squeeze(1)
     return ConceptIoU(best.T.float().contiguous(), chosen_iou.T.float().contiguous(),
                       torch.tensor(fractions)[at].T.contiguous(), concepts)
+
+
+def _bin_counts(maps: MapSource, masks: torch.Tensor, thr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Histograms of each unit's threshold bins: over all pixels (T+1, units) and over each concept's
+    pixels (concepts, T+1, units); a pixel's bin is how many of the unit's thresholds it exceeds.
+
+    Pixels are grouped by the set of concepts they belong to (their row of ``masks``; a world has
+    a few dozen such sets), so one histogram over (set, bin, unit) gives every concept's counts.
+    """
+    n, n_concepts, height, width = masks.shape
+    steps, units = thr.shape
+    rows_of_masks = masks.permute(0, 2, 3, 1).reshape(-1, n_concepts)
+    sets, key = torch.unique(rows_of_masks, dim=0, return_inverse=True)  # (S, C), (pixels,)
+    per_set = torch.zeros(sets.shape[0] * (steps + 1) * units, dtype=torch.float64)
+    bounds = thr.T.contiguous()  # (units, T), ascending per unit
+    first = 0
+    for parts in maps():
+        pixels = parts[0].shape[0]
+        lo = 0
+        for rows in parts:  # (P, units of this part)
+            hi = lo + rows.shape[1]
+            bins = torch.searchsorted(bounds[lo:hi], rows.T.contiguous())  # thresholds strictly below
+            index = key[first:first + pixels][None, :].mul(steps + 1).add(bins).mul_(units)
+            index.add_(torch.arange(lo, hi)[:, None])
+            per_set += torch.bincount(index.flatten(), minlength=per_set.numel()).double()
+            lo = hi
+        first += pixels
+    if first != n * height * width:
+        raise ValueError(f"the maps cover {first // (height * width)} images, the masks {n}")
+    per_set = per_set.view(sets.shape[0], steps + 1, units)
+    inside = torch.einsum("sc,stu->ctu", sets.double(), per_set)
+    return per_set.sum(0), inside
 
 
 def _thresholds(maps: MapSource, n_pixels: int, fractions: tuple[float, ...], samples: int,

@@ -9,7 +9,17 @@ import torch
 import torch.nn.functional as F
 
 from rosetta_lite import zoo
-from rosetta_lite.applications.edit import GEOMETRY_MIN_SCALE, Edit, edit, remove, shift, shift_maps, zoom, zoom_maps
+from rosetta_lite.applications.edit import (
+    GEOMETRY_MIN_SCALE,
+    Edit,
+    EditResult,
+    edit,
+    remove,
+    shift,
+    shift_maps,
+    zoom,
+    zoom_maps,
+)
 from rosetta_lite.applications.invert import check_dictionary, generator_maps, standardise
 from rosetta_lite.device import resolve_device
 from rosetta_lite.dictionary.rosetta import Cluster, RosettaDictionary
@@ -27,7 +37,6 @@ def masked_psnr(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.T
     return 10 * torch.log10(1 / mse.clamp_min(1e-10))
 
 
-
 def pixel_transform(images: torch.Tensor, kind: str, amount) -> tuple[torch.Tensor, torch.Tensor]:
     """The same geometric transform applied to pixels: (transformed images, mask of covered pixels).
 
@@ -40,6 +49,16 @@ def pixel_transform(images: torch.Tensor, kind: str, amount) -> tuple[torch.Tens
         return zoom_maps(images, amount, 0.0), zoom_maps(ones, amount, 0.0) > 0.99
     raise ValueError(f"kind is 'shift' or 'zoom', got {kind!r}")
 
+
+def transform_fidelity(result: EditResult, kind: str, amount) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image PSNR of the edited and of the unedited image against the transformed original.
+
+        edited, unedited = transform_fidelity(edit(gan, z, shift(0.25, 0), d), "shift", (0.25, 0.0))
+
+    Both over the pixels the transform covers (``pixel_transform``); ``result`` is ``edit``'s.
+    """
+    reference, covered = pixel_transform(result.before, kind, amount)
+    return masked_psnr(result.after, reference, covered), masked_psnr(result.before, reference, covered)
 
 
 def evaluate_editing(dictionary: RosettaDictionary, images: int = 16, *, steps: int = 100, lr: float = 0.05,
@@ -109,9 +128,7 @@ def _geometry_rows(gan: Member, z: torch.Tensor, dictionary: RosettaDictionary, 
             fill = fill or "edge"  # the default fill of shift and zoom
             fn = shift(*amount, fill=fill) if kind == "shift" else zoom(amount, fill=fill)
             result = edit(gan, z, fn, dictionary, units=units, min_scale=min_scale, **common)
-            reference, covered = pixel_transform(result.before, kind, amount)
-            edited = masked_psnr(result.after, reference, covered)
-            unedited = masked_psnr(result.before, reference, covered)
+            edited, unedited = transform_fidelity(result, kind, amount)
             rows.append({"edit": label, "units": units, "setting": setting, "layers": sorted(result.channels),
                          "fill": fill, "psnr_edited_vs_transformed": rounded(mean_ci(edited)),
                          "psnr_unedited_vs_transformed": rounded(mean_ci(unedited)),

@@ -110,6 +110,18 @@ def describe(z: torch.Tensor) -> dict[str, torch.Tensor]:
             "colour": _code(slots[..., ns:ns + nc]), "cx": cx, "cy": cy, "radius": radius}
 
 
+def describe_scene(z: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The scene a latent stands for in the world's terms (a ``WorldBatch.scene``): indices and places.
+
+        ShapesWorld().render_scene(describe_scene(z)).masks   # the ground truth of the renderer's samples
+    """
+    with torch.no_grad():
+        codes = describe(z)
+    return {"horizon": codes["horizon"], "sky": codes["sky"].argmax(-1), "ground": codes["ground"].argmax(-1),
+            "count": codes["present"].sum(-1).round().long(), "shape": codes["shape"].argmax(-1),
+            "colour": codes["colour"].argmax(-1), "cx": codes["cx"], "cy": codes["cy"], "radius": codes["radius"]}
+
+
 def scene_codes(scene: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The codes of a world batch's ``scene`` (integer indices) in the form ``describe`` gives.
 
@@ -179,6 +191,10 @@ class SceneRenderer(nn.Module):
             for part in layout[name] if isinstance(layout[name], tuple) else (layout[name],):
                 z[:, part] = F.one_hot(z[:, part].argmax(-1), part.stop - part.start).float() * 2 - 1
         return z
+
+    def scene(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The scene each latent describes, as ``ShapesWorld.render_scene`` takes it (see ``describe_scene``)."""
+        return describe_scene(z)
 
     def read(self, images: torch.Tensor) -> torch.Tensor:
         """The reader's guess of the latents of images (B, 3, 32, 32) in [0, 1]."""
