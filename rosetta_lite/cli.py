@@ -43,7 +43,7 @@ from rosetta_lite.mining.settings import (
 )
 from rosetta_lite.train.recipes import ORDER, train_member
 from rosetta_lite.viz import census_figure, world_figure
-from rosetta_lite.world import EVAL_SEED, ShapesWorld
+from rosetta_lite.world import EVAL_SEED, WORLDS, ShapesWorld
 from rosetta_lite.zoo.registry import ZOOS
 
 
@@ -227,7 +227,8 @@ def _eval_concepts(args: argparse.Namespace) -> int:
 
 
 def _eval_census(args: argparse.Namespace) -> int:
-    options = CensusOptions(images=args.images, seed=args.seed, min_iou=args.min_iou)
+    options = CensusOptions(images=args.images, seed=args.seed, min_iou=args.min_iou, world=args.world,
+                            weights=args.weights)
     if args.figure:  # checked before the minutes of scoring
         if Path(args.figure).is_dir():
             raise ValueError(f"--figure {args.figure!r} is a folder; give a PNG file's path")
@@ -461,6 +462,10 @@ def _add_eval(commands) -> None:
                          help="label a unit when its IoU above chance >= this (default 0.2)")
     counted.add_argument("--generator", default=None, help="the generator (default: the lite zoo's)")
     counted.add_argument("--encoders", nargs="+", default=None, help="encoders (default: every lite encoder)")
+    counted.add_argument("--world", default="plain", choices=list(WORLDS), help="the world the encoders see")
+    counted.add_argument("--weights", default=None,
+                         help="folder of candidate weights (<member>.safetensors, as train writes) to count instead "
+                              "of the shipped ones")
     counted.add_argument("--figure", default=None, help="also write the census figure to this PNG")
     counted.add_argument("--json", action="store_true", help="print the census as one JSON line")
     counted.set_defaults(run=_eval_census)

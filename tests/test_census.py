@@ -128,3 +128,26 @@ def test_eval_census_refuses_bad_input(tmp_path, capsys):
     assert "from 16 to 5000" in capsys.readouterr().err
     assert main(["eval", "census", "--figure", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
+
+
+def test_census_counts_candidate_weights_on_the_named_world(tmp_path):
+    """A folder of candidate weights (a textured-world supervised ResNet: 30 classes) replaces the shipped file."""
+    from rosetta_lite.evaluation.census import census
+    from rosetta_lite.train.supervised import train_lite_resnet_sup
+    from rosetta_lite.world import world_settings
+
+    train_lite_resnet_sup(tmp_path, steps=2, seed=1000, progress=False, world=world_settings("textured"))
+    options = CensusOptions(images=16, world="textured", weights=str(tmp_path))
+    member = options.load("lite-resnet-sup")
+    assert member.model.fc.out_features == 30 and options.load("lite-clip").quality  # the shipped one
+    report = census(options, encoders=["lite-resnet-sup"])
+    assert report["settings"]["world"] == "textured" and report["members"]["lite-resnet-sup"]["units"] == 240
+    with pytest.raises(ValueError, match="unknown world"):
+        CensusOptions(world="striped")
+    with pytest.raises(ValueError, match="folder of"):
+        CensusOptions(weights=str(tmp_path / "nothing"))
+
+
+def test_a_lite_member_refuses_a_missing_candidate_file(tmp_path):
+    with pytest.raises(zoo.ZooError, match="no weights file"):
+        zoo.load("lite-resnet-sup", weights=str(tmp_path / "lite-resnet-sup.safetensors"))

@@ -500,3 +500,22 @@ def test_a_crafted_checkpoint_is_refused_unread(tmp_path):
     checkpoints.save_checkpoint({"step": 3, "log": [{"loss": 0.5}], "config": {"sizes": (1, 2)},
                                  "state": {"w": torch.ones(2)}}, recipe_checkpoint)
     assert checkpoints.load_checkpoint(recipe_checkpoint)["step"] == 3  # tensors and plain values load
+
+
+def test_a_recipe_trains_on_a_named_world_and_resumes_only_on_it(tmp_path):
+    from safetensors import safe_open
+
+    from rosetta_lite.train.selfsup import train_lite_resnet_dino
+    from rosetta_lite.train.supervised import train_lite_resnet_sup
+    from rosetta_lite.world import world_settings
+
+    textured = world_settings("textured")
+    result = train_lite_resnet_sup(tmp_path, steps=2, seed=1000, progress=False, world=textured)
+    assert result["config"]["world"] == "textured" and result["config"]["arch"].endswith("num_classes=30)")
+    with safe_open(result["weights"], "pt") as f:
+        assert f.metadata()["world"] == "textured" and f.get_tensor("fc.weight").shape[0] == 30
+    assert train_lite_resnet_dino(tmp_path, steps=1, seed=1000, progress=False,
+                                  world=textured)["config"]["world"] == "textured"
+    train_lite_resnet_sup(tmp_path / "half", steps=4, seed=1000, progress=False, world=textured, stop_after=2)
+    with pytest.raises(ValueError, match="trained on the 'textured' world; asked for the 'plain'"):
+        train_lite_resnet_sup(tmp_path / "half", steps=4, seed=1000, progress=False)

@@ -19,15 +19,16 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
 from rosetta_lite import zoo
 from rosetta_lite.capture import record_generator
 from rosetta_lite.evaluation.concepts import MIN_IOU, ConceptIoU, map_ious, stack_masks, unit_ious
-from rosetta_lite.world import EVAL_SEED, ShapesWorld
+from rosetta_lite.world import EVAL_SEED, ShapesWorld, world_settings
 from rosetta_lite.zoo.member import Member
-from rosetta_lite.zoo.registry import control_members, zoo_members
+from rosetta_lite.zoo.registry import control_members, names
 
 #: concepts every network holds by chance (large regions and flat colours): not what training teaches
 BACKGROUND_CONCEPTS = ("sky", "ground")
@@ -41,7 +42,10 @@ class CensusOptions:
 
     ``images``: held-out scenes (and generator samples) scored; ``seed``: their stream;
     ``min_iou``: the IoU above chance a unit needs to be labelled; ``control_seed``: the
-    untrained copies' seed, as the mining control's; ``size``: the scenes' side in pixels.
+    untrained copies' seed, as the mining control's; ``size``: the scenes' side in pixels;
+    ``world``: the named world the encoders see (``rosetta_lite.world.WORLDS``);
+    ``weights``: a folder of candidate weights (``<member>.safetensors``, as ``train`` writes)
+    used instead of the shipped ones for the members it holds.
     """
 
     images: int = 300
@@ -49,12 +53,22 @@ class CensusOptions:
     min_iou: float = MIN_IOU
     control_seed: int = 1
     size: int = 32
+    world: str = "plain"
+    weights: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.images, int) or not 16 <= self.images <= 5000:
             raise ValueError(f"images must be an integer from 16 to 5000, got {self.images!r}")
         if not 0 < self.min_iou < 1:
             raise ValueError(f"min_iou is an IoU above chance in (0, 1), got {self.min_iou!r}")
+        world_settings(self.world)  # a clear error for an unknown name
+        if self.weights is not None and not Path(self.weights).is_dir():
+            raise ValueError(f"weights must be a folder of <member>.safetensors files, got {self.weights!r}")
+
+    def load(self, name: str) -> Member:
+        """A member with the candidate weights of ``weights`` where that folder has them, else the shipped ones."""
+        candidate = Path(self.weights) / f"{name}.safetensors" if self.weights else None
+        return zoo.load(name, weights=str(candidate) if candidate and candidate.is_file() else None)
 
 
 def unit_labels(result: ConceptIoU, min_iou: float = MIN_IOU) -> list[str | None]:
@@ -107,7 +121,8 @@ def member_ious(member: Member, options: CensusOptions = CensusOptions()) -> Con
     """
     if member.is_generator:
         return generator_ious(member, options.images, options.seed)
-    return unit_ious(member, n_images=options.images, seed=options.seed, size=options.size)
+    batch = ShapesWorld(size=options.size, **world_settings(options.world)).batch(options.images, seed=options.seed)
+    return unit_ious(member, images=batch.images, masks=batch.masks)
 
 
 def member_census(member: Member, options: CensusOptions = CensusOptions()) -> dict[str, int]:
@@ -129,7 +144,8 @@ def census(options: CensusOptions = CensusOptions(), generator: str | None = Non
     concepts other than sky, ground and colours with their fewest units over the trained
     members, and the largest untrained-over-trained ratio: the figures the census gate reads.
     """
-    gan, trained = zoo_members("lite", generator, encoders)
+    gan = options.load(generator or names("lite", "generator")[0])
+    trained = [options.load(name) for name in encoders or names("lite", "encoder")]
     controls = control_members(trained, options.control_seed)
     members: dict[str, dict] = {}
     skipped = {}

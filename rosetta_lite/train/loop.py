@@ -46,7 +46,7 @@ from rosetta_lite.train.checkpoints import (
     save_weights,
     weights_path,
 )
-from rosetta_lite.world import EVAL_SEED, MIN_TRAIN_SEED, ShapesWorld
+from rosetta_lite.world import EVAL_SEED, MIN_TRAIN_SEED, ShapesWorld, world_name
 
 
 def check_train_seed(seed: int) -> None:
@@ -121,6 +121,8 @@ class Recipe:
     extra_state: Optional[Callable[[], dict]] = None
     load_extra_state: Optional[Callable[[dict], None]] = None
     world_size: int = 32
+    #: ``ShapesWorld`` settings of the training scenes beyond the size (``world_settings("textured")``)
+    world: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
     #: "fp32", or "bf16": step_fn runs under bfloat16 autocast with channels-last modules where
     #: the device computes bf16 natively (2.2x faster per ResNet step on 2 AVX-512 BF16 cores);
@@ -151,7 +153,8 @@ def run_recipe(recipe: Recipe, out_dir: str | os.PathLike, steps: int, seed: int
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_file = checkpoint_path(out_dir, recipe.member)
-    world = ShapesWorld(size=recipe.world_size)
+    world = ShapesWorld(size=recipe.world_size, **recipe.world)
+    recipe.config = {**recipe.config, "world": world_name(recipe.world)}
     memory_format = torch.channels_last if precision == "bf16" else torch.contiguous_format
     for module in recipe.modules.values():
         module.to(device, memory_format=memory_format)  # in place: the optimizer keeps the same parameters
@@ -215,6 +218,10 @@ def _resumed(recipe: Recipe, ckpt_file: Path, steps: int, seed: int) -> tuple[in
             f"checkpoint {ckpt_file} was made with steps={ckpt['steps']}, seed={ckpt['seed']}, "
             f"batch_size={ckpt['batch_size']}; asked for steps={steps}, seed={seed}, "
             f"batch_size={recipe.batch_size}. Pass resume=False or use another out_dir.")
+    trained_on = ckpt.get("config", {}).get("world", "plain")
+    if trained_on != recipe.config["world"]:
+        raise ValueError(f"checkpoint {ckpt_file} trained on the {trained_on!r} world; asked for the "
+                         f"{recipe.config['world']!r} world. Use another out_dir.")
     for name, module in recipe.modules.items():
         module.load_state_dict(ckpt["modules"][name])
     recipe.optimizer.load_state_dict(ckpt["optimizer"])

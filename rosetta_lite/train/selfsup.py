@@ -85,18 +85,20 @@ def make_recipe(member: str, encoder: nn.Module, dim: int, method: str = "dino",
                 steps: int = 400, momentum: float = 0.99, teacher_temp: float = 0.04,
                 student_temp: float = 0.1, temperature: float = 0.2,
                 crop_scale: tuple[float, float] = (0.3, 1.0), precision: str = "fp32",
-                posterize: int = 0, pairs: str = "crops") -> Recipe:
+                posterize: int = 0, pairs: str = "crops", world: dict | None = None) -> Recipe:
     """A self-supervised recipe for any encoder that maps normalised images to (B, dim).
 
     ``pairs``: "crops" makes both views from one render of each scene; "rearranged" makes
     the second from ``ShapesWorld.rearranged`` (the same objects in a new layout and
     background), so that matching the views needs the objects, not where they lie.
+    ``world``: ``ShapesWorld`` settings of the training scenes (default the plain world).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if pairs not in PAIRS:
         raise ValueError(f"pairs must be one of {PAIRS}, got {pairs!r}")
-    world = ShapesWorld(size=32)
+    settings = dict(world or {})
+    world = ShapesWorld(size=32, **settings)
 
     def views(batch, gen, step_index):
         kw = dict(scale=tuple(crop_scale), colour=0.8, grey=0.2, posterize=posterize)
@@ -126,7 +128,7 @@ def make_recipe(member: str, encoder: nn.Module, dim: int, method: str = "dino",
         config["temperature"] = temperature
         return Recipe(member=member, modules={"encoder": encoder, "head": head}, optimizer=opt,
                       step_fn=step, export=lambda: encoder, batch_size=batch_size, lr=lr,
-                      warmup=20, config=config, precision=precision)
+                      warmup=20, config=config, precision=precision, world=settings)
 
     head = DINOHead(dim)
     student = nn.Sequential(encoder, head)
@@ -170,13 +172,14 @@ def make_recipe(member: str, encoder: nn.Module, dim: int, method: str = "dino",
                   step_fn=step, export=lambda: teacher[0], batch_size=batch_size, lr=lr, warmup=20,
                   after_step=ema, extra_state=lambda: {"centre": centre.clone()},
                   load_extra_state=lambda d: centre.copy_(d["centre"]) if "centre" in d else None,
-                  config=config, precision=precision)
+                  config=config, precision=precision, world=settings)
 
 
 def train_lite_resnet_dino(out_dir, steps: int = 600, seed: int = 1000, progress: bool = True,
                            checkpoint_every: int = 50, resume: bool = True, method: str = "simclr",
                            batch_size: int = 64, stop_after: int | None = None, device: str = "cpu",
-                           temperature: float = 0.1, precision: str = "bf16", posterize: int = 2) -> dict:
+                           temperature: float = 0.1, precision: str = "bf16", posterize: int = 2,
+                           world: dict | None = None) -> dict:
     """Train ``lite-resnet-dino`` (head-less lite ResNet); writes ``lite-resnet-dino.safetensors``.
 
     SimCLR's temperature is 0.1: at 600 steps of 128 scenes the linear probe read 0.50,
@@ -192,7 +195,7 @@ def train_lite_resnet_dino(out_dir, steps: int = 600, seed: int = 1000, progress
     encoder = build_lite_resnet(num_classes=0)
     recipe = make_recipe("lite-resnet-dino", encoder, encoder.num_features, method=method, seed=seed,
                          batch_size=batch_size, lr=4e-3, steps=steps, temperature=temperature,
-                         precision=precision, posterize=posterize)
+                         precision=precision, posterize=posterize, world=world)
     return run_recipe(recipe, out_dir, steps=steps, seed=seed, progress=progress,
                       checkpoint_every=checkpoint_every, resume=resume, stop_after=stop_after,
                       device=device)
@@ -202,7 +205,7 @@ def train_lite_vit_dino(out_dir, steps: int = 5000, seed: int = 1000, progress: 
                         checkpoint_every: int = 250, resume: bool = True, method: str = "simclr",
                         batch_size: int = 64, stop_after: int | None = None, device: str = "cpu",
                         precision: str = "fp32", temperature: float = 0.1, posterize: int = 2,
-                        pairs: str = "crops") -> dict:
+                        pairs: str = "crops", world: dict | None = None) -> dict:
     """Train ``lite-vit-dino`` (lite ViT with a convolutional stem, class-token output).
 
         train_lite_vit_dino("runs/zoo", steps=5000, seed=1000)   # writes lite-vit-dino.safetensors
@@ -220,7 +223,7 @@ def train_lite_vit_dino(out_dir, steps: int = 5000, seed: int = 1000, progress: 
     encoder = build_lite_vit(stem="conv")
     recipe = make_recipe("lite-vit-dino", encoder, encoder.num_features, method=method, seed=seed,
                          batch_size=batch_size, lr=1e-3, steps=steps, precision=precision,
-                         temperature=temperature, posterize=posterize, pairs=pairs)
+                         temperature=temperature, posterize=posterize, pairs=pairs, world=world)
     return run_recipe(recipe, out_dir, steps=steps, seed=seed, progress=progress,
                       checkpoint_every=checkpoint_every, resume=resume, stop_after=stop_after,
                       device=device)

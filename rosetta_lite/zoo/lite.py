@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
@@ -53,10 +54,21 @@ def generator_model(name: str, path: str | os.PathLike | None = None) -> torch.n
     return model.eval().requires_grad_(False)
 
 
-def _build_generator(name: str, pretrained: bool, seed: int) -> Member:
-    info = entry(name) if pretrained else {}
+def _state_from(weights: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A candidate's weights file (a training run's output, not checksummed in the manifest)."""
+    if not Path(weights).is_file():
+        raise ZooError(f"no weights file {str(weights)!r}; a lite member's candidate weights are the "
+                       "<member>.safetensors a train run writes")
+    return load_file(str(weights))
+
+
+def _build_generator(name: str, pretrained: bool, seed: int, weights: str | None = None) -> Member:
+    info = entry(name) if pretrained and weights is None else {}
     torch.manual_seed(seed)
-    if pretrained:
+    if weights is not None:
+        _state_from(weights)  # a clear error for a missing file
+        model = generator_model(name, weights)
+    elif pretrained:
         model = generator_model(name)
     else:
         model = LiteGenerator() if name == "lite-gan" else SceneRenderer()
@@ -65,14 +77,20 @@ def _build_generator(name: str, pretrained: bool, seed: int) -> Member:
                   quality=info.get("quality", {}), z_dim=model.z_dim, reader=getattr(model, "read", None))
 
 
-def _build_encoder(name: str, pretrained: bool, seed: int) -> Member:
-    info = entry(name) if pretrained else {}
+def _build_encoder(name: str, pretrained: bool, seed: int, weights: str | None = None) -> Member:
+    info = entry(name) if pretrained and weights is None else {}
+    state = None
+    if weights is not None:
+        state = _state_from(weights)
+    elif pretrained:
+        state = verified_state_dict(name)
     torch.manual_seed(seed)
-    model = lite_arch.build_member(name)
-    if pretrained:
-        missing, unexpected = model.load_state_dict(verified_state_dict(name), strict=False)
+    model = lite_arch.build_member(name, state)
+    if state is not None:
+        missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
-            raise ZooError(f"weights of {name!r} do not fit its architecture (missing {missing[:3]}, "
+            source = weights or "the shipped file"
+            raise ZooError(f"weights of {name!r} in {source} do not fit its architecture (missing {missing[:3]}, "
                            f"unexpected {unexpected[:3]}); retrain with: {retrain_command(name)}")
     settings = lite_arch.PREPROCESS[name]
     return Member(name, "encoder", "lite", model.eval(), list(lite_arch.DEFAULT_LAYERS[name]),
@@ -85,11 +103,9 @@ def _spec(name: str) -> Spec:
     kind = "generator" if name in GENERATORS else "encoder"
 
     def build(pretrained: bool = True, seed: int = 0, weights: str | None = None) -> Member:
-        if weights is not None:
-            raise ZooError(f"{name} loads its shipped weights; weights= is for full-scale members")
         if kind == "generator":
-            return _build_generator(name, pretrained, seed)
-        return _build_encoder(name, pretrained, seed)
+            return _build_generator(name, pretrained, seed, weights)
+        return _build_encoder(name, pretrained, seed, weights)
 
     return Spec(name, kind, "lite", TRAINED_FOR[name], build)
 

@@ -228,10 +228,16 @@ def clip_tokenizer():
     return WordCachedTokenizer(context_length=CLIP_CONTEXT_LENGTH)
 
 
-def build_member(name: str) -> nn.Module:
-    """The untrained architecture of a lite member by name."""
+def build_member(name: str, state: dict | None = None) -> nn.Module:
+    """The untrained architecture of a lite member by name (shaped for ``state``'s weights if given).
+
+        net = build_member("lite-resnet-sup", state); net.load_state_dict(state)
+
+    The supervised ResNet's head has one output per class of the world it trained on (6
+    shapes, or 30 fill-and-shape classes in the textured world): ``state`` says which.
+    """
     if name == "lite-resnet-sup":
-        return build_lite_resnet(num_classes=6)
+        return build_lite_resnet(num_classes=state["fc.weight"].shape[0] if state and "fc.weight" in state else 6)
     if name == "lite-resnet-dino":
         return build_lite_resnet(num_classes=0)
     if name == "lite-vit-dino":
