@@ -61,6 +61,13 @@ def _int_in(low: int, high: int | None = None):
     return parse
 
 
+def _path(text: str) -> str:
+    """An argparse type: a file or folder name that is not empty (an empty one would mean the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty; give a path, e.g. runs/lite")
+    return text
+
+
 def _float_in(low: float, high: float | None = None, open_ends: bool = False):
     """An argparse type: a number from ``low`` to ``high`` (exclusive of both with ``open_ends``)."""
     def parse(text: str) -> float:
@@ -292,7 +299,7 @@ BENCH_MEMBERS = ("lite-resnet-sup", "lite-resnet-dino", "lite-clip", "lite-gan")
 
 def _add_world(commands) -> None:
     world = commands.add_parser("world", help="render Shapes World samples with their masks to a PNG")
-    world.add_argument("--out", default="runs/world.png")
+    world.add_argument("--out", type=_path, default="runs/world.png")
     world.add_argument("--n", type=POSITIVE, default=8, help="samples (default 8)")
     world.add_argument("--size", type=_int_in(16, 1024), default=32, help="pixels, 16 or more (default 32)")
     world.add_argument("--seed", type=NATURAL, default=0)
@@ -359,7 +366,7 @@ def _add_mine(commands) -> None:
     mine.add_argument("--zoo", default="lite", choices=ZOOS,
                       help="which zoo; *-untrained: the same architectures with seeded untrained weights")
     mine.add_argument("--images", type=POSITIVE, default=2000)
-    mine.add_argument("--out", default=DEFAULT_RUN, help=f"folder for the dictionary and checkpoints "
+    mine.add_argument("--out", type=_path, default=DEFAULT_RUN, help=f"folder for the dictionary and checkpoints "
                                                          f"(default {DEFAULT_RUN}, where eval and the chapters look)")
     _add_matching(mine)
     mine.add_argument("--batch-size", type=POSITIVE, default=32)
@@ -382,7 +389,7 @@ def _add_mine(commands) -> None:
 
     merge = commands.add_parser("merge", help="merge mining runs over disjoint latent ranges")
     merge.add_argument("folders", nargs="+", help="output folders of mine runs")
-    merge.add_argument("--out", required=True)
+    merge.add_argument("--out", type=_path, required=True)
     _add_matching(merge)
     merge.set_defaults(run=_merge)
 
@@ -396,7 +403,7 @@ def _add_train(commands) -> None:
     train = commands.add_parser("train", help="train lite zoo members from their recipes, measure their gates")
     train.add_argument("name", nargs="?", help="a lite member, e.g. lite-resnet-sup")
     train.add_argument("--all", action="store_true", help="every member, encoders first, then the generators")
-    train.add_argument("--out", default="runs/zoo", help="checkpoints and weights (resumes from here)")
+    train.add_argument("--out", type=_path, default="runs/zoo", help="checkpoints and weights (resumes from here)")
     train.add_argument("--steps", type=POSITIVE, default=None, help="override the recipe's steps")
     train.add_argument("--seed", type=NATURAL, default=None, help="override the recipe's seed")
     train.add_argument("--install", action="store_true", help="copy the weights into the package's manifest")
@@ -419,7 +426,7 @@ def _add_book(commands) -> None:
     refresh.set_defaults(run=_notebooks)
     student = actions.add_parser("student", help="write the chapters without their solutions (student versions)")
     student.add_argument("paths", nargs="*", help="chapters (default: every chapter in notebooks/)")
-    student.add_argument("--out", default="runs/student", help="folder for the student notebooks")
+    student.add_argument("--out", type=_path, default="runs/student", help="folder for the student notebooks")
     student.set_defaults(run=_student)
     repository = actions.add_parser("repository", help="write _config.yml's repository URL into the Colab "
                                                          "install cells")
@@ -428,14 +435,14 @@ def _add_book(commands) -> None:
 
     chapters = commands.add_parser("chapters", help="run every chapter with papermill, parameters from a YAML file")
     chapters.add_argument("--params", default=None, help="YAML file: common: and chapters: sections (default: none)")
-    chapters.add_argument("--out", default="runs/chapters", help="folder for the executed notebooks")
+    chapters.add_argument("--out", type=_path, default="runs/chapters", help="folder for the executed notebooks")
     chapters.add_argument("--only", nargs="+", default=None, help="chapters to run (stem or number, e.g. 01)")
     chapters.add_argument("--set", nargs="+", default=None, metavar="NAME=VALUE", help="extra common parameters")
     chapters.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
     chapters.set_defaults(run=batch.main)
 
     made = commands.add_parser("results", help="run the commands whose JSON the book's results page shows")
-    made.add_argument("--out", default=str(results.RESULTS), help="folder of the JSON files (default: book/results)")
+    made.add_argument("--out", type=_path, default=str(results.RESULTS), help="folder of the JSON files (default: book/results)")
     made.add_argument("--only", nargs="+", default=None, choices=results.STEPS, help="only these results")
     made.add_argument("--quiet", action="store_true", help="no progress bars")
     made.set_defaults(run=results.main)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 #: the run folder that ``mine``, ``eval`` and the chapters share (relative to the project)
 DEFAULT_RUN = "runs/lite"
+#: the ending of ``atomic_path``'s temporary files: a lock's holder removes these, and only these
+TMP_SUFFIX = ".rosetta-tmp"
 
 
 @contextlib.contextmanager
@@ -25,7 +27,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     if target.is_dir():
         raise ValueError(f"{str(target)!r} is a folder; give the path of a file to write, e.g. {str(target / 'out')!r}")
     writable_dir(target.parent)
-    handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=TMP_SUFFIX)
     os.close(handle)
     umask = os.umask(0)
     os.umask(umask)
@@ -56,6 +58,8 @@ def writable_dir(folder: str | os.PathLike) -> Path:
 
         out = writable_dir("runs/lite")
     """
+    if not str(folder).strip():
+        raise ValueError("the output folder's name is empty; give a folder, e.g. --out runs/lite")
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -88,9 +92,13 @@ def run_lock(folder: str | os.PathLike) -> Iterator[Path]:
 
         with run_lock("runs/lite"): mine(...)
 
-    The lock is a file with the holder's process id and host. One left by a process that
-    is gone (killed, crashed) is taken over with a notice; temporary files that killed
-    writes left behind are removed then. The same process may take the lock again inside.
+    The lock is an exclusive ``flock`` on a file in the folder, which also records the
+    holder's process id and host: taking it is one atomic step, and the kernel releases it
+    when its process ends however it ends, so a killed writer never blocks the folder. A
+    lock left by a process that is gone is taken over with a notice; the temporary files
+    that killed writes left behind (``atomic_path``'s own, and no others) are removed then.
+    Only the holder removes the lock file. The same process may take the lock again inside.
+    (flock is per host: two machines writing one network folder are not kept apart.)
     """
     folder = writable_dir(folder).resolve()
     if folder in _HELD:
@@ -101,54 +109,65 @@ def run_lock(folder: str | os.PathLike) -> Iterator[Path]:
             _HELD[folder] -= 1
         return
     lock = folder / LOCK_NAME
-    _acquire(lock)
+    handle = _acquire(lock)
     _HELD[folder] = 1
     try:
-        for leftover in folder.glob(".*.tmp"):  # no other writer can be here now
+        for leftover in folder.glob(f".*{TMP_SUFFIX}"):  # no other writer can be here now
             leftover.unlink(missing_ok=True)
         yield folder
     finally:
         del _HELD[folder]
-        lock.unlink(missing_ok=True)
+        lock.unlink(missing_ok=True)  # while still holding it: a waiter that opened this file retries
+        os.close(handle)
 
 
-def _acquire(lock: Path) -> None:
+def _acquire(lock: Path) -> int:
+    """Take the lock file's flock; the open descriptor that holds it."""
+    import fcntl
     import json
     import socket
     import time
     import warnings
 
     me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
-    for _ in range(2):
+    for _ in range(20):
+        handle = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
         try:
-            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                holder = json.loads(lock.read_text())
-            except (OSError, ValueError):
-                holder = {}
-            if holder and (holder.get("host") != me["host"] or _alive(holder.get("pid"))):
-                raise RuntimeError(
-                    f"{lock.parent} is being written by process {holder.get('pid')} on {holder.get('host')} "
-                    f"(since {holder.get('since')}); wait for it to finish or choose another --out folder "
-                    f"(if that process is gone, delete {lock})") from None
-            warnings.warn(f"{lock.parent}: taking over the lock of process {holder.get('pid', '?')}, which is gone",
-                          UserWarning, stacklevel=4)
-            lock.unlink(missing_ok=True)
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(handle)
+            os.close(handle)
+            raise RuntimeError(
+                f"{lock.parent} is being written by process {holder.get('pid', '?')} on {holder.get('host', '?')} "
+                f"(since {holder.get('since', '?')}); wait for it to finish or choose another --out folder") from None
+        try:
+            current = os.stat(lock).st_ino
+        except FileNotFoundError:
+            current = None
+        if current != os.fstat(handle).st_ino:  # its holder released (and removed) it after we opened it
+            os.close(handle)
             continue
-        with os.fdopen(handle, "w") as out:
-            json.dump(me, out)
-        return
-    raise RuntimeError(f"could not take the lock {lock}: another process keeps taking it")
+        previous = _read_holder(handle)
+        if previous:
+            warnings.warn(f"{lock.parent}: taking over the lock of process {previous.get('pid', '?')}, which is gone",
+                          UserWarning, stacklevel=4)
+        try:
+            os.ftruncate(handle, 0)
+            os.pwrite(handle, json.dumps(me).encode(), 0)
+        except OSError as error:
+            lock.unlink(missing_ok=True)
+            os.close(handle)
+            raise RuntimeError(f"could not take the lock of {lock.parent}: {error.strerror}"
+                               + ("; free some space and run again" if _disk_full(error) else "")) from None
+        return handle
+    raise RuntimeError(f"could not take the lock {lock}: other processes keep taking and releasing it")
 
 
-def _alive(pid) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
+def _read_holder(handle: int) -> dict:
+    import json
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
+        holder = json.loads(os.pread(handle, 4096, 0) or b"{}")
+    except (OSError, ValueError):
+        return {}
+    return holder if isinstance(holder, dict) else {}

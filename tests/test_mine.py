@@ -334,20 +334,78 @@ def test_one_writer_per_run_folder(members, tmp_path):
     import subprocess
     import sys
 
-    from rosetta_lite.files import LOCK_NAME
+    from rosetta_lite.files import LOCK_NAME, TMP_SUFFIX
 
     gan, encoders = members
-    lock = tmp_path / LOCK_NAME
-    host = socket.gethostname()
-    lock.write_text(json.dumps({"pid": os.getppid(), "host": host, "since": "earlier"}))
-    with pytest.raises(RuntimeError, match=rf"being written by process {os.getppid()} on {host}"):
+    lock, host = tmp_path / LOCK_NAME, socket.gethostname()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from rosetta_lite.files import run_lock\n"
+                               f"with run_lock({str(tmp_path)!r}):\n print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RuntimeError, match=rf"being written by process {holder.pid} on {host}"):
+            mine(gan, encoders, images=16, batch_size=16, progress=False, out=tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert lock.exists()  # killed: its record stays, its flock went with it
+    mine_tmp = tmp_path / f".accumulators.safetensors.abc{TMP_SUFFIX}"
+    mine_tmp.write_bytes(b"left by a killed write")
+    users = tmp_path / ".notes.tmp"
+    users.write_text("the user's own file")
+    with pytest.warns(UserWarning, match=rf"taking over the lock of process {holder.pid}, which is gone"):
         mine(gan, encoders, images=16, batch_size=16, progress=False, out=tmp_path)
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    lock.write_text(json.dumps({"pid": int(gone.stdout), "host": host, "since": "earlier"}))
-    (tmp_path / ".accumulators.safetensors.abc.tmp").write_bytes(b"left by a killed write")
-    with pytest.warns(UserWarning, match=rf"taking over the lock of process {int(gone.stdout)}, which is gone"):
-        mine(gan, encoders, images=16, batch_size=16, progress=False, out=tmp_path)
-    assert not lock.exists() and not list(tmp_path.glob(".*.tmp"))
+    assert not lock.exists() and not mine_tmp.exists() and users.read_text() == "the user's own file"
+    assert os.listdir(tmp_path)  # the run's files
+
+
+def _race(folder, barrier, results):
+    import os
+    import time
+
+    from rosetta_lite.files import run_lock
+
+    barrier.wait()
+    try:
+        with run_lock(folder):
+            try:  # a second holder at the same time would find this file
+                os.close(os.open(os.path.join(folder, "inside"), os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                results.put("both at once")
+                return
+            time.sleep(0.02)
+            os.unlink(os.path.join(folder, "inside"))
+            results.put("held")
+    except RuntimeError:
+        results.put("refused")
+
+
+def test_two_processes_never_hold_one_lock():
+    """Two processes enter run_lock at the same instant, 200 times: never both inside at once."""
+    import multiprocessing
+    import tempfile
+
+    context = multiprocessing.get_context("fork")
+    outcomes = []
+    for _ in range(200):
+        with tempfile.TemporaryDirectory() as folder:
+            barrier, results = context.Barrier(2), context.Queue()
+            workers = [context.Process(target=_race, args=(folder, barrier, results)) for _ in range(2)]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+            outcomes.append(tuple(sorted(results.get(timeout=10) for _ in workers)))
+    assert set(outcomes) <= {("held", "refused"), ("held", "held")}, set(outcomes)
+    assert outcomes.count(("held", "refused")) >= 100  # they did meet: most trials, one was refused
+
+
+def test_an_empty_output_folder_name_is_refused():
+    from rosetta_lite.files import run_lock
+
+    with pytest.raises(ValueError, match="output folder's name is empty"):
+        with run_lock(""):
+            pass
 
 
 def test_a_refused_merge_names_the_setting_that_differs(members):

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rosetta_lite.files import run_lock
 from rosetta_lite.train import quality as ev
 from rosetta_lite.train.checkpoints import load_weights, trained_or_shipped
 from rosetta_lite.train.gan_quality import generator_quality
@@ -126,7 +127,8 @@ def train_member(name: str, out_dir: str | Path = "runs/zoo", steps: int | None 
     steps = recipe.steps if steps is None else steps
     out_dir = Path(out_dir)
     start = time.perf_counter()
-    figures = recipe.train(out_dir, steps, recipe.seed if seed is None else seed, progress, device)
+    with run_lock(out_dir):  # one trainer per folder: two would overwrite each other's checkpoints
+        figures = recipe.train(out_dir, steps, recipe.seed if seed is None else seed, progress, device)
     quality = measure_quality(name, out_dir, recipe.seed if seed is None else seed)
     report = {"member": name, "recipe": f"python -m rosetta_lite train {name}", "steps": steps,
               "seed": recipe.seed if seed is None else seed,
