@@ -38,3 +38,20 @@ def lite_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("lite-run")
     mine_zoo("lite", images=256, out=out, k=3, batch_size=32, progress=False)
     return out
+
+
+@pytest.fixture
+def lock_holder(tmp_path):
+    """Another process holding ``tmp_path``'s run lock until the test ends (then killed, as a crash would)."""
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", "import time; from rosetta_lite.files import run_lock\n"
+                               f"with run_lock({str(tmp_path)!r}):\n print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()

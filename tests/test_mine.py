@@ -328,26 +328,18 @@ def test_cli_refuses_unknown_tables(capsys):
     assert "invalid choice: 'gpu'" in capsys.readouterr().err
 
 
-def test_one_writer_per_run_folder(members, tmp_path):
+def test_one_writer_per_run_folder(members, tmp_path, lock_holder):
     import os
     import socket
-    import subprocess
-    import sys
 
     from rosetta_lite.files import LOCK_NAME, TMP_SUFFIX
 
     gan, encoders = members
-    lock, host = tmp_path / LOCK_NAME, socket.gethostname()
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from rosetta_lite.files import run_lock\n"
-                               f"with run_lock({str(tmp_path)!r}):\n print('held', flush=True); time.sleep(60)"],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(RuntimeError, match=rf"being written by process {holder.pid} on {host}"):
-            mine(gan, encoders, images=16, batch_size=16, progress=False, out=tmp_path)
-    finally:
-        holder.kill()
-        holder.wait()
+    lock, host, holder = tmp_path / LOCK_NAME, socket.gethostname(), lock_holder
+    with pytest.raises(RuntimeError, match=rf"being written by process {holder.pid} on {host}"):
+        mine(gan, encoders, images=16, batch_size=16, progress=False, out=tmp_path)
+    holder.kill()
+    holder.wait()
     assert lock.exists()  # killed: its record stays, its flock went with it
     mine_tmp = tmp_path / f".accumulators.safetensors.abc{TMP_SUFFIX}"
     mine_tmp.write_bytes(b"left by a killed write")
