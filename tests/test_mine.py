@@ -69,7 +69,7 @@ def test_resume_after_interruption_gives_the_identical_result(members, reference
     for name in reference_run.pairs:
         assert torch.equal(resumed.similarity(name), reference_run.similarity(name))
     assert not (tmp_path / CHECKPOINT).exists()
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match=r"holds another run \(images: 48 vs 64: there vs here\)"):
         mine(gan, encoders, images=64, batch_size=16, progress=False, out=tmp_path)
 
 
@@ -239,8 +239,13 @@ def test_half_precision_activations_keep_float64_statistics(members, reference_r
 def test_fingerprint_of_a_default_run_is_pinned(reference_run):
     # runs saved before similarity, quantile and precision existed were fingerprinted without them: a default
     # run must keep this digest, or every older checkpoint stops resuming and merging
-    assert reference_run.settings.fingerprint() == "3950f7e5b60a55fa"
-    assert reference_run.settings.fingerprint(with_range=False) == "39bff7f575ded532"
+    import dataclasses
+
+    unrecorded = dataclasses.replace(reference_run.settings, weights=None)  # as saved before weights were recorded
+    assert unrecorded.fingerprint() == "3950f7e5b60a55fa"
+    assert unrecorded.fingerprint(with_range=False) == "39bff7f575ded532"
+    # a run now records its models' weights: one with them differs from one without (refused, named)
+    assert reference_run.settings.weights and reference_run.settings.fingerprint() != unrecorded.fingerprint()
 
 
 def test_bench_mining_reports_errors_per_precision_and_stands_in_a_generator(monkeypatch):
@@ -425,3 +430,26 @@ def test_a_broken_manifest_is_named(tmp_path):
     broken.write_text("{not json")
     with pytest.raises(ZooError, match=rf"the weights manifest {broken} cannot be read"):
         read_manifest(broken)
+
+
+def test_a_folder_of_one_zoo_refuses_the_other_zoo(tmp_path):
+    """Trained and untrained members share names; their weights tell the runs apart."""
+    from rosetta_lite.dictionary.runs import mine_zoo
+
+    common = dict(images=16, out=tmp_path, encoders=["lite-resnet-sup"], batch_size=16, progress=False)
+    mine_zoo("lite", **common)
+    with pytest.raises(ValueError, match=r"holds another run \(weights of lite-renderer: \w+ vs \w+"):
+        mine_zoo("lite-untrained", **common)
+    mine_zoo("lite", **common)  # the same zoo resumes
+
+
+def test_a_control_from_another_run_is_refused(reference_run, tmp_path):
+    import dataclasses
+
+    from rosetta_lite.dictionary.runs import load_dictionaries
+
+    build_dictionary(reference_run, k=2).save(tmp_path)
+    other = dataclasses.replace(reference_run.settings, weights={reference_run.settings.generator: "0" * 16})
+    build_dictionary(dataclasses.replace(reference_run, settings=other), k=2).save(tmp_path / "control")
+    with pytest.raises(ValueError, match=r"not built alike \(weights .*or the control is another run's"):
+        load_dictionaries(tmp_path)

@@ -118,7 +118,7 @@ def test_mi_resume_after_interruption_is_identical(members, reference, tmp_path,
     for name in reference.pairs:
         assert torch.equal(resumed.similarity(name), reference.similarity(name))
     assert torch.equal(resumed.self_pair.both, reference.self_pair.both)
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match=r"holds another run \(quantile: "):
         mine(gan, encoders, images=48, out=tmp_path, **(OPTIONS | {"quantile": 0.9}))
 
 

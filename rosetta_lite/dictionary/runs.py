@@ -94,12 +94,16 @@ def load_dictionaries(folder: str | Path) -> tuple[RosettaDictionary, RosettaDic
     trained = RosettaDictionary.load(folder)
     control = RosettaDictionary.load(folder / "control") if (folder / "control").exists() else None
     if control is not None:
-        differ = [key for key in ("k", "mode", "images", "start", "seed", "similarity")
+        # one run's two dictionaries share every mining setting, the models' weights included
+        differ = [key for key in ("k", "mode", "images", "start", "seed", "similarity", "generator",
+                                  "mined_encoders", "weights")
                   if trained.settings.get(key) != control.settings.get(key)]
         if differ:
-            shown = ", ".join(f"{key} {trained.settings.get(key)!r} vs {control.settings.get(key)!r}" for key in differ)
+            shown = ", ".join(f"{key} {trained.settings.get(key)!r} vs {control.settings.get(key)!r}"
+                              for key in differ)[:400]
             raise ValueError(f"the trained and control dictionaries in {folder} were not built alike ({shown}): "
-                             "a run stopped between the two saves; mine it again (it resumes from its accumulators)")
+                             "a run stopped between the two saves, or the control is another run's; mine it again "
+                             "(it resumes from its accumulators)")
     return trained, control
 
 

@@ -45,6 +45,7 @@ from rosetta_lite.mining.settings import (
     _accumulator_class,
     check_similarity,
     check_tables,
+    settings_difference,
 )
 from rosetta_lite.stats.binary import top_quantile_thresholds
 from rosetta_lite.stats.moments import DEFAULT_CHUNK_BYTES, Centred, CoMoments, centre, check_chunk_bytes
@@ -186,7 +187,8 @@ def _start(generator: Member, encoders: list[Member], opts: MiningOptions, start
     settings = MiningSettings(generator.name, [e.name for e in encoders], layers, units, grids, opts.seed, start,
                               images, opts.batch_size, opts.control_seed, str(device), similarity=opts.similarity,
                               quantile=opts.quantile if mi else None,
-                              calibration_images=opts.calibration_images if mi else None, precision=opts.precision)
+                              calibration_images=opts.calibration_images if mi else None, precision=opts.precision,
+                              weights={m.name: m.digest() for m in (generator, *encoders)})
     result = None
     if out is not None and opts.resume:
         result = _resume(out, settings, checkpoint, finished=world == 1)
@@ -416,8 +418,9 @@ def _resume(out: Path, settings: MiningSettings, checkpoint: str = CHECKPOINT,
         if path.exists():
             saved = MiningResult.load(path)
             if saved.settings.fingerprint() != settings.fingerprint():
-                raise ValueError(f"{path} holds a run with other settings; use another --out folder, "
-                                 "or delete it to start over")
+                shown = settings_difference(saved.settings, settings)
+                raise ValueError(f"{path} holds another run ({shown[:400]}: there vs here); use another --out "
+                                 "folder, or delete it to start over")
             if saved.settings.batch_size != settings.batch_size:
                 raise ValueError(f"{path} was mined with --batch-size {saved.settings.batch_size}; "
                                  "resume with the same batch size")

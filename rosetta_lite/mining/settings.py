@@ -53,7 +53,8 @@ DEFAULT_CALIBRATION_IMAGES = 64
 
 #: settings added after the first saved runs, with the value that means "as before": left
 #: out of the fingerprint at that value, so older checkpoints still resume and merge
-_LATER_SETTINGS = {"similarity": "pearson", "quantile": None, "calibration_images": None, "precision": "fp32"}
+_LATER_SETTINGS = {"similarity": "pearson", "quantile": None, "calibration_images": None, "precision": "fp32",
+                   "weights": None}
 
 
 
@@ -77,6 +78,8 @@ class MiningSettings:
     quantile: float | None = None  # mi: binarisation quantile
     calibration_images: int | None = None  # mi: thresholds from latents 0..n-1 of the stream
     precision: str = "fp32"
+    #: each model's weights digest (``Member.digest``): trained and untrained copies share names
+    weights: dict[str, str] | None = None
 
     def fingerprint(self, with_range: bool = True) -> str:
         keep = asdict(self)
@@ -130,10 +133,7 @@ class MiningResult:
     def merge(self, other: "MiningResult") -> "MiningResult":
         """Fold in a run over a disjoint latent range with otherwise equal settings."""
         if other.settings.fingerprint(False) != self.settings.fingerprint(False):
-            mine, theirs = asdict(self.settings), asdict(other.settings)
-            differ = [k for k in mine if k not in ("start", "images", "device", "batch_size", "extra")
-                      and mine[k] != theirs[k]]
-            shown = "; ".join(f"{k}: {mine[k]!r} vs {theirs[k]!r}" for k in differ)
+            shown = settings_difference(self.settings, other.settings, with_range=False)
             raise ValueError(f"cannot merge runs mined with different settings ({shown[:300]}); mine the shards "
                              "with the same models, layers, grids, seed, similarity and precision")
         if self.thresholds.keys() != other.thresholds.keys() or not all(
@@ -186,6 +186,17 @@ class MiningResult:
                       if key.startswith("threshold/")}
         return cls(settings, pairs, self_pair, _counted(meta, settings), thresholds)
 
+
+
+def settings_difference(a: MiningSettings, b: MiningSettings, with_range: bool = True) -> str:
+    """What two runs' settings disagree on, for a message: ``"seed: 0 vs 1; weights of lite-clip: 3f.. vs 9a.."``."""
+    mine, theirs = asdict(a), asdict(b)
+    skip = {"device", "batch_size", "extra", "weights"} | (set() if with_range else {"start", "images"})
+    shown = [f"{k}: {mine[k]!r} vs {theirs[k]!r}" for k in mine if k not in skip and mine[k] != theirs[k]]
+    ours, others = a.weights or {}, b.weights or {}
+    shown += [f"weights of {name}: {ours.get(name, 'unrecorded')} vs {others.get(name, 'unrecorded')}"
+              for name in sorted(set(ours) | set(others)) if ours.get(name) != others.get(name)]
+    return "; ".join(shown)
 
 
 def _counted(meta: dict, settings: MiningSettings) -> Ranges:

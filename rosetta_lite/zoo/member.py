@@ -84,6 +84,22 @@ class Member:
             raise ZooError(f"{self.name} is an encoder: it has no latents")
         return None if self.reader is None else self.reader(images_bchw)
 
+    def digest(self) -> str:
+        """The identity of the member's weights: 16 hex digits of a SHA-256 over every parameter and buffer.
+
+            zoo.load("lite-clip").digest() != zoo.load("lite-clip", pretrained=False).digest()
+
+        A trained member and its untrained copy share a name; a mining run records this, so
+        that a folder of one zoo is never resumed with the other's models.
+        """
+        import hashlib
+
+        hasher = hashlib.sha256()
+        for key, value in sorted(self.model.state_dict().items()):
+            hasher.update(key.encode())
+            hasher.update(value.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        return hasher.hexdigest()[:16]
+
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1], (B, 3, H, W), from latents (B, z_dim); differentiable in z."""
         if not self.is_generator:
