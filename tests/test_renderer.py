@@ -121,3 +121,32 @@ def test_sampled_latents_keep_their_scenes_away_from_a_flip():
     assert set(codes.unique().tolist()) == {-1.0, 1.0} and torch.equal(z[:, 0], plain[:, 0])
     step = z + 0.1 * torch.randn(z.shape, generator=torch.Generator().manual_seed(4))  # an optimiser's small move
     assert all(torch.equal(describe(step)[k], describe(z)[k]) for k in ("sky", "ground", "present", "shape", "colour"))
+
+
+def test_a_textured_renderer_takes_each_objects_fill_in_its_latent(tmp_path):
+    from safetensors.torch import save_file
+
+    from rosetta_lite.train.renderer import reader_loss
+    from rosetta_lite.world import FILLS, world_settings
+    from rosetta_lite.zoo.lite import generator_model
+    from rosetta_lite.zoo.renderer_arch import SLOTS, describe_scene, latent_fills, latent_layout
+
+    renderer = SceneRenderer(fills=len(FILLS)).eval()
+    assert renderer.z_dim == Z_DIM + SLOTS * len(FILLS) and renderer.world == world_settings("textured")
+    z = renderer.sample_latents(64, torch.Generator().manual_seed(0))
+    fill = latent_layout(len(FILLS))["fill"][1]
+    assert sorted(z[:, fill].unique().tolist()) == [-1.0, 1.0]  # snapped, as every code
+    scene = describe_scene(z)
+    assert torch.equal(scene["fill"][:, 1], z[:, fill].argmax(-1)) and set(scene["fill"].flatten().tolist()) == {
+        0, 1, 2, 3, 4}
+    truth = ShapesWorld(**renderer.world).render_scene(scene)
+    assert "fill:checks" in truth.masks and renderer(z).shape == (64, 3, 32, 32)
+    batch = ShapesWorld(**renderer.world).batch(4, seed=1000)
+    assert renderer_loss(renderer, batch)["loss"].isfinite()
+    assert reader_loss(renderer.reader, batch, fills=len(FILLS))["loss"].isfinite()
+    save_file(renderer.state_dict(), str(tmp_path / "r.safetensors"))
+    assert generator_model("lite-renderer", tmp_path / "r.safetensors").fills == len(FILLS)
+    with pytest.raises(ValueError, match="with fills, got width 70"):
+        latent_fills(70)
+    with pytest.raises(ValueError, match="fills is 1"):
+        SceneRenderer(fills=3)

@@ -101,7 +101,7 @@ def generator_ious(generator: Member, images: int = 300, seed: int = EVAL_SEED,
     if not callable(describe):
         raise ValueError(f"{generator.name} does not describe its samples as scenes (its model has no scene(z)), "
                          "so they have no ground truth; a census of its units needs one (e.g. lite-renderer)")
-    world = ShapesWorld()
+    world = ShapesWorld(**getattr(generator.model, "world", {}))  # a textured renderer describes fills
     z = generator.sample_latents(images, seed=seed)
     parts: dict[str, list[torch.Tensor]] = {}
     with torch.no_grad():

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from rosetta_lite.train.loop import Recipe, run_recipe, seed_everything
+from rosetta_lite.world import ShapesWorld
 from rosetta_lite.zoo.renderer_arch import SLOTS, SceneReader, SceneRenderer, latent_layout, reader_targets, scene_codes
 
 _PERMUTATIONS = torch.tensor(list(permutations(range(SLOTS))))  # (SLOTS!, SLOTS): predicted slot of each true one
@@ -47,7 +48,7 @@ def renderer_loss(renderer: SceneRenderer, batch, object_weight: float = 5.0,
 
         renderer_loss(SceneRenderer(), ShapesWorld().batch(8))["loss"]
     """
-    codes = {k: v.to(batch.images.device) for k, v in scene_codes(batch.scene).items()}
+    codes = {k: v.to(batch.images.device) for k, v in scene_codes(batch.scene, renderer.fills).items()}
     images, logits = renderer.render(codes)
     weight = 1 + (object_weight - 1) * batch.masks["object"].to(images.device)[:, None].float()
     pixel = ((images - batch.images).abs() * weight).mean() / weight.mean()
@@ -59,22 +60,23 @@ def renderer_loss(renderer: SceneRenderer, batch, object_weight: float = 5.0,
             "psnr": -10 * torch.log10(mse.clamp_min(1e-10))}
 
 
-def reader_loss(reader: SceneReader, batch, place_weight: float = 10.0) -> dict[str, torch.Tensor]:
+def reader_loss(reader: SceneReader, batch, place_weight: float = 10.0, fills: int = 1) -> dict[str, torch.Tensor]:
     """The reader's loss on one world batch: cross-entropy of every code, L1 of every uniform draw.
 
         reader_loss(SceneReader(), ShapesWorld().batch(8))["loss"]
 
     Objects that do not overlap can be drawn in any order, so the slots are matched to the
-    world's in the order (of the present ones) that costs least.
+    world's in the order (of the present ones) that costs least. ``fills`` > 1: the slots'
+    fills are read too (a textured world's renderer).
     """
     out = reader(batch.images)
     truth = {k: v.to(out.device) for k, v in reader_targets(batch.scene).items()}
-    layout = latent_layout()
+    layout = latent_layout(fills)
     scene = F.l1_loss(torch.sigmoid(out[:, layout["horizon"]][:, 0]), truth["horizon"]) * place_weight
     for name in ("sky", "ground", "count"):
         scene = scene + F.cross_entropy(out[:, layout[name]], truth[name])
     cost = sum(_pair_cross_entropy(torch.stack([out[:, p] for p in layout[name]], 1), truth[name])
-               for name in ("shape", "colour"))
+               for name in ("shape", "colour") + (("fill",) if fills > 1 else ()))
     place = torch.sigmoid(torch.stack([out[:, p] for p in layout["place"]], 1))  # (B, SLOTS, 3)
     cost = cost + place_weight * (place[:, :, None] - truth["place"][:, None]).abs().sum(-1)  # (B, pred, true)
     count = truth["count"] + 1
@@ -93,28 +95,35 @@ def _pair_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     return -logp.gather(-1, index)
 
 
-def make_recipe(seed: int = 1000, batch_size: int = 32, lr: float = 2e-3, precision: str = "fp32") -> Recipe:
+def make_recipe(seed: int = 1000, batch_size: int = 32, lr: float = 2e-3, precision: str = "fp32",
+                world: dict | None = None) -> Recipe:
     seed_everything(seed)
-    renderer = SceneRenderer()
+    world = dict(world or {})
+    renderer = SceneRenderer(fills=len(ShapesWorld(**world).config.fills))
     reading = list(renderer.reader.parameters())  # a list: a resumed optimiser needs the same order
     drawing = [p for name, p in renderer.named_parameters() if not name.startswith("reader.")]
     opt = torch.optim.Adam([{"params": drawing}, {"params": reading, "lr_scale": 0.5}], lr=lr)
 
     def step(batch, step_index, gen):
-        drawn, read = renderer_loss(renderer, batch), reader_loss(renderer.reader, batch)
+        drawn, read = renderer_loss(renderer, batch), reader_loss(renderer.reader, batch, fills=renderer.fills)
         return {**drawn, **read, "loss": drawn["loss"] + read["loss"]}  # disjoint parameters: two problems
 
     return Recipe(member=MEMBER, modules={"renderer": renderer}, optimizer=opt, step_fn=step,
                   export=lambda: renderer, batch_size=batch_size, lr=lr, warmup=50, grad_clip=None, precision=precision,
-                  config={"arch": "SceneRenderer()",
+                  world=world, config={"arch": f"SceneRenderer(fills={renderer.fills})",
                           "loss": "L1 (object pixels x5) + slot-mask BCE; reader: code CE + 10 x L1 of draws"})
 
 
 def train_lite_renderer(out_dir, steps: int = 8000, seed: int = 1000, progress: bool = True,
                         checkpoint_every: int = 200, resume: bool = True, batch_size: int = 32,
-                        stop_after: int | None = None, device: str = "cpu", precision: str = "fp32") -> dict:
-    """Train ``lite-renderer``; writes ``<out_dir>/lite-renderer.safetensors``."""
-    recipe = make_recipe(seed=seed, batch_size=batch_size, precision=precision)
+                        stop_after: int | None = None, device: str = "cpu", precision: str = "fp32",
+                        world: dict | None = None) -> dict:
+    """Train ``lite-renderer``; writes ``<out_dir>/lite-renderer.safetensors``.
+
+    ``world``: the scenes it learns to draw (default the plain world; the textured world's
+    renderer takes each object's fill in its latent too).
+    """
+    recipe = make_recipe(seed=seed, batch_size=batch_size, precision=precision, world=world)
     return run_recipe(recipe, out_dir, steps=steps, seed=seed, progress=progress,
                       checkpoint_every=checkpoint_every, resume=resume, stop_after=stop_after,
                       device=device)

@@ -15,7 +15,7 @@ from rosetta_lite.zoo import lite_arch
 from rosetta_lite.zoo.gan_arch import GENERATOR_LAYERS, LiteGenerator, load_generator
 from rosetta_lite.zoo.member import Member, Spec, ZooError
 from rosetta_lite.zoo.preprocess import Preprocess
-from rosetta_lite.zoo.renderer_arch import RENDERER_LAYERS, SceneRenderer
+from rosetta_lite.zoo.renderer_arch import RENDERER_LAYERS, SceneRenderer, latent_fills
 from rosetta_lite.zoo.weights import entry, retrain_command, verified_file, verified_state_dict
 
 TRAINED_FOR = {
@@ -49,8 +49,9 @@ def generator_model(name: str, path: str | os.PathLike | None = None) -> torch.n
     path = verified_file(name) if path is None else path
     if name == "lite-gan":
         return load_generator(path)  # its constructor config is in the file
-    model = SceneRenderer()
-    model.load_state_dict(load_file(str(path)))
+    state = load_file(str(path))
+    model = SceneRenderer(fills=latent_fills(state["reader.head.3.weight"].shape[0]))  # its latent's width says
+    model.load_state_dict(state)
     return model.eval().requires_grad_(False)
 
 

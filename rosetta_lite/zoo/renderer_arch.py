@@ -45,6 +45,8 @@ import torch.nn.functional as F
 
 from rosetta_lite.world import (
     COLOURS,
+    FILL_PERIOD,
+    FILLS,
     GROUNDS,
     SHAPES,
     SKIES,
@@ -65,6 +67,25 @@ Z_DIM = _SCENE_DIM + SLOTS * _SLOT_DIM
 _RESOLUTIONS = (4, 8, 16, 32)
 
 
+def latent_fills(z_dim: int) -> int:
+    """How many fills a latent of width ``z_dim`` describes: 1 (plain objects, ``Z_DIM``) or the
+    textured world's, whose fill codes follow the rest, one per slot.
+
+        latent_fills(Z_DIM + SLOTS * len(FILLS))   # 5
+    """
+    if z_dim == Z_DIM:
+        return 1
+    if z_dim == Z_DIM + SLOTS * len(FILLS):
+        return len(FILLS)
+    raise ValueError(f"latents are (B, {Z_DIM}) for plain objects or (B, {Z_DIM + SLOTS * len(FILLS)}) with "
+                     f"fills, got width {z_dim}")
+
+
+def fill_world(fills: int) -> dict:
+    """The ``ShapesWorld`` settings of a renderer drawing ``fills`` fills: the plain world or the textured one."""
+    return {} if fills == 1 else {"fills": tuple(FILLS)[:fills]}
+
+
 def _code(logits: torch.Tensor) -> torch.Tensor:
     """Straight-through one-hot: the argmax forward, the softmax's gradient backward."""
     soft = logits.softmax(-1)
@@ -77,17 +98,21 @@ def _presence(count_code: torch.Tensor) -> torch.Tensor:
     return count_code.flip(-1).cumsum(-1).flip(-1)
 
 
-def latent_layout() -> dict[str, slice | tuple[slice, ...]]:
+def latent_layout(fills: int = 1) -> dict[str, slice | tuple[slice, ...]]:
     """Where each part of the description sits in a latent: name -> slice (per slot: a tuple of slices).
 
         latent_layout()["shape"][0]   # slice(12, 18): the shape code of the first slot
+
+    With ``fills`` > 1, a "fill" code per slot follows everything else.
     """
     a, b = 1 + len(SKIES), 1 + len(SKIES) + len(GROUNDS)
     ns, nc = len(SHAPES), len(COLOURS)
     slot = [_SCENE_DIM + j * _SLOT_DIM for j in range(SLOTS)]
     return {"horizon": slice(0, 1), "sky": slice(1, a), "ground": slice(a, b), "count": slice(b, _SCENE_DIM),
             "shape": tuple(slice(o, o + ns) for o in slot), "colour": tuple(slice(o + ns, o + ns + nc) for o in slot),
-            "place": tuple(slice(o + ns + nc, o + _SLOT_DIM) for o in slot)}
+            "place": tuple(slice(o + ns + nc, o + _SLOT_DIM) for o in slot),
+            **({"fill": tuple(slice(Z_DIM + j * fills, Z_DIM + (j + 1) * fills) for j in range(SLOTS))}
+               if fills > 1 else {})}
 
 
 def describe(z: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -95,19 +120,23 @@ def describe(z: torch.Tensor) -> dict[str, torch.Tensor]:
 
         describe(torch.randn(4, Z_DIM))["shape"].shape   # (4, 3, 6) one-hot shape codes
     """
-    if z.ndim != 2 or z.shape[1] != Z_DIM:
+    if z.ndim != 2:
         raise ValueError(f"latents are (B, {Z_DIM}), got shape {tuple(z.shape)}")
+    fills = latent_fills(z.shape[1])
     cfg = WorldConfig()
     u = torch.special.ndtr(z)
     a, b, c = 1 + len(SKIES), 1 + len(SKIES) + len(GROUNDS), _SCENE_DIM
-    slots = z[:, c:].view(-1, SLOTS, _SLOT_DIM)
-    uslots = u[:, c:].view(-1, SLOTS, _SLOT_DIM)
+    slots = z[:, c:Z_DIM].reshape(-1, SLOTS, _SLOT_DIM)
+    uslots = u[:, c:Z_DIM].reshape(-1, SLOTS, _SLOT_DIM)
     ns, nc = len(SHAPES), len(COLOURS)
     cx, cy, radius = place_object(uslots[..., ns + nc], uslots[..., ns + nc + 1], uslots[..., ns + nc + 2],
                                   cfg.min_radius, cfg.max_radius)
-    return {"horizon": horizon_height(u[:, 0]), "sky": _code(z[:, 1:a]), "ground": _code(z[:, a:b]),
-            "present": _presence(_code(z[:, b:c])), "shape": _code(slots[..., :ns]),
-            "colour": _code(slots[..., ns:ns + nc]), "cx": cx, "cy": cy, "radius": radius}
+    codes = {"horizon": horizon_height(u[:, 0]), "sky": _code(z[:, 1:a]), "ground": _code(z[:, a:b]),
+             "present": _presence(_code(z[:, b:c])), "shape": _code(slots[..., :ns]),
+             "colour": _code(slots[..., ns:ns + nc]), "cx": cx, "cy": cy, "radius": radius}
+    if fills > 1:
+        codes["fill"] = _code(z[:, Z_DIM:].reshape(-1, SLOTS, fills))
+    return codes
 
 
 def describe_scene(z: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -117,18 +146,24 @@ def describe_scene(z: torch.Tensor) -> dict[str, torch.Tensor]:
     """
     with torch.no_grad():
         codes = describe(z)
-    return {"horizon": codes["horizon"], "sky": codes["sky"].argmax(-1), "ground": codes["ground"].argmax(-1),
-            "count": codes["present"].sum(-1).round().long(), "shape": codes["shape"].argmax(-1),
-            "colour": codes["colour"].argmax(-1), "cx": codes["cx"], "cy": codes["cy"], "radius": codes["radius"]}
+    scene = {"horizon": codes["horizon"], "sky": codes["sky"].argmax(-1), "ground": codes["ground"].argmax(-1),
+             "count": codes["present"].sum(-1).round().long(), "shape": codes["shape"].argmax(-1),
+             "colour": codes["colour"].argmax(-1), "cx": codes["cx"], "cy": codes["cy"], "radius": codes["radius"]}
+    if "fill" in codes:
+        scene["fill"] = codes["fill"].argmax(-1)
+    return scene
 
 
-def scene_codes(scene: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def scene_codes(scene: dict[str, torch.Tensor], fills: int = 1) -> dict[str, torch.Tensor]:
     """The codes of a world batch's ``scene`` (integer indices) in the form ``describe`` gives.
 
         codes = scene_codes(ShapesWorld().batch(8).scene); SceneRenderer().render(codes)
+
+    ``fills`` > 1 adds the objects' fill codes (a textured world's scenes).
     """
     count = F.one_hot(scene["count"].long() - 1, SLOTS).float()
-    return {"horizon": scene["horizon"].float(), "sky": F.one_hot(scene["sky"].long(), len(SKIES)).float(),
+    extra = {"fill": F.one_hot(scene["fill"].long(), fills).float()} if fills > 1 else {}
+    return extra | {"horizon": scene["horizon"].float(), "sky": F.one_hot(scene["sky"].long(), len(SKIES)).float(),
             "ground": F.one_hot(scene["ground"].long(), len(GROUNDS)).float(), "present": _presence(count),
             "shape": F.one_hot(scene["shape"].long(), len(SHAPES)).float(),
             "colour": F.one_hot(scene["colour"].long(), len(COLOURS)).float(),
@@ -158,13 +193,17 @@ class SceneRenderer(nn.Module):
     """
 
     def __init__(self, channels: tuple[int, ...] = (128, 96, 64, 32), features: int = 32,
-                 hidden: int = 64) -> None:
+                 hidden: int = 64, fills: int = 1) -> None:
         super().__init__()
         if len(channels) != len(RENDERER_LAYERS):
             raise ValueError(f"channels needs one width per layer {RENDERER_LAYERS}, got {channels}")
-        self.z_dim, self.features = Z_DIM, features
+        if fills not in (1, len(FILLS)):
+            raise ValueError(f"fills is 1 (plain objects) or {len(FILLS)} (the textured world), got {fills!r}")
+        self.fills, self.world = fills, fill_world(fills)
+        self.z_dim, self.features = Z_DIM + (SLOTS * fills if fills > 1 else 0), features
         half = features // 2
-        self.slot_field = _mlp(3 + len(SHAPES), hidden, 1 + half)  # relative x, y, r^2 and shape code
+        # relative x, y, r^2 and shape code; with fills, the fill code and the texture's phase in the image
+        self.slot_field = _mlp(3 + len(SHAPES) + (fills + 4 if fills > 1 else 0), hidden, 1 + half)
         self.colour_embedding = nn.Linear(len(COLOURS), features - half, bias=False)
         self.background = _mlp(4 + len(SKIES) + len(GROUNDS), hidden, features)
         cin = features + 1
@@ -173,7 +212,7 @@ class SceneRenderer(nn.Module):
         self.b16 = Block(channels[1] + cin, channels[2])
         self.b32 = Block(channels[2] + cin, channels[3])
         self.to_rgb = nn.Conv2d(channels[3], 3, 1)
-        self.reader = SceneReader()
+        self.reader = SceneReader(outputs=self.z_dim)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.render(describe(z))[0]
@@ -185,9 +224,9 @@ class SceneRenderer(nn.Module):
         flipping: an optimiser's small steps on positions and sizes (editing) do not change shapes
         and colours by accident, as they would where two normals of a code are nearly tied.
         """
-        z = torch.randn(n, Z_DIM, generator=generator)
-        layout = latent_layout()
-        for name in ("sky", "ground", "count", "shape", "colour"):
+        z = torch.randn(n, self.z_dim, generator=generator)
+        layout = latent_layout(self.fills)
+        for name in ("sky", "ground", "count", "shape", "colour") + (("fill",) if self.fills > 1 else ()):
             for part in layout[name] if isinstance(layout[name], tuple) else (layout[name],):
                 z[:, part] = F.one_hot(z[:, part].argmax(-1), part.stop - part.start).float() * 2 - 1
         return z
@@ -215,8 +254,12 @@ class SceneRenderer(nn.Module):
         radius = codes["radius"][..., None, None]
         dx = ((centres[None, None, None, :] - codes["cx"][..., None, None]) / radius).expand(-1, -1, size, -1)
         dy = ((centres[None, None, :, None] - codes["cy"][..., None, None]) / radius).expand(-1, -1, -1, size)
-        shape = codes["shape"][:, :, None, None, :].expand(-1, -1, size, size, -1)
-        field = self.slot_field(torch.cat([torch.stack([dx, dy, dx * dx + dy * dy], -1), shape], -1))
+        inputs = [torch.stack([dx, dy, dx * dx + dy * dy], -1),
+                  codes["shape"][:, :, None, None, :].expand(-1, -1, size, size, -1)]
+        if self.fills > 1:
+            inputs += [codes["fill"][:, :, None, None, :].expand(-1, -1, size, size, -1),
+                       _texture_phase(centres)[None, None].expand(dx.shape[0], SLOTS, -1, -1, -1)]
+        field = self.slot_field(torch.cat(inputs, -1))
         logits = field[..., 0]
         colour = self.colour_embedding(codes["colour"])[:, :, None, None, :].expand(-1, -1, size, size, -1)
         objects = torch.cat([field[..., 1:], colour], -1)  # (B, SLOTS, S, S, F)
@@ -237,6 +280,17 @@ class SceneRenderer(nn.Module):
         return self.background(torch.cat([torch.stack(inputs, -1), colours], -1))
 
 
+def _texture_phase(centres: torch.Tensor) -> torch.Tensor:
+    """(S, S, 4) sine and cosine of each pixel's place in the texture's period, across and down.
+
+    The world's textures are fixed to the image (stripes every ``FILL_PERIOD``), so drawing
+    one needs where a pixel lies in that period, which no position relative to the object says.
+    """
+    angle = 2 * torch.pi * centres / FILL_PERIOD
+    x, y = angle[None, :].expand(len(centres), -1), angle[:, None].expand(-1, len(centres))
+    return torch.stack([x.sin(), x.cos(), y.sin(), y.cos()], -1)
+
+
 class SceneReader(nn.Module):
     """Reads a scene's description from its image: (B, 3, 32, 32) -> (B, Z_DIM) outputs in the latent's layout.
 
@@ -246,7 +300,7 @@ class SceneReader(nn.Module):
     of the world's uniform draws (their sigmoid is the draw).
     """
 
-    def __init__(self, width: int = 64) -> None:
+    def __init__(self, width: int = 64, outputs: int = Z_DIM) -> None:
         super().__init__()
         w = width
         layers, cin = [], 5  # RGB and two coordinate channels
@@ -254,7 +308,7 @@ class SceneReader(nn.Module):
             layers += [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
             cin = cout
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(cin * 16, 512), nn.ReLU(), nn.Linear(512, Z_DIM))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(cin * 16, 512), nn.ReLU(), nn.Linear(512, outputs))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         b, _, h, w = images.shape
@@ -269,9 +323,10 @@ def reader_latents(out: torch.Tensor) -> torch.Tensor:
 
         z = reader_latents(SceneReader()(images)); describe(z)
     """
-    layout = latent_layout()
+    fills = latent_fills(out.shape[1])
+    layout = latent_layout(fills)
     z = torch.special.ndtri(torch.sigmoid(out).clamp(1e-3, 1 - 1e-3))
-    for name in ("sky", "ground", "count", "shape", "colour"):
+    for name in ("sky", "ground", "count", "shape", "colour") + (("fill",) if fills > 1 else ()):
         for part in layout[name] if isinstance(layout[name], tuple) else (layout[name],):
             logp = out[:, part].log_softmax(-1).clamp_min(-4)
             z[:, part] = logp - logp.mean(-1, keepdim=True)
@@ -288,4 +343,5 @@ def reader_targets(scene: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
                               cfg.min_radius, cfg.max_radius)
     return {"horizon": (scene["horizon"].float() - horizon_height(0.0)) / (horizon_height(1.0) - horizon_height(0.0)),
             "sky": scene["sky"].long(), "ground": scene["ground"].long(), "count": scene["count"].long() - 1,
-            "shape": scene["shape"].long(), "colour": scene["colour"].long(), "place": torch.stack([ux, uy, ur], -1)}
+            "shape": scene["shape"].long(), "colour": scene["colour"].long(), "place": torch.stack([ux, uy, ur], -1),
+            **({"fill": scene["fill"].long()} if "fill" in scene else {})}
