@@ -259,12 +259,14 @@ def _train(args: argparse.Namespace) -> int:
     if args.all == bool(args.name):
         raise ValueError(f"name one member or pass --all; members: {list(ORDER)}")
     names = list(ORDER) if args.all else [args.name]
+    if args.all and args.world != "plain":
+        names.remove("lite-gan")  # it knows the plain world only
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     reports = []
     for name in names:
         report = train_member(name, args.out, steps=args.steps, seed=args.seed, progress=not args.json,
-                              install_weights=args.install, device=args.device)
+                              install_weights=args.install, device=args.device, world=args.world)
         reports.append(report)
         if not args.json:
             gates = ", ".join(f"{k} {'pass' if v else 'FAIL'}" for k, v in report["gates"].items()) or "none"
@@ -408,6 +410,8 @@ def _add_train(commands) -> None:
     train.add_argument("--seed", type=NATURAL, default=None, help="override the recipe's seed")
     train.add_argument("--install", action="store_true", help="copy the weights into the package's manifest")
     train.add_argument("--device", default="cpu", help="where to train: cpu (the reference) or cuda")
+    train.add_argument("--world", default="plain", choices=list(WORLDS),
+                       help="the training scenes (default plain; textured: objects with fills, lite-gan left out)")
     train.add_argument("--threads", type=POSITIVE, default=2,
                        help="torch CPU threads (default 2; 1 for each of two runs side by side)")
     train.add_argument("--json", action="store_true")

@@ -408,16 +408,26 @@ class ShapesWorld:
                  "slot": j}
                 for j in range(visible.shape[1]) if pixels[b, j] > 0
             ]
+            for item in items:
+                item["phrase"] = object_phrase(item, textured)
             objects.append(items)
             largest = max(items, key=lambda o: o["pixels"])
             labels.append(self.class_names.index(f"{largest['fill']} {largest['shape']}" if textured
                                                  else largest["shape"]))
-            phrases = [f"a {o['size']} {o['colour']} " + (f"{FILLS[o['fill']]} " if textured else "") + o["shape"]
-                       for o in items]
+            phrases = [o["phrase"] for o in items]
             things = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
             captions.append(f"{things} on {list(GROUNDS)[ground_idx[b]]} ground "
                             f"under a {list(SKIES)[sky_idx[b]]} sky")
         return objects, labels, captions
+
+
+def object_phrase(obj: dict, textured: bool) -> str:
+    """How a caption names an object: "a large red circle", or in a textured world "a large red checked circle".
+
+        object_phrase({"size": "large", "colour": "red", "fill": "checks", "shape": "circle"}, True)
+    """
+    fill = f"{FILLS[obj['fill']]} " if textured else ""
+    return f"a {obj['size']} {obj['colour']} {fill}{obj['shape']}"
 
 
 def _pick(u: np.ndarray, count: int) -> np.ndarray:

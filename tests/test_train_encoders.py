@@ -531,3 +531,25 @@ def test_train_takes_the_run_lock_of_its_folder(tmp_path, capsys, lock_holder):
     with pytest.raises(SystemExit):
         main(["train", "lite-resnet-sup", "--out", "", "--steps", "1"])
     assert "argument --out: is empty" in capsys.readouterr().err
+
+
+def test_train_all_on_the_textured_world_trains_every_member_a_few_steps(tmp_path, capsys):
+    """The one command a lent GPU runs (with --device cuda), here 3 steps a member on the CPU."""
+    import json
+
+    from safetensors import safe_open
+
+    from rosetta_lite.cli import main
+    from rosetta_lite.train.recipes import ORDER
+
+    assert main(["train", "--all", "--world", "textured", "--steps", "3", "--out", str(tmp_path), "--json"]) == 0
+    reports = {r["member"]: r for r in json.loads(capsys.readouterr().out.splitlines()[-1])["members"]}
+    assert list(reports) == [m for m in ORDER if m != "lite-gan"]
+    for name, report in reports.items():
+        assert report["config"]["world"] == "textured" and report["quality"] == {} and report["gates"] == {}
+        with safe_open(str(tmp_path / f"{name}.safetensors"), "pt") as f:
+            assert f.metadata()["world"] == "textured"
+    assert main(["train", "lite-gan", "--world", "textured", "--out", str(tmp_path)]) == 2
+    assert "lite-gan trains on the plain world only" in capsys.readouterr().err
+    assert main(["train", "lite-clip", "--world", "textured", "--install", "--out", str(tmp_path)]) == 2
+    assert "cannot be installed yet" in capsys.readouterr().err

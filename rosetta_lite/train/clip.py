@@ -31,14 +31,22 @@ import torch.nn.functional as F
 
 from rosetta_lite.train.augment import augment
 from rosetta_lite.train.loop import Recipe, run_recipe, seed_everything
+from rosetta_lite.world import object_phrase
 from rosetta_lite.zoo.lite_arch import build_lite_clip, clip_tokenizer, normalize
 
 MEMBER = "lite-clip"
 
 
-def _swap_shape(caption: str, obj: dict, new: str) -> str:
-    phrase = f"a {obj['size']} {obj['colour']} "
-    return caption.replace(phrase + obj["shape"], phrase + new, 1)
+def _swap(caption: str, obj: dict, **change) -> str:
+    """The caption with one object's shape or fill word changed (``shape="ring"``, ``fill="dots"``)."""
+    textured = obj["phrase"] != object_phrase(obj, False)
+    return caption.replace(obj["phrase"], object_phrase({**obj, **change}, textured), 1)
+
+
+def _kinds(batch) -> tuple[list[str], list[str]]:
+    """The world's shapes and fills, from its class names ("circle", or "checks circle" in a textured world)."""
+    names = [name.split(" ") for name in batch.class_names]
+    return list(dict.fromkeys(n[-1] for n in names)), list(dict.fromkeys(n[0] for n in names if len(n) == 2))
 
 
 def shape_swapped_captions(batch, gen: torch.Generator, largest: bool = True) -> list[str]:
@@ -49,7 +57,7 @@ def shape_swapped_captions(batch, gen: torch.Generator, largest: bool = True) ->
     Hard negatives: within a batch, scenes differ in colours, ground and sky, so plain
     contrastive training can match captions without ever looking at shapes.
     """
-    shapes = list(batch.class_names)
+    shapes = _kinds(batch)[0]
     out = []
     for caption, objects in zip(batch.captions, batch.objects):
         if largest:
@@ -57,12 +65,8 @@ def shape_swapped_captions(batch, gen: torch.Generator, largest: bool = True) ->
         else:
             obj = objects[int(torch.randint(len(objects), (1,), generator=gen))]
         others = [s for s in shapes if s != obj["shape"]]
-        out.append(_swap_shape(caption, obj, others[int(torch.randint(len(others), (1,), generator=gen))]))
+        out.append(_swap(caption, obj, shape=others[int(torch.randint(len(others), (1,), generator=gen))]))
     return out
-
-
-def _phrase(obj: dict) -> str:
-    return f"a {obj['size']} {obj['colour']} {obj['shape']}"
 
 
 def main_object_captions(batch, gen: torch.Generator, share: float = 0.5):
@@ -79,7 +83,7 @@ def main_object_captions(batch, gen: torch.Generator, share: float = 0.5):
     for caption, items in zip(batch.captions, batch.objects):
         if float(torch.rand((), generator=gen)) < share:  # one draw per scene, one-object scenes too
             largest = max(items, key=lambda o: o["pixels"])
-            caption = _phrase(largest) + caption[caption.rindex(" on "):]  # + " on <ground> ground under a <sky> sky"
+            caption = largest["phrase"] + caption[caption.rindex(" on "):]  # + " on <ground> ground under a <sky> sky"
             items = [largest]
         captions.append(caption)
         objects.append(items)
@@ -87,24 +91,26 @@ def main_object_captions(batch, gen: torch.Generator, share: float = 0.5):
 
 
 def largest_shape_swaps(batch) -> list[list[str]]:
-    """Every caption with its largest object's shape word set to each other shape in turn.
+    """Every caption with its largest object's shape word set to each other shape in turn, and in a
+    textured world its fill word set to each other fill.
 
-        swaps = largest_shape_swaps(batch)   # (classes - 1) lists of len(batch) captions
+        swaps = largest_shape_swaps(batch)   # (shapes - 1 [+ fills - 1]) lists of len(batch) captions
 
     With these as negatives, matching an image to its own caption among them is a
-    classification of the largest object's shape, taught by captions alone (no labels).
+    classification of the largest object's shape (and fill), taught by captions alone (no labels).
     """
-    shapes = list(batch.class_names)
+    shapes, fills = _kinds(batch)
     rows = []
     for caption, objects in zip(batch.captions, batch.objects):
         obj = max(objects, key=lambda o: o["pixels"])
-        rows.append([_swap_shape(caption, obj, s) for s in shapes if s != obj["shape"]])
+        rows.append([_swap(caption, obj, shape=s) for s in shapes if s != obj["shape"]]
+                    + [_swap(caption, obj, fill=f) for f in fills if f != obj["fill"]])
     return [list(column) for column in zip(*rows)]
 
 
 def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 2e-3,
                 hard_negatives: float = 1.0, all_largest_swaps: bool = True,
-                main_object: float = 0.5, precision: str = "fp32") -> Recipe:
+                main_object: float = 0.5, precision: str = "fp32", world: dict | None = None) -> Recipe:
     from open_clip import ClipLoss
 
     seed_everything(seed)
@@ -148,7 +154,7 @@ def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 2e-3,
 
     return Recipe(member=MEMBER, modules={"clip": model}, optimizer=opt, step_fn=step,
                   export=lambda: model, batch_size=batch_size, lr=lr, warmup=30,
-                  after_step=clamp_scale, precision=precision,
+                  after_step=clamp_scale, precision=precision, world=dict(world or {}),
                   config={"method": "clip", "hard_negatives": hard_negatives,
                           "main_object_captions": main_object,
                           "loss": "open_clip.ClipLoss + weight x image-to-text CE with shape-swapped captions "
@@ -162,9 +168,14 @@ def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 2e-3,
 def train_lite_clip(out_dir, steps: int = 500, seed: int = 1000, progress: bool = True,
                     checkpoint_every: int = 50, resume: bool = True, batch_size: int = 128,
                     stop_after: int | None = None, device: str = "cpu", hard_negatives: float = 1.0,
-                    precision: str = "fp32") -> dict:
-    """Train ``lite-clip``; writes the whole CLIP model to ``<out_dir>/lite-clip.safetensors``."""
-    recipe = make_recipe(seed=seed, batch_size=batch_size, hard_negatives=hard_negatives, precision=precision)
+                    precision: str = "fp32", world: dict | None = None) -> dict:
+    """Train ``lite-clip``; writes the whole CLIP model to ``<out_dir>/lite-clip.safetensors``.
+
+    ``world``: the scenes and captions it learns from (default the plain world; the textured
+    world's captions name fills, and its hard negatives swap fill words too).
+    """
+    recipe = make_recipe(seed=seed, batch_size=batch_size, hard_negatives=hard_negatives, precision=precision,
+                         world=world)
     return run_recipe(recipe, out_dir, steps=steps, seed=seed, progress=progress,
                       checkpoint_every=checkpoint_every, resume=resume, stop_after=stop_after,
                       device=device)

@@ -161,7 +161,7 @@ def build_mae(stem: str = "patch", decoder_depth: int = 2, decoder_dim: int = 64
 
 def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 1.5e-3, precision: str = "fp32",
                 norm_pix: bool = False, stem: str = "patch", decoder_depth: int = 2,
-                decoder_dim: int = 64) -> Recipe:
+                decoder_dim: int = 64, world: dict | None = None) -> Recipe:
     seed_everything(seed)
     mae = build_mae(stem, decoder_depth, decoder_dim, norm_pix)
     opt = torch.optim.AdamW(mae.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.05)
@@ -172,7 +172,7 @@ def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 1.5e-3, pre
 
     return Recipe(member=MEMBER, modules={"mae": mae}, optimizer=opt, step_fn=step,
                   export=lambda: mae.encoder, batch_size=batch_size, lr=lr, warmup=20, precision=precision,
-                  config={"method": "mae", "mask_ratio": mae.mask_ratio, "stem": stem,
+                  world=dict(world or {}), config={"method": "mae", "mask_ratio": mae.mask_ratio, "stem": stem,
                           "decoder": f"dim {decoder_dim}, {decoder_depth} blocks",
                           "decoder_dim": decoder_dim, "decoder_depth": decoder_depth, "norm_pix": norm_pix,
                           "loss": "MSE on hidden patches (normalised pixels)"})
@@ -186,7 +186,7 @@ def train_lite_vit_mae(out_dir, steps: int = 600, seed: int = 1000, progress: bo
 
         train_lite_vit_mae("runs/mae", steps=6000, stem="conv", decoder_depth=4, decoder_dim=128)
 
-    ``options``: ``make_recipe``'s ``norm_pix``, ``stem``, ``decoder_depth``, ``decoder_dim``.
+    ``options``: ``make_recipe``'s ``norm_pix``, ``stem``, ``decoder_depth``, ``decoder_dim``, ``world``.
     """
     recipe = make_recipe(seed=seed, batch_size=batch_size, precision=precision, **options)
     return run_recipe(recipe, out_dir, steps=steps, seed=seed, progress=progress,

@@ -18,6 +18,7 @@ from rosetta_lite.train import quality as ev
 from rosetta_lite.train.checkpoints import load_weights, trained_or_shipped
 from rosetta_lite.train.gan_quality import generator_quality
 from rosetta_lite.train.mae import load_mae
+from rosetta_lite.world import world_settings
 from rosetta_lite.zoo import lite_arch
 from rosetta_lite.zoo.lite import GENERATORS
 from rosetta_lite.zoo.weights import install
@@ -56,11 +57,13 @@ class RecipeSpec:
     seed: int = 1000
     options: dict = field(default_factory=dict)
 
-    def train(self, out_dir: Path, steps: int, seed: int, progress: bool, device: str = "cpu") -> dict:
+    def train(self, out_dir: Path, steps: int, seed: int, progress: bool, device: str = "cpu",
+              world: dict | None = None) -> dict:
         import importlib
 
         train = getattr(importlib.import_module(self.module), self.function)
-        return train(out_dir, steps=steps, seed=seed, progress=progress, device=device, **self.options)
+        extra = {"world": world} if world else {}  # lite-gan's recipe knows only the plain world
+        return train(out_dir, steps=steps, seed=seed, progress=progress, device=device, **self.options, **extra)
 
 
 RECIPES: dict[str, RecipeSpec] = {
@@ -114,13 +117,25 @@ def gate_results(name: str, quality: dict) -> dict[str, bool]:
 
 
 def train_member(name: str, out_dir: str | Path = "runs/zoo", steps: int | None = None, seed: int | None = None,
-                 progress: bool = True, install_weights: bool = False, device: str = "cpu") -> dict:
+                 progress: bool = True, install_weights: bool = False, device: str = "cpu",
+                 world: str = "plain") -> dict:
     """Train one member (resuming a checkpoint in ``out_dir``), measure it, optionally install it.
 
         train_member("lite-vit-mae", "runs/zoo", install_weights=True)
+        train_member("lite-clip", "runs/textured", world="textured")   # captions that name fills
+
+    ``world`` names the training scenes (``rosetta_lite.world.WORLDS``). The quality gates are
+    measured on the plain world, so a member of another world is trained and saved but not
+    measured (its census is: ``eval census --world textured --weights <out_dir>``), nor installed.
     """
     if name not in RECIPES:
         raise ValueError(f"no recipe for {name!r}; recipes: {list(RECIPES)}")
+    settings = world_settings(world)
+    if world != "plain" and name == "lite-gan":
+        raise ValueError("lite-gan trains on the plain world only; the textured world's generator is lite-renderer")
+    if world != "plain" and install_weights:
+        raise ValueError(f"the quality gates are measured on the plain world; a {world!r} member cannot be "
+                         "installed yet (count it with eval census --weights)")
     recipe = RECIPES[name]
     if steps is not None and (not isinstance(steps, int) or steps < 1):
         raise ValueError(f"steps must be a whole number >= 1 (or None for the recipe's {recipe.steps}), got {steps!r}")
@@ -128,12 +143,12 @@ def train_member(name: str, out_dir: str | Path = "runs/zoo", steps: int | None 
     out_dir = Path(out_dir)
     start = time.perf_counter()
     with run_lock(out_dir):  # one trainer per folder: two would overwrite each other's checkpoints
-        figures = recipe.train(out_dir, steps, recipe.seed if seed is None else seed, progress, device)
-    quality = measure_quality(name, out_dir, recipe.seed if seed is None else seed)
+        figures = recipe.train(out_dir, steps, recipe.seed if seed is None else seed, progress, device, settings)
+    quality = measure_quality(name, out_dir, recipe.seed if seed is None else seed) if world == "plain" else {}
     report = {"member": name, "recipe": f"python -m rosetta_lite train {name}", "steps": steps,
               "seed": recipe.seed if seed is None else seed,
               "train_seconds": round(figures.get("seconds", time.perf_counter() - start), 1),
-              "quality": quality, "gates": gate_results(name, quality),
+              "quality": quality, "gates": gate_results(name, quality) if quality else {},
               "config": figures.get("config", {})}
     if install_weights:
         install(name, out_dir / f"{name}.safetensors", {k: v for k, v in report.items() if k != "member"})
