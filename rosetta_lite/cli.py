@@ -305,7 +305,7 @@ def _add_world(commands) -> None:
     world.add_argument("--n", type=POSITIVE, default=8, help="samples (default 8)")
     world.add_argument("--size", type=_int_in(16, 1024), default=32, help="pixels, 16 or more (default 32)")
     world.add_argument("--seed", type=NATURAL, default=0)
-    world.add_argument("--dpi", type=POSITIVE, default=100)
+    world.add_argument("--dpi", type=_int_in(20, 600), default=100, help="resolution of the PNG (20 to 600)")
     world.set_defaults(run=_world)
 
 
@@ -540,6 +540,9 @@ def main(argv: list[str] | None = None) -> int:
         kept = f"what was checkpointed in {folder} is kept" if folder else "nothing half-written was kept"
         print(f"interrupted: {kept}; run the same command again to resume", file=sys.stderr)
         return 130
-    except (ValueError, PermissionError, FileNotFoundError, RuntimeError) as error:
+    except (ValueError, RuntimeError, OSError) as error:  # OSError: missing files, a file for a folder, ...
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("error: out of memory; run it with fewer images or a smaller --batch-size", file=sys.stderr)
         return 2

@@ -61,6 +61,8 @@ def writable_dir(folder: str | os.PathLike) -> Path:
     if not str(folder).strip():
         raise ValueError("the output folder's name is empty; give a folder, e.g. --out runs/lite")
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"{str(folder)!r} is a file, not a folder; give a folder's path")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -182,6 +182,31 @@ def test_dictionary_roundtrip_and_refusals(reference_run, tmp_path):
         RosettaDictionary.load(tmp_path / "nowhere")
 
 
+def test_a_dictionary_loads_only_with_its_own_tensors(reference_run, tmp_path):
+    d = build_dictionary(reference_run, k=2)
+    d.save(tmp_path / "a")
+    build_dictionary(reference_run, k=2, encoders=d.encoders[:1]).save(tmp_path / "b")  # other tables
+    tensors = tmp_path / "a" / "dictionary.safetensors"
+    original = tensors.read_bytes()
+    damaged = bytearray(original)
+    middle = len(damaged) // 2
+    damaged[middle:middle + 64] = bytes(64)  # zeros inside the tables: still a readable file
+    tensors.write_bytes(bytes(damaged))
+    with pytest.raises(DictionaryError, match="not the tensors file dictionary.json was saved with"):
+        RosettaDictionary.load(tmp_path / "a")
+    tensors.write_bytes((tmp_path / "b" / "dictionary.safetensors").read_bytes())  # another run's
+    with pytest.raises(DictionaryError, match="checksum"):
+        RosettaDictionary.load(tmp_path / "a")
+    tensors.write_bytes(original)
+    data = json.loads((tmp_path / "a" / "dictionary.json").read_text())
+    (tmp_path / "a" / "dictionary.json").write_text(json.dumps({k: v for k, v in data.items() if k != "tensors"}))
+    assert RosettaDictionary.load(tmp_path / "a").summary() == d.summary()  # saved before checksums: loads
+    data["clusters"][0]["generator_units"] = "17"
+    (tmp_path / "a" / "dictionary.json").write_text(json.dumps(data))
+    with pytest.raises(DictionaryError, match="cluster 0 must list whole-number units"):
+        RosettaDictionary.load(tmp_path / "a")
+
+
 def test_bad_mining_inputs(members, tmp_path):
     gan, encoders = members
     with pytest.raises(ValueError, match=r"images \(8\) must be at least one batch \(16\)"):

@@ -97,3 +97,16 @@ def test_missing_and_corrupt_weights_name_the_file_and_the_retrain_command(tmp_p
 def test_member_options_are_refused_where_a_member_has_none():
     with pytest.raises(zoo.ZooError, match=r"lite-gan has no option \['classes'\]: it takes none"):
         zoo.load("lite-gan", pretrained=False, classes=[1])
+
+
+def test_weights_with_a_nan_are_refused_with_the_tensor_named(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from rosetta_lite.zoo.weights import verified_file
+
+    state = load_file(str(verified_file("lite-resnet-dino")))
+    key = sorted(state)[3]
+    state[key].view(-1)[0] = float("nan")
+    save_file(state, str(tmp_path / "lite-resnet-dino.safetensors"))
+    with pytest.raises(zoo.ZooError, match=rf"tensor '{key}' holds 1 NaN or infinite value"):
+        zoo.load("lite-resnet-dino", weights=str(tmp_path / "lite-resnet-dino.safetensors"))

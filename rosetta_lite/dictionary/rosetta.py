@@ -154,6 +154,8 @@ class RosettaDictionary:
         with atomic_path(folder / TENSORS_NAME) as tmp:
             save_file({k: v.contiguous() for k, v in self.tensors.items()}, tmp,
                       metadata={"schema_version": str(SCHEMA_VERSION)})
+            # the JSON names the one tensors file that belongs to it
+            data["tensors"] = {"sha256": _sha256(tmp), "shapes": {k: list(v.shape) for k, v in self.tensors.items()}}
         with atomic_path(folder / JSON_NAME) as tmp:
             Path(tmp).write_text(json.dumps(data, indent=1))
         return folder / JSON_NAME
@@ -178,14 +180,48 @@ class RosettaDictionary:
             tensors = load_file(str(tensors_path))
         except Exception as error:  # noqa: BLE001 - any failure to parse means the file is unusable
             raise DictionaryError(f"{tensors_path} is missing or corrupt ({error}); mine it again") from None
-        _check_fields(path, "the file", data, {"schema_version", "settings", "models", "clusters", "buddies", "dead"})
+        _check_fields(path, "the file", data, {"schema_version", "settings", "models", "clusters", "buddies", "dead",
+                                               "tensors"}, optional={"tensors"})  # older files lack "tensors"
+        _check_tensors(path, tensors_path, data.get("tensors"), tensors)
         fields = {f.name for f in dataclasses.fields(Cluster)}
         optional = {f.name for f in dataclasses.fields(Cluster)
                     if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
         for index, cluster in enumerate(data["clusters"]):
             _check_fields(path, f"cluster {index}", cluster, fields, optional)
+            _check_cluster(path, index, cluster)
         clusters = [Cluster(**c) for c in data["clusters"]]
         return cls(data["settings"], data["models"], clusters, data["buddies"], data["dead"], tensors)
+
+
+def _sha256(path: str | Path) -> str:
+    import hashlib
+
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _check_tensors(path: Path, tensors_path: Path, recorded: dict | None, tensors: dict[str, torch.Tensor]) -> None:
+    """Refuse a tensors file other than the one the JSON was saved with (its checksum and shapes)."""
+    if recorded is None:
+        return
+    if not isinstance(recorded, dict) or _sha256(tensors_path) != recorded.get("sha256"):
+        raise DictionaryError(f"{tensors_path} is not the tensors file {path.name} was saved with (its checksum "
+                              "differs: overwritten, damaged or another run's); mine it again")
+    shapes = {k: list(v.shape) for k, v in tensors.items()}
+    if shapes != recorded.get("shapes"):
+        raise DictionaryError(f"{tensors_path}: its tables' shapes differ from those {path.name} records; mine it again")
+
+
+def _check_cluster(path: Path, index: int, cluster: dict) -> None:
+    """Refuse a cluster whose units are not lists of whole numbers (a hand-edited or damaged file)."""
+    def units(value) -> bool:
+        return isinstance(value, list) and all(isinstance(u, int) and not isinstance(u, bool) for u in value)
+
+    members = cluster.get("members")
+    if not units(cluster.get("generator_units")) or not isinstance(members, dict) or not all(
+            isinstance(k, str) and units(v) for k, v in members.items()):
+        raise DictionaryError(f"{path}: cluster {index} must list whole-number units (generator_units, and members "
+                              "by model); mine it again")
 
 
 def _check_fields(path: Path, what: str, data, expected: set[str], optional: set[str] = frozenset()) -> None:

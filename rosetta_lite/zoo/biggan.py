@@ -33,6 +33,7 @@ from torch import nn
 
 from rosetta_lite.zoo.hub import _offline_error, _state_dict, cached_download, hub_unavailable_reason
 from rosetta_lite.zoo.member import Member, ZooError
+from rosetta_lite.zoo.weights import check_finite
 
 NOISE_DIM = 128
 NUM_CLASSES = 1000
@@ -258,6 +259,7 @@ def _pretrained_state(name: str, weights: str | None) -> tuple[dict[str, torch.T
 
 
 def _load_state(name: str, model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    check_finite(state, source)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as error:  # shapes differ: another resolution's file, or another model's

@@ -22,6 +22,7 @@ from rosetta_lite.zoo import biggan
 from rosetta_lite.zoo.hub import _offline_error, _state_dict, cached_download, hub_unavailable_reason
 from rosetta_lite.zoo.member import Member, Spec, ZooError
 from rosetta_lite.zoo.preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from rosetta_lite.zoo.weights import check_finite
 
 RESNET_LAYERS = [f"layer{i}" for i in range(1, 5)]
 VIT_B_LAYERS = [f"blocks.{i}.mlp.act" for i in range(12)]
@@ -44,6 +45,7 @@ def load_backbone(model: torch.nn.Module, state: dict[str, torch.Tensor], source
 
     Keys of a classifier head the backbone does not have (``fc.``, ``head.``) are ignored.
     """
+    check_finite(state, source)
     result = model.load_state_dict(state, strict=False)
     unexpected = [k for k in result.unexpected_keys if not k.startswith(("fc.", "head.", "head_drop."))]
     total = len(model.state_dict())

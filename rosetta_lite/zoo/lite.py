@@ -16,7 +16,7 @@ from rosetta_lite.zoo.gan_arch import GENERATOR_LAYERS, LiteGenerator, load_gene
 from rosetta_lite.zoo.member import Member, Spec, ZooError
 from rosetta_lite.zoo.preprocess import Preprocess
 from rosetta_lite.zoo.renderer_arch import RENDERER_LAYERS, SceneRenderer, latent_fills
-from rosetta_lite.zoo.weights import entry, retrain_command, verified_file, verified_state_dict
+from rosetta_lite.zoo.weights import check_finite, entry, retrain_command, verified_file, verified_state_dict
 
 TRAINED_FOR = {
     "lite-renderer": ("drawing a Shapes World scene from its description (a learned renderer, trained by "
@@ -50,6 +50,7 @@ def generator_model(name: str, path: str | os.PathLike | None = None) -> torch.n
     if name == "lite-gan":
         return load_generator(path)  # its constructor config is in the file
     state = load_file(str(path))
+    check_finite(state, str(path))
     model = SceneRenderer(fills=latent_fills(state["reader.head.3.weight"].shape[0]))  # its latent's width says
     model.load_state_dict(state)
     return model.eval().requires_grad_(False)
@@ -85,6 +86,8 @@ def _build_encoder(name: str, pretrained: bool, seed: int, weights: str | None =
         state = _state_from(weights)
     elif pretrained:
         state = verified_state_dict(name)
+    if state is not None:
+        check_finite(state, weights or f"of {name} (shipped)")
     torch.manual_seed(seed)
     model = lite_arch.build_member(name, state)
     if state is not None:

@@ -107,3 +107,16 @@ def install(name: str, source: Path, record: dict, folder: Path = WEIGHTS_DIR) -
     with atomic_path(folder / "manifest.json") as tmp:
         Path(tmp).write_text(json.dumps(manifest, indent=2) + "\n")
     return target
+
+
+def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse weights holding NaN or infinity, naming the first such tensor (a member would mine only NaN).
+
+        check_finite(load_file("runs/zoo/lite-clip.safetensors"), "runs/zoo/lite-clip.safetensors")
+    """
+    for key, value in state.items():
+        if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all():
+            bad = int((~torch.isfinite(value)).sum())
+            raise ZooError(f"weights {source}: tensor {key!r} holds {bad} NaN or infinite value(s) of "
+                           f"{value.numel()}; the file is damaged or its training diverged")
+
