@@ -8,7 +8,7 @@ import pytest
 from rosetta_lite.book import results
 
 PAGE = Path(results.__file__).resolve().parents[2] / "book" / "results.md"
-TABLES = {"mining": results.mining_table, "concepts": results.concepts_table,
+TABLES = {"mining": results.mining_table, "concepts": results.concepts_table, "census": results.census_table,
           "inversion": results.inversion_table, "editing": results.editing_table}
 
 
@@ -39,6 +39,12 @@ def test_the_paper_table_decides_agreement_from_the_figures():
     assert flipped.loc["Table 1: inversion, all matches vs perceptual only", "agrees"]
     assert "+1.50 [0.50, 2.50]" in flipped.loc["Table 1: inversion, all matches vs perceptual only", "lite (measured)"]
     assert "+1.43" in flipped.loc["Table 1: inversion, all matches vs perceptual only", "paper"]  # 15.42 - 13.99
+    fig1 = "Fig. 1: units shared by every model of the zoo"
+    fewer = copy.deepcopy(saved["concepts"])
+    fewer["report"]["trained"]["n_rosetta"] = fewer["report"]["control"]["n_rosetta"]  # as many as chance gives
+    assert not results.paper_table(fewer, saved["inversion"], saved["editing"]).loc[fig1, "agrees"]
+    fewer["report"]["trained"]["n_rosetta"] += 1
+    assert results.paper_table(fewer, saved["inversion"], saved["editing"]).loc[fig1, "agrees"]
 
 
 def test_the_page_types_no_figures():
