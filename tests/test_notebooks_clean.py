@@ -7,7 +7,8 @@ import pytest
 
 from rosetta_lite.book.notebooks import clean
 
-CHAPTERS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
 def test_clean_strips_outputs_counts_and_run_metadata():
@@ -109,3 +110,12 @@ def test_a_fork_stamps_its_repository_into_every_chapter(tmp_path):
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]), bare)
     with pytest.raises(ValueError, match="has no Colab install cell"):
         stamp_repository([bare], fork)
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.glob("book/*.md")) + CHAPTERS, ids=lambda p: p.name)
+def test_no_page_source_holds_control_characters(path):
+    """A backspace or form feed where \\b or \\f was meant renders as "Math input error"."""
+    text = path.read_text()
+    bad = sorted({repr(ch) for ch in text if ord(ch) < 32 and ch not in "\n\t\r"})
+    assert not bad, f"{path.name} holds control characters {bad}: an escaped backslash lost (\\bigl, \\frac)?"
+
