@@ -533,23 +533,45 @@ def test_train_takes_the_run_lock_of_its_folder(tmp_path, capsys, lock_holder):
     assert "argument --out: is empty" in capsys.readouterr().err
 
 
-def test_train_all_on_the_textured_world_trains_every_member_a_few_steps(tmp_path, capsys):
-    """The one command a lent GPU runs (with --device cuda), here 3 steps a member on the CPU."""
+def test_train_all_on_the_textured_world_trains_every_member_a_few_steps(tmp_path, capsys, monkeypatch):
+    """The one command a lent GPU runs (with --device cuda), here 3 steps a member on the CPU; the
+    gates' measurement (minutes of probes) is recorded, not run."""
     import json
 
     from safetensors import safe_open
 
     from rosetta_lite.cli import main
-    from rosetta_lite.train.recipes import ORDER
+    from rosetta_lite.train import recipes
 
+    measured = []
+    monkeypatch.setattr(recipes, "measure_quality",
+                        lambda name, out_dir, seed, world: measured.append((name, world)) or {"probe": 0.5})
     assert main(["train", "--all", "--world", "textured", "--steps", "3", "--out", str(tmp_path), "--json"]) == 0
     reports = {r["member"]: r for r in json.loads(capsys.readouterr().out.splitlines()[-1])["members"]}
-    assert list(reports) == [m for m in ORDER if m != "lite-gan"]
+    assert list(reports) == [m for m in recipes.ORDER if m != "lite-gan"]
+    assert measured == [(name, "textured") for name in reports]
     for name, report in reports.items():
-        assert report["config"]["world"] == "textured" and report["quality"] == {} and report["gates"] == {}
+        assert report["config"]["world"] == "textured" and report["quality"] == {"probe": 0.5}
         with safe_open(str(tmp_path / f"{name}.safetensors"), "pt") as f:
             assert f.metadata()["world"] == "textured"
     assert main(["train", "lite-gan", "--world", "textured", "--out", str(tmp_path)]) == 2
     assert "lite-gan trains on the plain world only" in capsys.readouterr().err
     assert main(["train", "lite-clip", "--world", "textured", "--install", "--out", str(tmp_path)]) == 2
     assert "cannot be installed yet" in capsys.readouterr().err
+
+
+def test_textured_members_are_judged_on_their_own_world(tmp_path):
+    from rosetta_lite.train import quality as ev
+    from rosetta_lite.train.gan_quality import image_set_quality
+    from rosetta_lite.train.supervised import train_lite_resnet_sup
+    from rosetta_lite.world import ShapesWorld, world_settings
+    from rosetta_lite.zoo.weights import verified_file
+
+    textured = world_settings("textured")
+    assert ev.shape_prompts("checks circle")[0] == "a small red checked circle"
+    train_lite_resnet_sup(tmp_path, steps=1, seed=1000, progress=False, world=textured)
+    images = ShapesWorld(**textured).batch(16, seed=9).images
+    figures = image_set_quality(images, tmp_path / "lite-resnet-sup.safetensors", **textured)
+    assert len(figures["class_frequency_world"]) == 30
+    with pytest.raises(ValueError, match="classifies 6 classes, this world has 30"):
+        image_set_quality(images, verified_file("lite-resnet-sup"), **textured)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
 from rosetta_lite.train.checkpoints import load_weights
 from rosetta_lite.train.quality import encode
@@ -113,11 +114,12 @@ def generator_quality(name: str, generator_weights: Path, classifier_weights: Pa
     with torch.no_grad():
         latents = torch.randn(n, generator.z_dim, generator=torch.Generator().manual_seed(seed))
         fake = torch.cat([generator(z).clamp(0, 1) for z in latents.split(500)])
-    return image_set_quality(fake, classifier_weights, seed=seed)
+    # a renderer of the textured world is judged against that world, by a classifier trained on it
+    return image_set_quality(fake, classifier_weights, seed=seed, **getattr(generator, "world", {}))
 
 
 
-def image_set_quality(images_bchw: torch.Tensor, classifier_weights: Path, seed: int = 7) -> dict:
+def image_set_quality(images_bchw: torch.Tensor, classifier_weights: Path, seed: int = 7, **world_settings) -> dict:
     """The GAN's gate figures for any set of 32 x 32 images in [0, 1], judged in
     ``lite-resnet-sup``'s penultimate features against as many world images.
 
@@ -131,8 +133,13 @@ def image_set_quality(images_bchw: torch.Tensor, classifier_weights: Path, seed:
     if images_bchw.ndim != 4 or tuple(images_bchw.shape[1:]) != (3, 32, 32) or len(images_bchw) < 4:
         raise ValueError(f"images must be a (N >= 4, 3, 32, 32) batch in [0, 1], got shape {tuple(images_bchw.shape)}")
     n = len(images_bchw)
-    classifier = load_weights(lite_arch.build_member("lite-resnet-sup"), classifier_weights).eval()
-    world = ShapesWorld(32)
+    state = load_file(str(classifier_weights))
+    classifier = load_weights(lite_arch.build_member("lite-resnet-sup", state), classifier_weights).eval()
+    world = ShapesWorld(32, **world_settings)
+    classes = len(world.class_names)
+    if classifier.fc.out_features != classes:
+        raise ValueError(f"{classifier_weights} classifies {classifier.fc.out_features} classes, this world has "
+                         f"{classes}: judge a generator with a classifier trained on its own world")
 
     def features(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feats, labels = [], []
@@ -147,8 +154,8 @@ def image_set_quality(images_bchw: torch.Tensor, classifier_weights: Path, seed:
     fake_f, labels_f = features(images_bchw.float())
     p0, r0 = knn_precision_recall(real_a, real_b, k=3)
     p, r = knn_precision_recall(real_a, fake_f, k=3)
-    freq_world = torch.bincount(labels_a, minlength=6).double() / n
-    freq_gan = torch.bincount(labels_f, minlength=6).double() / n
+    freq_world = torch.bincount(labels_a, minlength=classes).double() / n
+    freq_gan = torch.bincount(labels_f, minlength=classes).double() / n
     gap = float((freq_world - freq_gan).abs().max())
     return {"precision": round(p, 4), "recall": round(r, 4), "precision_world": round(p0, 4),
             "recall_world": round(r0, 4), "precision_ratio": round(p / p0, 4), "recall_ratio": round(r / r0, 4),

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rosetta_lite.world import COLOURS, EVAL_SEED, GROUNDS, SKIES, ShapesWorld
+from rosetta_lite.world import COLOURS, EVAL_SEED, FILLS, GROUNDS, SKIES, ShapesWorld
 from rosetta_lite.zoo.lite_arch import normalize
 
 if TYPE_CHECKING:
@@ -115,24 +115,25 @@ def linear_probe_accuracy(model: nn.Module, member: str, n_train: int = 4000, n_
 
 @torch.no_grad()
 def shape_probes(model: nn.Module, member: str, init_seed: int, n_train: int = 4000,
-                 n_test: int = 2000) -> dict[str, float]:
+                 n_test: int = 2000, **world_settings) -> dict[str, float]:
     """The probes every encoder's gates read: trained on all and on one-object scenes, untrained.
 
         shape_probes(zoo.load("lite-vit-dino").model, "lite-vit-dino", init_seed=1000)
 
     ``probe_untrained_one_object`` reads the member's architecture as its recipe initialised
     it (``init_seed``, the recipe's seed) before any step; ``probe_gain`` is what training
-    added on one-object scenes, where the label is the shape alone.
+    added on one-object scenes, where the label is the shape alone (and the fill, in a
+    textured world: ``world_settings`` go to ``ShapesWorld``).
     """
     from rosetta_lite.train.loop import seed_everything
     from rosetta_lite.zoo.lite_arch import build_member
 
     seed_everything(init_seed)
     untrained = build_member(member).eval()
-    figures = {"probe": linear_probe_accuracy(model, member, n_train, n_test),
-               "probe_one_object": linear_probe_accuracy(model, member, n_train, n_test, max_objects=1),
-               "probe_untrained_one_object": linear_probe_accuracy(untrained, member, n_train, n_test,
-                                                                   max_objects=1)}
+    one = {**world_settings, "max_objects": 1}
+    figures = {"probe": linear_probe_accuracy(model, member, n_train, n_test, **world_settings),
+               "probe_one_object": linear_probe_accuracy(model, member, n_train, n_test, **one),
+               "probe_untrained_one_object": linear_probe_accuracy(untrained, member, n_train, n_test, **one)}
     figures["probe_gain"] = figures["probe_one_object"] - figures["probe_untrained_one_object"]
     return figures
 
@@ -197,7 +198,11 @@ def shape_prompts(shape: str, templates: Sequence[str] = SHAPE_TEMPLATES) -> lis
 
     Zero-shot CLIP averages the text embeddings of all prompts of a class (prompt
     ensembling, as in the CLIP paper); these prompts never name the image's own colours.
+    A textured world's class ("checks circle") is named as its captions name it ("checked circle").
     """
+    if " " in shape:
+        fill, shape = shape.split(" ")
+        shape = f"{FILLS[fill]} {shape}"
     grounds, skies = list(GROUNDS), list(SKIES)
     out = []
     for t in templates:
@@ -223,10 +228,11 @@ def clip_text_classifier(model: nn.Module, tokenizer, class_names: Sequence[str]
 @torch.no_grad()
 def zero_shot_accuracy(model: nn.Module, tokenizer, member: str = "lite-clip", n: int = 2000,
                        seed: int = EVAL_SEED, batch_size: int = 250,
-                       prompts: Optional[Callable[[str], list[str]]] = None) -> float:
-    """Zero-shot shape classification of held-out scenes from text prompts (no labels used)."""
+                       prompts: Optional[Callable[[str], list[str]]] = None, **world_settings) -> float:
+    """Zero-shot classification of held-out scenes (their label: shape, and fill if textured) from text
+    prompts (no labels used)."""
     model.eval()
-    world = _world()
+    world = _world(**world_settings)
     classifier = clip_text_classifier(model, tokenizer, world.class_names, prompts)
     correct = 0
     for batch in _batches(n, batch_size, seed, 0, world):
@@ -237,7 +243,7 @@ def zero_shot_accuracy(model: nn.Module, tokenizer, member: str = "lite-clip", n
 
 @torch.no_grad()
 def retrieval_top_k(model: nn.Module, tokenizer, member: str = "lite-clip", n: int = 1000,
-                    group: int = 100, k: int = 5, seed: int = EVAL_SEED) -> dict[str, float]:
+                    group: int = 100, k: int = 5, seed: int = EVAL_SEED, **world_settings) -> dict[str, float]:
     """Caption-to-image (and image-to-caption) top-k retrieval within groups of ``group`` scenes.
 
     Returns {"text_to_image": ..., "image_to_text": ...}: the fraction of queries whose
@@ -245,7 +251,7 @@ def retrieval_top_k(model: nn.Module, tokenizer, member: str = "lite-clip", n: i
     """
     model.eval()
     t2i = i2t = 0
-    for batch in _batches(n, group, seed, 0):
+    for batch in _batches(n, group, seed, 0, _world(**world_settings)):
         img = F.normalize(model.encode_image(normalize(batch.images, member)), dim=-1)
         txt = F.normalize(model.encode_text(tokenizer(batch.captions)), dim=-1)
         sim = txt @ img.T  # (texts, images)
@@ -262,7 +268,7 @@ def psnr_from_mse(mse: float, peak: float = 1.0) -> float:
 
 @torch.no_grad()
 def mae_psnr(mae: nn.Module, n: int = 1000, seed: int = EVAL_SEED, batch_size: int = 250,
-             mask_seed: int = 0) -> dict[str, float]:
+             mask_seed: int = 0, **world_settings) -> dict[str, float]:
     """PSNR (pixels in [0, 1]) of a masked autoencoder's reconstruction of the masked patches.
 
     ``mae`` is a ``rosetta_lite.train.mae.MaskedAutoencoder``. Baselines on the same
@@ -273,7 +279,7 @@ def mae_psnr(mae: nn.Module, n: int = 1000, seed: int = EVAL_SEED, batch_size: i
     gen = torch.Generator().manual_seed(mask_seed)
     err = base = glob = 0.0
     count = 0
-    batches = list(_batches(n, batch_size, seed, 0))
+    batches = list(_batches(n, batch_size, seed, 0, _world(**world_settings)))
     global_mean = torch.cat([b.images for b in batches]).mean(dim=(0, 2, 3))  # (3,)
     for batch in batches:
         pred, target, mask = mae.reconstruct(batch.images, gen)  # pixels (B, N, P*P*3) in [0, 1]

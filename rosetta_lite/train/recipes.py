@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from safetensors.torch import load_file
+
 from rosetta_lite.files import run_lock
 from rosetta_lite.train import quality as ev
 from rosetta_lite.train.checkpoints import load_weights, trained_or_shipped
@@ -78,31 +80,38 @@ RECIPES: dict[str, RecipeSpec] = {
 }
 
 
-def measure_quality(name: str, out_dir: Path, seed: int | None = None) -> dict:
-    """The member's quality figures, measured on held-out world images (seed 7).
+def measure_quality(name: str, out_dir: Path, seed: int | None = None, world: str = "plain") -> dict:
+    """The member's quality figures, measured on held-out world images (seed 7) of its own world.
 
         measure_quality("lite-clip", Path("runs/zoo"))
+        measure_quality("lite-clip", Path("runs/textured"), world="textured")
 
     ``seed``: the seed the member trained with (default the recipe's), whose untrained
-    initialisation ``probe_gain`` compares with.
+    initialisation ``probe_gain`` compares with. In the textured world the label is fill
+    and shape (30 classes), and the renderer is judged by the textured classifier of
+    ``out_dir``.
     """
     weights = Path(out_dir) / f"{name}.safetensors"
+    settings = world_settings(world)
     if name in GENERATORS:
-        return generator_quality(name, weights, trained_or_shipped(out_dir, "lite-resnet-sup"))
-    net = load_weights(lite_arch.build_member(name), weights).eval()
+        classifier = (Path(out_dir) / "lite-resnet-sup.safetensors" if world != "plain"
+                      else trained_or_shipped(out_dir, "lite-resnet-sup"))
+        return generator_quality(name, weights, classifier)
+    state = load_file(str(weights))
+    net = load_weights(lite_arch.build_member(name, state), weights).eval()
     # the label is the largest of up to three objects' shape; on one-object scenes the probe
     # reads shape knowledge alone, without the comparison of sizes
-    figures = ev.shape_probes(net, name, init_seed=RECIPES[name].seed if seed is None else seed)
+    figures = ev.shape_probes(net, name, init_seed=RECIPES[name].seed if seed is None else seed, **settings)
     if name == "lite-resnet-sup":
-        figures["accuracy"] = ev.classification_accuracy(net)
+        figures["accuracy"] = ev.classification_accuracy(net, **settings)
     if name == "lite-clip":
         tokenizer = lite_arch.clip_tokenizer()
-        figures["zero_shot"] = ev.zero_shot_accuracy(net, tokenizer)
-        retrieval = ev.retrieval_top_k(net, tokenizer)
+        figures["zero_shot"] = ev.zero_shot_accuracy(net, tokenizer, **settings)
+        retrieval = ev.retrieval_top_k(net, tokenizer, **settings)
         figures["retrieval_top5_text_to_image"] = retrieval["text_to_image"]
         figures["retrieval_top5_image_to_text"] = retrieval["image_to_text"]
     if name == "lite-vit-mae":
-        figures.update({f"mae_{k}": v for k, v in ev.mae_psnr(load_mae(out_dir)).items()})
+        figures.update({f"mae_{k}": v for k, v in ev.mae_psnr(load_mae(out_dir), **settings).items()})
         figures["mae_psnr_gain"] = figures["mae_psnr_masked"] - figures["mae_psnr_mean_colour"]
     return {k: round(float(v), 4) for k, v in figures.items()}
 
@@ -124,9 +133,9 @@ def train_member(name: str, out_dir: str | Path = "runs/zoo", steps: int | None 
         train_member("lite-vit-mae", "runs/zoo", install_weights=True)
         train_member("lite-clip", "runs/textured", world="textured")   # captions that name fills
 
-    ``world`` names the training scenes (``rosetta_lite.world.WORLDS``). The quality gates are
-    measured on the plain world, so a member of another world is trained and saved but not
-    measured (its census is: ``eval census --world textured --weights <out_dir>``), nor installed.
+    ``world`` names the training scenes (``rosetta_lite.world.WORLDS``). Its quality gates are
+    measured on the same world; a member of another world is not installed yet (the shipped
+    zoo is one world's; its census: ``eval census --world textured --weights <out_dir>``).
     """
     if name not in RECIPES:
         raise ValueError(f"no recipe for {name!r}; recipes: {list(RECIPES)}")
@@ -134,8 +143,8 @@ def train_member(name: str, out_dir: str | Path = "runs/zoo", steps: int | None 
     if world != "plain" and name == "lite-gan":
         raise ValueError("lite-gan trains on the plain world only; the textured world's generator is lite-renderer")
     if world != "plain" and install_weights:
-        raise ValueError(f"the quality gates are measured on the plain world; a {world!r} member cannot be "
-                         "installed yet (count it with eval census --weights)")
+        raise ValueError(f"the shipped zoo is the plain world's; a {world!r} member cannot be installed yet "
+                         "(count it with eval census --weights)")
     recipe = RECIPES[name]
     if steps is not None and (not isinstance(steps, int) or steps < 1):
         raise ValueError(f"steps must be a whole number >= 1 (or None for the recipe's {recipe.steps}), got {steps!r}")
@@ -144,7 +153,7 @@ def train_member(name: str, out_dir: str | Path = "runs/zoo", steps: int | None 
     start = time.perf_counter()
     with run_lock(out_dir):  # one trainer per folder: two would overwrite each other's checkpoints
         figures = recipe.train(out_dir, steps, recipe.seed if seed is None else seed, progress, device, settings)
-    quality = measure_quality(name, out_dir, recipe.seed if seed is None else seed) if world == "plain" else {}
+    quality = measure_quality(name, out_dir, recipe.seed if seed is None else seed, world)
     report = {"member": name, "recipe": f"python -m rosetta_lite train {name}", "steps": steps,
               "seed": recipe.seed if seed is None else seed,
               "train_seconds": round(figures.get("seconds", time.perf_counter() - start), 1),
