@@ -13,7 +13,7 @@ import torch
 
 from rosetta_lite import zoo
 from rosetta_lite.dictionary.units import unit_maps
-from rosetta_lite.world import WorldBatch
+from rosetta_lite.world import EVAL_SEED, WorldBatch
 from rosetta_lite.zoo.weights import read_manifest
 
 
@@ -268,7 +268,7 @@ def samples_figure(generators, world, n: int = 32, seed: int = 0) -> plt.Figure:
         for generator in generators:
             images = generator.generate(generator.sample_latents(n, seed=seed)).clamp(0, 1)
             panels.append((images, f"{generator.name} samples"))
-    panels.append((world.batch(n, seed=7).images, "Shapes World"))
+    panels.append((world.batch(n, seed=EVAL_SEED).images, "Shapes World"))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4.8), squeeze=False)
     for ax, (images, title) in zip(axes[0], panels):
         grid = torchvision.utils.make_grid(images, nrow=8, padding=1, pad_value=1.0)

@@ -18,11 +18,11 @@ from rosetta_lite.applications.invert import (
 from rosetta_lite.device import resolve_device
 from rosetta_lite.dictionary.rosetta import RosettaDictionary
 from rosetta_lite.evaluation.metrics import mean_ci, paired_difference, psnr, rounded, ssim
-from rosetta_lite.world import ShapesWorld
+from rosetta_lite.world import EVAL_SEED, ShapesWorld
 
 
 def evaluate_inversion(dictionary: RosettaDictionary, images: int = 50, *, steps: int = 100, restarts: int = 2,
-                       lr: float = 0.1, beta: float = 0.5, seed: int = 7, perceptual: str = "lite-resnet-sup",
+                       lr: float = 0.1, beta: float = 0.5, seed: int = EVAL_SEED, perceptual: str = "lite-resnet-sup",
                        encoders: list[str] | None = None, progress: bool = True, device: str = "cpu") -> dict:
     """The paper's Table 1 in the lite world: one row per objective on held-out Shapes World images.
 

@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 
 from rosetta_lite.train.checkpoints import load_weights
 from rosetta_lite.train.quality import encode
-from rosetta_lite.world import ShapesWorld
+from rosetta_lite.world import EVAL_SEED, ShapesWorld
 from rosetta_lite.zoo import lite_arch
 from rosetta_lite.zoo.lite import generator_model
 
@@ -103,7 +103,7 @@ def frechet_distance(a, b) -> float:
 
 
 def generator_quality(name: str, generator_weights: Path, classifier_weights: Path, n: int = 2000,
-                      seed: int = 7) -> dict:
+                      seed: int = EVAL_SEED) -> dict:
     """Precision/recall (k = 3) and Frechet distance of ``n`` samples of the lite generator ``name``.
 
         generator_quality("lite-gan", Path("runs/zoo/lite-gan.safetensors"), Path("runs/zoo/lite-resnet-sup.safetensors"))
@@ -119,7 +119,8 @@ def generator_quality(name: str, generator_weights: Path, classifier_weights: Pa
 
 
 
-def image_set_quality(images_bchw: torch.Tensor, classifier_weights: Path, seed: int = 7, **world_settings) -> dict:
+def image_set_quality(images_bchw: torch.Tensor, classifier_weights: Path, seed: int = EVAL_SEED,
+                      **world_settings) -> dict:
     """The GAN's gate figures for any set of 32 x 32 images in [0, 1], judged in
     ``lite-resnet-sup``'s penultimate features against as many world images.
 
