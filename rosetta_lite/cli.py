@@ -30,6 +30,7 @@ from rosetta_lite.evaluation.census import CensusOptions, census, format_census
 from rosetta_lite.evaluation.concepts import concept_report, format_report
 from rosetta_lite.evaluation.editing import evaluate_editing
 from rosetta_lite.evaluation.inversion import evaluate_inversion
+from rosetta_lite.evaluation.metrics import MAX_EVAL_IMAGES
 from rosetta_lite.evaluation.trust import trust_report
 from rosetta_lite.files import DEFAULT_RUN, atomic_path, project_path, run_lock, writable_dir
 from rosetta_lite.mining import processes as distributed
@@ -508,7 +509,8 @@ def _add_run_folder(parser: argparse.ArgumentParser) -> None:
 
 def _add_application(parser: argparse.ArgumentParser, images: int, steps: int) -> None:
     _add_run_folder(parser)
-    parser.add_argument("--images", type=POSITIVE, default=images, help=f"images (default {images})")
+    parser.add_argument("--images", type=_int_in(1, MAX_EVAL_IMAGES), default=images,
+                        help=f"images (default {images}, at most {MAX_EVAL_IMAGES}: all are optimised at once)")
     parser.add_argument("--steps", type=POSITIVE, default=steps, help=f"optimisation steps (default {steps})")
     parser.add_argument("--threads", type=POSITIVE, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (every model runs there)")

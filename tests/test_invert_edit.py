@@ -454,3 +454,19 @@ def test_inversion_and_editing_run_where_the_generator_is(generator, dictionary)
     result = invert(generator, torch.rand(1, 3, 32, 32), dictionary, encoders=[zoo.load("lite-clip")], steps=1,
                     restarts=1, progress=False)
     assert result.z.device == generator.device
+
+
+def test_eval_image_counts_are_bounded_before_any_model_loads(capsys, monkeypatch):
+    from rosetta_lite import zoo
+    from rosetta_lite.cli import main
+    from rosetta_lite.evaluation.editing import evaluate_editing
+    from rosetta_lite.evaluation.inversion import evaluate_inversion
+    from rosetta_lite.evaluation.metrics import MAX_EVAL_IMAGES
+
+    monkeypatch.setattr(zoo, "load", lambda *a, **k: pytest.fail("a model loaded before the count was checked"))
+    for evaluate in (evaluate_inversion, evaluate_editing):
+        with pytest.raises(ValueError, match=f"takes 1 to {MAX_EVAL_IMAGES} images"):
+            evaluate(None, images=100_000)
+    with pytest.raises(SystemExit):
+        main(["eval", "inversion", "--images", "100000"])
+    assert f"must be an integer from 1 to {MAX_EVAL_IMAGES}" in capsys.readouterr().err

@@ -23,7 +23,7 @@ from rosetta_lite.applications.edit import (
 from rosetta_lite.applications.invert import check_dictionary, generator_maps, standardise
 from rosetta_lite.device import resolve_device
 from rosetta_lite.dictionary.rosetta import Cluster, RosettaDictionary
-from rosetta_lite.evaluation.metrics import mean_ci, paired_difference, rounded
+from rosetta_lite.evaluation.metrics import check_eval_images, mean_ci, paired_difference, rounded
 from rosetta_lite.zoo.member import Member
 
 
@@ -84,6 +84,7 @@ def evaluate_editing(dictionary: RosettaDictionary, images: int = 16, *, steps: 
     rest with no other unit kept (``remove(everywhere=True), preserve=0``). The generator
     runs on ``device``.
     """
+    check_eval_images(images, "eval editing")
     gan = zoo.load(dictionary.generator).to(resolve_device(device))
     check_dictionary(gan, dictionary)
     z = gan.sample_latents(images, seed=seed)

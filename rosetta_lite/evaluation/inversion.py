@@ -17,7 +17,7 @@ from rosetta_lite.applications.invert import (
 )
 from rosetta_lite.device import resolve_device
 from rosetta_lite.dictionary.rosetta import RosettaDictionary
-from rosetta_lite.evaluation.metrics import mean_ci, paired_difference, psnr, rounded, ssim
+from rosetta_lite.evaluation.metrics import check_eval_images, mean_ci, paired_difference, psnr, rounded, ssim
 from rosetta_lite.world import EVAL_SEED, ShapesWorld
 
 
@@ -34,6 +34,7 @@ def evaluate_inversion(dictionary: RosettaDictionary, images: int = 50, *, steps
     difference from perceptual-only; LPIPS is null unless its backbone weights are on disk.
     Every model runs on ``device``.
     """
+    check_eval_images(images, "eval inversion")
     device = resolve_device(device)
     gan = zoo.load(dictionary.generator).to(device)
     check_dictionary(gan, dictionary)

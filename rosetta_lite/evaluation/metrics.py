@@ -68,3 +68,15 @@ def rounded(summary: dict, digits: int = 4) -> dict:
     """A ``mean_ci`` summary with its numbers rounded (for JSON)."""
     return {"mean": round(summary["mean"], digits), "ci95": [round(v, digits) for v in summary["ci95"]],
             "n": summary["n"]}
+
+
+#: the most images ``eval inversion`` and ``eval editing`` take: they optimise all of them at
+#: once, and 2,000 lite scenes hold about half a GB of latents, maps and gradients
+MAX_EVAL_IMAGES = 2000
+
+
+def check_eval_images(images: int, what: str) -> None:
+    """Refuse an image count outside 1 .. ``MAX_EVAL_IMAGES``, before any model loads."""
+    if not isinstance(images, int) or isinstance(images, bool) or not 1 <= images <= MAX_EVAL_IMAGES:
+        raise ValueError(f"{what} takes 1 to {MAX_EVAL_IMAGES} images (all are optimised at once), got {images!r}")
+
