@@ -151,3 +151,21 @@ def test_census_counts_candidate_weights_on_the_named_world(tmp_path):
 def test_a_lite_member_refuses_a_missing_candidate_file(tmp_path):
     with pytest.raises(zoo.ZooError, match="no weights file"):
         zoo.load("lite-resnet-sup", weights=str(tmp_path / "lite-resnet-sup.safetensors"))
+
+
+def test_a_textured_renderer_is_counted_against_a_textured_copy(tmp_path):
+    from safetensors.torch import save_file
+
+    from rosetta_lite.evaluation.census import census
+    from rosetta_lite.zoo.renderer_arch import SceneRenderer
+
+    torch.manual_seed(0)
+    save_file(SceneRenderer(fills=5).state_dict(), str(tmp_path / "lite-renderer.safetensors"))
+    copy = zoo.load("lite-renderer", pretrained=False, seed=1, world="textured")
+    assert copy.z_dim == zoo.load("lite-renderer", weights=str(tmp_path / "lite-renderer.safetensors")).z_dim
+    report = census(CensusOptions(images=16, world="textured", weights=str(tmp_path)), encoders=["lite-resnet-sup"])
+    assert report["members"]["lite-renderer"]["units"] == 320
+    with pytest.raises(zoo.ZooError, match="has no option"):
+        zoo.load("lite-gan", pretrained=False, world="textured")
+    with pytest.raises(zoo.ZooError, match="world= builds an untrained lite-renderer"):
+        zoo.load("lite-renderer", world="textured")

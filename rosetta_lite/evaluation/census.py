@@ -26,7 +26,7 @@ import torch
 from rosetta_lite import zoo
 from rosetta_lite.capture import record_generator
 from rosetta_lite.evaluation.concepts import MIN_IOU, ConceptIoU, map_ious, stack_masks, unit_ious
-from rosetta_lite.world import EVAL_SEED, ShapesWorld, world_settings
+from rosetta_lite.world import EVAL_SEED, ShapesWorld, world_name, world_settings
 from rosetta_lite.zoo.member import Member
 from rosetta_lite.zoo.registry import control_members, names
 
@@ -149,7 +149,7 @@ def census(options: CensusOptions = CensusOptions(), generator: str | None = Non
     controls = control_members(trained, options.control_seed)
     members: dict[str, dict] = {}
     skipped = {}
-    pairs = [(gan, zoo.load(gan.name, pretrained=False, seed=options.control_seed))] + list(zip(trained, controls))
+    pairs = [(gan, _untrained_generator(gan, options.control_seed))] + list(zip(trained, controls))
     for member, copy in pairs:
         try:
             result = member_ious(member, options)
@@ -160,6 +160,12 @@ def census(options: CensusOptions = CensusOptions(), generator: str | None = Non
                                 "trained": count_labels(unit_labels(result, options.min_iou)),
                                 "untrained": member_census(copy, options)}
     return {"settings": asdict(options), "members": members, "skipped": skipped, "shared": shared_concepts(members)}
+
+
+def _untrained_generator(generator: Member, seed: int) -> Member:
+    """The generator's untrained copy; a textured renderer's copy takes the fills in its latent too."""
+    world = world_name(getattr(generator.model, "world", {}))
+    return zoo.load(generator.name, pretrained=False, seed=seed, **({"world": world} if world != "plain" else {}))
 
 
 def learned_concept(concept: str) -> bool:

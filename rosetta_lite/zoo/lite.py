@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from rosetta_lite.world import world_settings
 from rosetta_lite.zoo import lite_arch
 from rosetta_lite.zoo.gan_arch import GENERATOR_LAYERS, LiteGenerator, load_generator
 from rosetta_lite.zoo.member import Member, Spec, ZooError
@@ -64,8 +65,12 @@ def _state_from(weights: str | os.PathLike) -> dict[str, torch.Tensor]:
     return load_file(str(weights))
 
 
-def _build_generator(name: str, pretrained: bool, seed: int, weights: str | None = None) -> Member:
+def _build_generator(name: str, pretrained: bool, seed: int, weights: str | None = None,
+                     world: str = "plain") -> Member:
     info = entry(name) if pretrained and weights is None else {}
+    if world != "plain" and (name != "lite-renderer" or pretrained):
+        raise ZooError(f"world= builds an untrained lite-renderer that draws that world (pretrained=False); "
+                       f"{name} (pretrained={pretrained}) takes none")
     torch.manual_seed(seed)
     if weights is not None:
         _state_from(weights)  # a clear error for a missing file
@@ -73,7 +78,8 @@ def _build_generator(name: str, pretrained: bool, seed: int, weights: str | None
     elif pretrained:
         model = generator_model(name)
     else:
-        model = LiteGenerator() if name == "lite-gan" else SceneRenderer()
+        fills = len(world_settings(world).get("fills", ("plain",)))
+        model = LiteGenerator() if name == "lite-gan" else SceneRenderer(fills=fills)
     return Member(name, "generator", "lite", model.eval(), list(_LAYERS[name]),
                   trained_for=TRAINED_FOR[name], pretrained=pretrained,
                   quality=info.get("quality", {}), z_dim=model.z_dim, reader=getattr(model, "read", None))
@@ -106,12 +112,13 @@ def _build_encoder(name: str, pretrained: bool, seed: int, weights: str | None =
 def _spec(name: str) -> Spec:
     kind = "generator" if name in GENERATORS else "encoder"
 
-    def build(pretrained: bool = True, seed: int = 0, weights: str | None = None) -> Member:
+    def build(pretrained: bool = True, seed: int = 0, weights: str | None = None, **options) -> Member:
         if kind == "generator":
-            return _build_generator(name, pretrained, seed, weights)
+            return _build_generator(name, pretrained, seed, weights, **options)
         return _build_encoder(name, pretrained, seed, weights)
 
-    return Spec(name, kind, "lite", TRAINED_FOR[name], build)
+    # the renderer's untrained copy can be built for another world (its latent has the fills)
+    return Spec(name, kind, "lite", TRAINED_FOR[name], build, options=("world",) if name == "lite-renderer" else ())
 
 
 SPECS = [_spec(name) for name in TRAINED_FOR]
