@@ -108,6 +108,8 @@ def test_a_merge_with_a_gap_reports_the_true_count_and_accepts_the_filling(membe
     with pytest.warns(UserWarning, match=r"counted 32 of the latents \[0, 48\); missing \[\[16, 32\]\]"):
         summary = save_dictionaries(MiningResult.load(tmp_path / ACCUMULATORS), tmp_path / "dict", k=1)
     assert summary["images"] == 32
+    saved = RosettaDictionary.load(tmp_path / "dict").settings
+    assert saved["images"] == 48 and saved["images_counted"] == 32  # the span, and what eval trust mines
     filled = MiningResult.load(tmp_path / ACCUMULATORS).merge(shard[16])
     assert filled.counted == [[0, 48]] and _same_tables(filled, reference_run)
     continued = mine(gan, encoders, images=48, batch_size=16, progress=False, out=tmp_path)  # mines the gap only

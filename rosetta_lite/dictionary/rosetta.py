@@ -267,8 +267,9 @@ def build_dictionary(result: MiningResult, k: int = 1, *, mode: str = "mutual", 
         buddies[encoder] = [[a, b, round(float(corr[a, b]), 6)] for a, b in pairs]
         tensors[f"corr/{encoder}"] = corr.float()
         tensors[f"mean/{encoder}"], tensors[f"std/{encoder}"] = acc.mean_b.float(), acc.variance_b().sqrt().float()
+    # "images" is the latent span; a gapped merge counted fewer, and what reads the run needs the count
     settings = asdict(s) | {"encoders": chosen, "mined_encoders": s.encoders, "k": k, "mode": mode,
-                            "k_other": k_other, "cluster_k": cluster_k or k}
+                            "k_other": k_other, "cluster_k": cluster_k or k, "images_counted": result.images_counted}
     models = {name: {"layers": s.layers[name], "units": s.units[name]} for name in [g, *chosen]}
     clusters = _clusters(pair_lists, tensors, g_dead, cluster_k or k, mode)
     return RosettaDictionary(settings, models, clusters, buddies, dead, tensors)

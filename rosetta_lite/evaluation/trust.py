@@ -64,7 +64,7 @@ def input_consistency(generator: Member, encoders: list[Member], dictionary: Ros
     if missing:
         raise ValueError(f"the dictionary's encoders {missing} were not given; given: {names}")
     chosen = [e for e in encoders if e.name in dictionary.encoders]
-    n = images or dictionary.settings["images"]
+    n = images or dictionary.settings.get("images_counted", dictionary.settings["images"])
     seed = dictionary.settings["seed"] if seed is None else seed
     first = dictionary.settings.get("start", 0)
     if halves is None:
