@@ -480,3 +480,17 @@ def test_a_control_from_another_run_is_refused(reference_run, tmp_path):
     build_dictionary(dataclasses.replace(reference_run, settings=other), k=2).save(tmp_path / "control")
     with pytest.raises(ValueError, match=r"not built alike \(weights .*or the control is another run's"):
         load_dictionaries(tmp_path)
+
+
+def test_a_batch_with_non_finite_maps_stops_mining_with_the_model_and_layer_named(tmp_path):
+    gan = zoo.load("lite-gan", pretrained=False, seed=0)
+    encoder = zoo.load("lite-resnet-sup", pretrained=False, seed=1)
+    layer = encoder.layers[1]
+    poisoned = dict(encoder.model.named_modules())[layer]
+    handle = poisoned.register_forward_hook(lambda module, args, out: out * float("nan"))
+    try:
+        with pytest.raises(RuntimeError, match=rf"lite-resnet-sup, layer {layer}: non-finite activations on "
+                                               r"latents 0 to 15"):
+            mine(gan, [encoder], images=32, batch_size=16, progress=False, out=tmp_path)
+    finally:
+        handle.remove()

@@ -227,6 +227,7 @@ def _mine_batches(result: MiningResult, generator: Member, encoders: list[Member
                 encoded = [record_encoder(e, generated) for e in encoders]
             tables = [(e.name, maps, result.pairs[e.name]) for e, maps in zip(encoders, encoded)]
             tables.append((generator.name, g_maps, result.self_pair))
+            _check_finite_maps(tables, first, stop)
             if s.similarity == "mi":
                 _count_binary(tables, g_maps, generator, s.layers, s.grid, result.thresholds)
             else:
@@ -409,6 +410,17 @@ class _GeneratorRows:
                 offset += width
             self.cache[grid, side] = Centred(stats.count, out.view(-1, units), stats.mean, stats.m2, stats.residual)
         return self.cache[grid, side]
+
+
+def _check_finite_maps(tables: list, first: int, stop: int) -> None:
+    """Stop at a batch whose maps hold NaN or infinity, naming the model and layer: one such map
+    would turn every table it enters into NaN, silently."""
+    for name, maps, _ in tables:
+        for layer, value in maps.items():
+            if not torch.isfinite(value).all():
+                raise RuntimeError(f"{name}, layer {layer}: non-finite activations on latents {first} to "
+                                         f"{stop - 1}; the accumulators up to that batch are kept. Check the "
+                                         "model's weights, or mine in fp32 (--precision fp32)")
 
 
 def _resume(out: Path, settings: MiningSettings, checkpoint: str = CHECKPOINT,
