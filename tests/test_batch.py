@@ -58,6 +58,8 @@ def test_runs_chapter_01_with_parameters_into_a_folder(tmp_path):
     ("chapters:\n  '01':\n    sise: 64\n", "chapter 01_world_and_capture: parameter(s) ['sise'] are not in"),
     ("common: {zoo: [unclosed\n", "is not valid YAML"),
     ("common:\n  imagez: 64\n", "common parameter(s) ['imagez'] are declared by no chapter"),
+    ("common:\n  images: 1.0e+30\n", "common: images must be a whole number from 1 to 100,000, got 1e+30"),
+    ("chapters:\n  02:\n    k: 0\n", "chapter 02: k must be a whole number from 1 to 50"),
 ])
 def test_bad_parameter_file_is_a_clear_error(tmp_path, capsys, text, message):
     params = tmp_path / "bad.yaml"
@@ -126,3 +128,12 @@ def test_papermill_with_an_undeclared_name_stops_the_chapter(tmp_path):
     with pytest.raises(PapermillExecutionError, match=r"\['sizee'\] are not declared by this chapter"):
         papermill.execute_notebook(str(notebook), str(tmp_path / "typo.ipynb"), parameters={"sizee": 64},
                                    progress_bar=False)
+
+
+def test_a_chapter_key_read_as_a_number_keeps_its_two_digits(tmp_path):
+    from rosetta_lite.book.batch import load_params
+
+    params = tmp_path / "p.yaml"
+    params.write_text("chapters:\n  02:\n    k: 1\n")
+    assert load_params(params)["chapters"] == {"02": {"k": 1}}
+

@@ -62,7 +62,25 @@ def load_params(path: str | Path | None) -> dict:
         raise ValueError(f"parameter file {str(path)!r}: 'common' must map parameter names to values")
     if not isinstance(chapters, dict) or not all(isinstance(v, dict) or v is None for v in chapters.values()):
         raise ValueError(f"parameter file {str(path)!r}: 'chapters' must map each chapter to its parameters")
-    return {"common": dict(common), "chapters": {str(k): dict(v or {}) for k, v in chapters.items()}}
+    # YAML reads a chapter key 02 as the number 2: the chapters are numbered with two digits
+    chapters = {f"{k:02d}" if isinstance(k, int) else str(k): dict(v or {}) for k, v in chapters.items()}
+    for where, values in [("common", common), *((f"chapter {k}", v) for k, v in chapters.items())]:
+        _check_counts(path, where, values)
+    return {"common": dict(common), "chapters": chapters}
+
+
+#: the chapters' whole-number parameters and the largest value each may take: one parameter
+#: file typo (``images: 1e30``) would otherwise start a run that never ends
+COUNT_LIMITS = {"images": 100_000, "batch_size": 4096, "k": 50, "steps": 100_000, "restarts": 100, "size": 1024}
+
+
+def _check_counts(path: Path, where: str, values: dict) -> None:
+    for name, largest in COUNT_LIMITS.items():
+        if name in values:
+            value = values[name]
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= largest:
+                raise ValueError(f"parameter file {str(path)!r}, {where}: {name} must be a whole number from 1 to "
+                                 f"{largest:,}, got {value!r}")
 
 
 def chapter_notebooks(folder: str | Path = NOTEBOOKS) -> list[Path]:
