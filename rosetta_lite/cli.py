@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import timm
@@ -517,6 +518,11 @@ def _add_application(parser: argparse.ArgumentParser, images: int, steps: int) -
     parser.add_argument("--json", action="store_true", help="print the report as one JSON line")
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """A notice on the command line reads as one line ("warning: ..."), not a source line of the library."""
+    return f"warning: {message}\n"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command, one helper per command group.
 
@@ -535,6 +541,7 @@ def main(argv: list[str] | None = None) -> int:
         main(["world", "--out", "runs/world.png"])
     """
     args = build_parser().parse_args(argv)
+    warnings.formatwarning = _one_line_warning
     try:
         return args.run(args)
     except KeyboardInterrupt:

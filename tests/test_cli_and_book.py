@@ -89,3 +89,11 @@ def test_ctrl_c_prints_one_line_that_says_a_rerun_resumes(tmp_path, capsys, monk
     assert main(["mine", "--images", "32", "--out", str(tmp_path)]) == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"interrupted: what was checkpointed in {tmp_path} is kept; run the same command again to resume"]
+
+
+def test_the_command_line_prints_a_notice_as_one_line(tmp_path, monkeypatch):
+    import warnings
+
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # restored after the test
+    assert main(["world", "--out", str(tmp_path / "w.png"), "--n", "2"]) == 0
+    assert warnings.formatwarning(UserWarning("taking over"), UserWarning, "files.py", 7) == "warning: taking over\n"
