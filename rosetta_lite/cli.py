@@ -89,6 +89,7 @@ def _float_in(low: float, high: float | None = None, open_ends: bool = False):
 
 
 POSITIVE, NATURAL = _int_in(1), _int_in(0)
+SEED = _int_in(0, 2**31 - 1)  # torch and numpy seed every stream from it; larger ones overflow their seeds
 
 
 def _world(args: argparse.Namespace) -> int:
@@ -306,7 +307,7 @@ def _add_world(commands) -> None:
     world.add_argument("--out", type=_path, default="runs/world.png")
     world.add_argument("--n", type=POSITIVE, default=8, help="samples (default 8)")
     world.add_argument("--size", type=_int_in(16, 1024), default=32, help="pixels, 16 or more (default 32)")
-    world.add_argument("--seed", type=NATURAL, default=0)
+    world.add_argument("--seed", type=SEED, default=0)
     world.add_argument("--dpi", type=_int_in(20, 600), default=100, help="resolution of the PNG (20 to 600)")
     world.set_defaults(run=_world)
 
@@ -317,7 +318,7 @@ def _add_bench(commands) -> None:
     world = bench_kinds.add_parser("world", help="Shapes World throughput and determinism")
     world.add_argument("--images", type=POSITIVE, default=5000)
     world.add_argument("--size", type=_int_in(16, 1024), default=32)
-    world.add_argument("--seed", type=NATURAL, default=0)
+    world.add_argument("--seed", type=SEED, default=0)
     world.add_argument("--threads", type=POSITIVE, default=2)
     world.add_argument("--json", action="store_true", help="one line of JSON")
     world.set_defaults(run=_bench_world)
@@ -374,8 +375,8 @@ def _add_mine(commands) -> None:
                                                          f"(default {DEFAULT_RUN}, where eval and the chapters look)")
     _add_matching(mine)
     mine.add_argument("--batch-size", type=POSITIVE, default=32)
-    mine.add_argument("--seed", type=NATURAL, default=0, help="latent stream")
-    mine.add_argument("--start", type=NATURAL, default=0, help="first latent (shards cover disjoint ranges)")
+    mine.add_argument("--seed", type=SEED, default=0, help="latent stream")
+    mine.add_argument("--start", type=SEED, default=0, help="first latent (shards cover disjoint ranges)")
     mine.add_argument("--grid", type=_int_in(1, 1024), default=None, help="common map side (default: the largest map)")
     mine.add_argument("--generator", default=None)
     mine.add_argument("--encoders", nargs="+", default=None)
@@ -409,7 +410,7 @@ def _add_train(commands) -> None:
     train.add_argument("--all", action="store_true", help="every member, encoders first, then the generators")
     train.add_argument("--out", type=_path, default="runs/zoo", help="checkpoints and weights (resumes from here)")
     train.add_argument("--steps", type=POSITIVE, default=None, help="override the recipe's steps")
-    train.add_argument("--seed", type=NATURAL, default=None, help="override the recipe's seed")
+    train.add_argument("--seed", type=SEED, default=None, help="override the recipe's seed")
     train.add_argument("--install", action="store_true", help="copy the weights into the package's manifest")
     train.add_argument("--device", default="cpu", help="where to train: cpu (the reference) or cuda")
     train.add_argument("--world", default="plain", choices=list(WORLDS),
@@ -460,7 +461,7 @@ def _add_eval(commands) -> None:
     concepts = kinds.add_parser("concepts", help="label each Rosetta cluster with a concept (IoU with masks)")
     _add_run_folder(concepts)
     concepts.add_argument("--images", type=POSITIVE, default=300, help="Shapes World images (default 300)")
-    concepts.add_argument("--seed", type=NATURAL, default=EVAL_SEED,
+    concepts.add_argument("--seed", type=SEED, default=EVAL_SEED,
                           help=f"world stream (default {EVAL_SEED}, the evaluation stream)")
     concepts.add_argument("--min-iou", type=_float_in(0, 1), default=0.2, help="label when mean IoU above chance >= this")
     concepts.add_argument("--untrained", action="store_true", help="the run mined --zoo lite-untrained")
@@ -469,7 +470,7 @@ def _add_eval(commands) -> None:
 
     counted = kinds.add_parser("census", help="units per concept of every lite member, trained vs untrained")
     counted.add_argument("--images", type=_int_in(16, 5000), default=300, help="held-out scenes (default 300)")
-    counted.add_argument("--seed", type=NATURAL, default=EVAL_SEED,
+    counted.add_argument("--seed", type=SEED, default=EVAL_SEED,
                          help=f"world stream and latent seed (default {EVAL_SEED}, the evaluation stream)")
     counted.add_argument("--min-iou", type=_float_in(0, 1, open_ends=True), default=0.2,
                          help="label a unit when its IoU above chance >= this (default 0.2)")

@@ -66,6 +66,9 @@ def writable_dir(folder: str | os.PathLike) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
+        if folder.is_symlink():
+            raise NotADirectoryError(f"output folder {str(folder)!r} is a symbolic link to nowhere (a missing target "
+                                     "or a loop); give a real folder") from None
         raise PermissionError(f"cannot create output folder {str(folder)!r}: {error.strerror}") from None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise PermissionError(f"output folder {str(folder)!r} is not writable; choose another with --out")

@@ -97,3 +97,13 @@ def test_the_command_line_prints_a_notice_as_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # restored after the test
     assert main(["world", "--out", str(tmp_path / "w.png"), "--n", "2"]) == 0
     assert warnings.formatwarning(UserWarning("taking over"), UserWarning, "files.py", 7) == "warning: taking over\n"
+
+
+def test_a_huge_seed_and_a_symlink_loop_are_named(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["world", "--seed", str(2**64)])
+    assert "must be an integer from 0 to 2147483647" in capsys.readouterr().err
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    assert main(["world", "--out", str(loop / "w.png")]) == 2
+    assert "symbolic link to nowhere" in capsys.readouterr().err
