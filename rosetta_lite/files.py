@@ -38,6 +38,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
             if _disk_full(error):
                 raise RuntimeError(f"could not write {target}: no space left on the device; the previous "
                                    f"{target.name} (if any) is kept; free some space and run again") from None
+            if tmp in str(error):  # the user asked for the target; the hidden temporary file means nothing to them
+                raise RuntimeError(f"could not write {target}: {str(error).replace(tmp, str(target))}; the "
+                                   f"previous {target.name} (if any) is kept") from None
             raise
         # mkstemp (and some writers, e.g. safetensors) make private files; results are ordinary files
         os.chmod(tmp, 0o666 & ~umask)

@@ -494,3 +494,21 @@ def test_a_batch_with_non_finite_maps_stops_mining_with_the_model_and_layer_name
             mine(gan, [encoder], images=32, batch_size=16, progress=False, out=tmp_path)
     finally:
         handle.remove()
+
+
+def test_a_run_killed_between_its_two_saves_is_named_as_one_run(reference_run, tmp_path):
+    from rosetta_lite.dictionary.runs import load_dictionaries
+
+    build_dictionary(reference_run, k=2).save(tmp_path)
+    (tmp_path / "control").mkdir()  # the second save never happened
+    with pytest.raises(DictionaryError, match=rf"stopped between its two saves: mine it again with --out {tmp_path} "):
+        load_dictionaries(tmp_path)
+
+
+def test_a_failed_write_names_the_target_not_its_temporary_file(tmp_path):
+    from rosetta_lite.files import atomic_path
+
+    target = tmp_path / "table.json"
+    with pytest.raises(RuntimeError, match=rf"could not write {target}: broken {target};"):
+        with atomic_path(target) as tmp:
+            raise ValueError(f"broken {tmp}")

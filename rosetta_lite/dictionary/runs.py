@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rosetta_lite.device import resolve_device
-from rosetta_lite.dictionary.rosetta import RosettaDictionary, build_dictionary
+from rosetta_lite.dictionary.rosetta import DictionaryError, RosettaDictionary, build_dictionary
 from rosetta_lite.files import DEFAULT_RUN, project_path, run_lock, writable_dir
 from rosetta_lite.mining import processes as distributed
 from rosetta_lite.mining.loop import mine
@@ -92,7 +92,14 @@ def load_dictionaries(folder: str | Path) -> tuple[RosettaDictionary, RosettaDic
     """The trained zoo's dictionary and the control's (None if the run had no control)."""
     folder = Path(folder)
     trained = RosettaDictionary.load(folder)
-    control = RosettaDictionary.load(folder / "control") if (folder / "control").exists() else None
+    control = None
+    if (folder / "control").exists():
+        try:
+            control = RosettaDictionary.load(folder / "control")
+        except DictionaryError as error:  # the run's second save, not a run of its own
+            raise DictionaryError(f"the control dictionary of the run in {folder} cannot be read ({error}); a run "
+                                  f"stopped between its two saves: mine it again with --out {folder} (it resumes "
+                                  "from its accumulators)") from None
     if control is not None:
         # one run's two dictionaries share every mining setting, the models' weights included
         differ = [key for key in ("k", "mode", "images", "start", "seed", "similarity", "generator",
