@@ -30,10 +30,14 @@ _SCRIPT = """
   var count = root.querySelector(".rx-count");
   var cards = Array.prototype.slice.call(root.querySelectorAll(".rx-card"));
   function show(id) { cards.forEach(function (card) { card.hidden = card.dataset.id !== id; }); }
+  // a query word matches the start of a word of the card ("ring" finds shape:ring; "trained" does not
+  // find lite-clip@untrained, so the two zoos can be told apart)
+  function tokens(text) { return text.toLowerCase().split(/[^a-z0-9]+/).filter(Boolean); }
   function filter() {
-    var words = search.value.toLowerCase().split(/\\s+/).filter(Boolean);
+    var words = tokens(search.value);
     var shown = cards.filter(function (card) {
-      return words.every(function (word) { return card.dataset.search.indexOf(word) >= 0; });
+      var have = tokens(card.dataset.search);
+      return words.every(function (word) { return have.some(function (t) { return t.indexOf(word) === 0; }); });
     });
     select.innerHTML = "";
     shown.forEach(function (card) {

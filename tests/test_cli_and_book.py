@@ -18,7 +18,7 @@ def test_world_command_rejects_bad_size_and_unwritable_folder(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     assert main(["world", "--out", str(blocker / "w.png")]) == 2
-    assert "cannot create output folder" in capsys.readouterr().err
+    assert "is a file, not a folder" in capsys.readouterr().err
 
 
 BAD_ARGUMENTS = [
@@ -28,11 +28,11 @@ BAD_ARGUMENTS = [
     (["mine", "--grid", "-3"], "--grid: must be an integer from 1 to 1024, got -3"),
     (["mine", "--grid", "100000"], "--grid: must be an integer from 1 to 1024, got 100000"),
     (["mine", "--quantile", "1.5"], "--quantile: must be a number in (0, 1), got 1.5"),
-    (["mine", "--start", "-1"], "--start: must be an integer >= 0, got -1"),
+    (["mine", "--start", "-1"], "--start: must be an integer from 0 to 2147483647, got -1"),
     (["bench", "mining", "--batch-size", "0"], "--batch-size: must be an integer >= 1, got 0"),
     (["train", "lite-gan", "--steps", "0"], "--steps: must be an integer >= 1, got 0"),
     (["eval", "trust", "--images", "0"], "--images: must be an integer >= 2, got 0"),
-    (["eval", "editing", "--images", "0"], "--images: must be an integer >= 1, got 0"),
+    (["eval", "editing", "--images", "0"], "--images: must be an integer from 1 to 2000, got 0"),
     (["eval", "inversion", "--restarts", "0"], "--restarts: must be an integer >= 1, got 0"),
     (["eval", "concepts", "--min-iou", "2"], "--min-iou: must be a number in [0, 1], got 2"),
     (["layers", "resnet18", "--input-size", "0"], "--input-size: must be an integer from 8 to 4096, got 0"),
