@@ -512,3 +512,14 @@ def test_a_failed_write_names_the_target_not_its_temporary_file(tmp_path):
     with pytest.raises(RuntimeError, match=rf"could not write {target}: broken {target};"):
         with atomic_path(target) as tmp:
             raise ValueError(f"broken {tmp}")
+
+
+def test_bf16_mining_where_it_is_emulated_says_so(monkeypatch):
+    from rosetta_lite.mining import loop
+    from rosetta_lite.mining.loop import MiningOptions
+
+    monkeypatch.setattr(loop, "native_bf16", lambda device: False)
+    with pytest.warns(UserWarning, match="bf16 on this CPU is emulated"):
+        MiningOptions(precision="bf16").check(64)
+    monkeypatch.setattr(loop, "native_bf16", lambda device: True)
+    MiningOptions(precision="bf16").check(64)  # native: no notice

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rosetta_lite.capture import maps_to_rows, record_encoder, record_generator
-from rosetta_lite.device import check_precision, precision_context, resolve_device, scratch
+from rosetta_lite.device import check_precision, native_bf16, precision_context, resolve_device, scratch
 from rosetta_lite.files import run_lock, writable_dir
 from rosetta_lite.mining import processes as distributed
 from rosetta_lite.mining.plan import choose_tables, plan, size_groups, table_bytes
@@ -109,7 +110,10 @@ class MiningOptions:
             raise ValueError(f"quantile must be in (0, 1), got {self.quantile}")
         if self.similarity == "mi" and self.calibration_images < 1:
             raise ValueError(f"calibration_images must be at least 1, got {self.calibration_images}")
-        resolve_device(self.device)
+        device = resolve_device(self.device)
+        if self.precision == "bf16" and not native_bf16(device):
+            warnings.warn(f"bf16 on this {device.type.upper()} is emulated: slower than fp32, with bf16's rounding in "
+                          "every map; fp32 is the reference (--precision fp32)", UserWarning, stacklevel=3)
 
 
 def mine(generator: Member, encoders: list[Member], images: int, *, out: str | Path | None = None,
