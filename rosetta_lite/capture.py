@@ -288,13 +288,11 @@ def maps_to_rows(maps: dict[str, torch.Tensor], layers: list[str], grid: int,
     return rows_bhwu.reshape(-1, rows_bhwu.shape[-1])
 
 
-
 def record_generator(generator: Member, z: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Generate images and record the generator's layers: (images, maps by layer)."""
     with Trace(generator.model, generator.layers) as trace:
         images = generator.generate(z)
     return images.clamp(0, 1), trace.outputs
-
 
 
 def record_encoder(encoder: Member, images: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -15,7 +15,6 @@ import torch
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 
 
-
 def check_precision(precision: str) -> str:
     """``precision`` if it is one of :data:`PRECISIONS`, else a ValueError listing them.
 
@@ -24,7 +23,6 @@ def check_precision(precision: str) -> str:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
     return precision
-
 
 
 @contextlib.contextmanager
@@ -84,7 +82,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(device)!r} asked for, but torch sees no CUDA GPU here; use 'cpu'")
     return device
-
 
 
 def native_bf16(device: torch.device) -> bool:

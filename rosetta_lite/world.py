@@ -496,5 +496,4 @@ def world_name(settings: dict) -> str:
 EVAL_SEED = 7  # world seed of every gate measurement
 
 
-
 MIN_TRAIN_SEED = 1000  # training streams use seeds >= this, disjoint from evaluation

@@ -1,5 +1,6 @@
 """The package's stages import one way: every import (function-local ones included) is of
-an earlier stage or of the module's own stage, and no modules import each other in a circle."""
+an earlier stage or of the module's own stage, no modules import each other in a circle, and
+no module takes another module's private names (what a module shares it names without "_")."""
 
 import ast
 from pathlib import Path
@@ -61,6 +62,60 @@ def import_graph() -> dict[str, list[tuple[int, str]]]:
     paths = sorted(PACKAGE.rglob("*.py"))
     modules = {module_name(path) for path in paths}
     return {module_name(path): project_imports(path, modules) for path in paths}
+
+
+def is_private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def dotted(node: ast.expr) -> str | None:
+    """``a.b.c`` of a chain of names, None for anything else (a call, a subscript)."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        owner = dotted(node.value)
+        return owner and f"{owner}.{node.attr}"
+    return None
+
+
+def private_uses(source: str, modules: set[str]) -> list[tuple[int, str]]:
+    """(line, name) of every private name a file takes from a module of the package.
+
+    Both ``from rosetta_lite.zoo.hub import _state_dict`` and ``hub._state_dict`` (after
+    ``from rosetta_lite.zoo import hub`` or ``import rosetta_lite.zoo.hub as hub``) count;
+    dunders do not, nor private attributes of objects (only modules are resolved).
+    """
+    modules = modules | {"rosetta_lite"}
+    tree = ast.parse(source)
+    bound: dict[str, str] = {}  # local name -> the module it stands for
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("rosetta_lite"):
+                    bound[alias.asname or "rosetta_lite"] = alias.name if alias.asname else "rosetta_lite"
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("rosetta_lite"):
+            for alias in node.names:
+                name = f"{node.module}.{alias.name}"
+                if is_private(alias.name):
+                    found.append((node.lineno, name))
+                elif name in modules:
+                    bound[alias.asname or alias.name] = name
+    for node in ast.walk(tree):
+        owner = dotted(node.value) if isinstance(node, ast.Attribute) and is_private(node.attr) else None
+        if owner:
+            head, _, rest = owner.partition(".")
+            module = ".".join(filter(None, [bound.get(head), rest]))
+            if head in bound and module in modules:
+                found.append((node.lineno, f"{module}.{node.attr}"))
+    return sorted(found)
+
+
+def private_imports() -> list[str]:
+    paths = sorted(PACKAGE.rglob("*.py"))
+    modules = {module_name(path) for path in paths}
+    return [f"{module_name(path)}:{line} uses {name}" for path in paths
+            for line, name in private_uses(path.read_text(), modules)]
 
 
 def later_stage_imports(graph: dict[str, list[tuple[int, str]]]) -> list[str]:
@@ -126,3 +181,27 @@ def test_the_check_catches_a_circle():
     graph = {"rosetta_lite.mining.a": [(1, "rosetta_lite.mining.b")],
              "rosetta_lite.mining.b": [(1, "rosetta_lite.mining.a")]}
     assert circles(graph) == [["rosetta_lite.mining.a", "rosetta_lite.mining.b", "rosetta_lite.mining.a"]]
+
+
+def test_no_module_takes_another_modules_private_names():
+    errors = private_imports()
+    assert not errors, "private names used across modules (make them public or use the public one):\n" + \
+        "\n".join(errors)
+
+
+MODULES = {"rosetta_lite.zoo", "rosetta_lite.zoo.hub", "rosetta_lite.files"}
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("from rosetta_lite.zoo.hub import cached_download, _state_dict", [(1, "rosetta_lite.zoo.hub._state_dict")]),
+    ("from rosetta_lite.zoo import hub\nhub._state_dict()", [(2, "rosetta_lite.zoo.hub._state_dict")]),
+    ("import rosetta_lite.zoo.hub as h\nh._offline_error", [(2, "rosetta_lite.zoo.hub._offline_error")]),
+    ("import rosetta_lite.zoo.hub\nrosetta_lite.zoo.hub._x", [(2, "rosetta_lite.zoo.hub._x")]),
+    ("def f():\n    from rosetta_lite import files\n    return files._tmp", [(3, "rosetta_lite.files._tmp")]),
+    ("from rosetta_lite.zoo import hub\nhub.__name__, hub.cached_download", []),
+    ("from rosetta_lite.zoo.hub import cached_download\ncached_download._cache", []),  # a function, not a module
+    ("import torch\ntorch._C", []),
+    ("def _own(): pass\n_own()", []),
+])
+def test_the_check_catches_a_private_name(source, expected):
+    assert private_uses(source, MODULES) == expected

@@ -1,4 +1,5 @@
 import json
+from dataclasses import asdict, replace
 
 import pytest
 import torch
@@ -6,7 +7,7 @@ import torch
 from rosetta_lite import zoo
 from rosetta_lite.capture import maps_to_rows, record_encoder, record_generator
 from rosetta_lite.cli import main
-from rosetta_lite.dictionary.rosetta import DictionaryError, RosettaDictionary, build_dictionary
+from rosetta_lite.dictionary.rosetta import DictionaryError, RosettaDictionary, above_chance, build_dictionary
 from rosetta_lite.dictionary.runs import save_dictionaries
 from rosetta_lite.mining.loop import latents, mine
 from rosetta_lite.mining.settings import ACCUMULATORS, CHECKPOINT, MiningResult
@@ -182,6 +183,41 @@ def test_dictionary_roundtrip_and_refusals(reference_run, tmp_path):
         RosettaDictionary.load(tmp_path)
     with pytest.raises(DictionaryError, match="no dictionary"):
         RosettaDictionary.load(tmp_path / "nowhere")
+
+
+def _pairs(d: RosettaDictionary) -> dict[str, list[tuple[int, int]]]:
+    return {e: [(g, u) for g, u, _ in rows] for e, rows in d.buddies.items()}
+
+
+def test_with_buddies_of_every_pair_gives_back_the_dictionary(reference_run):
+    d = build_dictionary(reference_run, k=2, cluster_k=3)
+    assert len(d.clusters) > 1  # else the comparison below says little
+    same = d.with_buddies(_pairs(d), why="all kept")
+    assert [asdict(c) for c in same.clusters] == [asdict(c) for c in d.clusters]
+    assert same.buddies == d.buddies and same.settings == d.settings | {"why": "all kept"}
+    # above the chance level of a control with no best buddies (-1): every pair passes
+    no_pairs = replace(d, buddies={e: [] for e in d.encoders})
+    assert [asdict(c) for c in above_chance(d, no_pairs).clusters] == [asdict(c) for c in d.clusters]
+
+
+def test_dropping_an_encoders_pairs_drops_the_units_that_needed_them(reference_run):
+    d = build_dictionary(reference_run, k=2)
+    encoder, unit = d.encoders[0], d.rosetta_units()[0]
+    pairs = _pairs(d)
+    pairs[encoder] = [(g, u) for g, u in pairs[encoder] if g != unit]
+    fewer = d.with_buddies(pairs)
+    assert fewer.rosetta_units() == [u for u in d.rosetta_units() if u != unit]
+    assert fewer.buddies[d.encoders[1]] == d.buddies[d.encoders[1]]
+    assert all(row[0] != unit for row in fewer.buddies[encoder])
+    assert d.with_buddies(pairs | {encoder: []}).clusters == []  # no pair with it: no unit is shared by all
+    # the control's own level (quantile 0: its weakest pair) drops just the pairs at or below it
+    strict = above_chance(d, d, quantile=0.0)
+    for e, rows in d.buddies.items():
+        weakest = min(row[2] for row in rows)
+        assert strict.buddies[e] == [row for row in rows if row[2] > weakest]
+        assert strict.settings["above_chance"]["levels"][e] == pytest.approx(weakest)
+    with pytest.raises(ValueError, match=r"encoders \['lite-nowhere'\] are not in this dictionary"):
+        d.with_buddies({"lite-nowhere": []})
 
 
 def test_a_dictionary_loads_only_with_its_own_tensors(reference_run, tmp_path):

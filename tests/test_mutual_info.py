@@ -71,6 +71,7 @@ def test_mined_mi_equals_a_direct_computation_on_all_maps(members, reference):
     gan, encoders = members
     encoder = encoders[0]
     grid = reference.settings.grid[encoder.name]
+
     def rows_of(first, count):  # the run's batches, so the maps are the same floats
         with torch.no_grad():
             images, g_maps = record_generator(gan, latents(gan, 0, first, count))

@@ -40,14 +40,14 @@ def test_statistics_at_native_size_equal_those_of_resized_maps():
 
 
 def test_transfer_carries_a_native_map_to_any_side_with_grid_statistics():
-    from rosetta_lite.stats.resample import _apply_both_axes
+    from rosetta_lite.stats.resample import apply_both_axes
 
     g = torch.Generator().manual_seed(1)
     coarse = torch.randn(2, 3, 4, 4, dtype=torch.float64, generator=g)  # a generator layer at 4 x 4
     fine = torch.randn(2, 5, 8, 8, dtype=torch.float64, generator=g)  # an encoder layer at 8 x 8
     resampler = Resampler(16)
     expected = torch.einsum("bchw,bdhw->cd", upsample(coarse, 16), upsample(fine, 16))
-    carried = _apply_both_axes(resampler.transfer(4, 8).double(), coarse.permute(0, 2, 3, 1))  # (2, 8, 8, 3)
+    carried = apply_both_axes(resampler.transfer(4, 8).double(), coarse.permute(0, 2, 3, 1))  # (2, 8, 8, 3)
     got = torch.einsum("bhwc,bdhw->cd", carried, fine)
     assert torch.allclose(got, expected, rtol=1e-5, atol=1e-5)
     assert resampler.transfer(16, 16) is None and resampler.transfer(4, 16).shape == (16, 4)

@@ -34,7 +34,7 @@ from rosetta_lite.device import PRECISIONS, check_precision, precision_context, 
 from rosetta_lite.dictionary.match import best_buddies
 from rosetta_lite.mining.loop import mine
 from rosetta_lite.mining.plan import plan, size_groups, table_bytes
-from rosetta_lite.mining.reference import _batches, float64_error
+from rosetta_lite.mining.reference import float64_error, latent_batches
 from rosetta_lite.mining.settings import check_tables
 from rosetta_lite.zoo.member import Member
 from rosetta_lite.zoo.registry import ZOOS, zoo_members
@@ -81,7 +81,7 @@ def forward_only(gan: Member, encoders: list[Member], images: int, batch_size: i
     """
     def run():
         with torch.no_grad(), precision_context(precision, device):
-            for z in _batches(gan, images, batch_size, device=device):
+            for z in latent_batches(gan, images, batch_size, device=device):
                 generated, _ = record_generator(gan, z)
                 for encoder in encoders:
                     record_encoder(encoder, generated)
@@ -129,7 +129,7 @@ def two_pass(gan: Member, encoders: list[Member], images: int, batch_size: int,
 
     g_sums, d_sums = {}, {e.name: {} for e in encoders}
     with torch.no_grad():
-        for z in _batches(gan, images, batch_size, device=device):  # pass 1: statistics
+        for z in latent_batches(gan, images, batch_size, device=device):  # pass 1: statistics
             generated, g_maps = record_generator(gan, z)
             layer_stats(g_maps, g_sums)
             for encoder in encoders:
@@ -142,7 +142,7 @@ def two_pass(gan: Member, encoders: list[Member], images: int, batch_size: int,
 
     tables, batches = {}, 0
     with torch.no_grad():
-        for z in _batches(gan, images, batch_size, device=device):  # pass 2: correlations, per layer pair
+        for z in latent_batches(gan, images, batch_size, device=device):  # pass 2: correlations, per layer pair
             generated, g_maps = record_generator(gan, z)
             batches += 1
             for encoder in encoders:

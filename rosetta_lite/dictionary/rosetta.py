@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -145,6 +146,26 @@ class RosettaDictionary:
 
     def rosetta_count(self) -> int:
         return sum(len(c.generator_units) for c in self.clusters)
+
+    def with_buddies(self, pairs: Mapping[str, Iterable[tuple[int, int]]], **notes: object) -> RosettaDictionary:
+        """A new dictionary of only the given best-buddy pairs, its Rosetta neurons and clusters derived anew.
+
+            strict = d.with_buddies({e: [(g, u) for g, u, c in rows if c > 0.5] for e, rows in d.buddies.items()})
+
+        Pairs are (generator unit, encoder unit); an encoder left out keeps none (so no unit
+        is a Rosetta neuron), pairs not among the dictionary's best buddies are ignored, and
+        clusters use the dictionary's own ``cluster_k`` and mode, as :func:`build_dictionary`
+        does. ``notes`` are added to the copy's settings, to record why pairs were dropped.
+        """
+        unknown = sorted(set(pairs) - set(self.buddies))
+        if unknown:
+            raise ValueError(f"encoders {unknown} are not in this dictionary; it has {self.encoders}")
+        kept = {e: {(int(g), int(u)) for g, u in pairs.get(e, ())} for e in self.buddies}
+        buddies = {e: [row for row in rows if (int(row[0]), int(row[1])) in kept[e]] for e, rows in self.buddies.items()}
+        pair_lists = {e: [(int(g), int(u)) for g, u, _ in rows] for e, rows in buddies.items()}
+        clusters = _clusters(pair_lists, self.tensors, self.dead_mask(self.generator), self.settings["cluster_k"],
+                             self.settings["mode"]) if rosetta_units(pair_lists) else []
+        return dataclasses.replace(self, settings=dict(self.settings) | notes, clusters=clusters, buddies=buddies)
 
     def save(self, folder: str | Path) -> Path:
         """Write dictionary.json and dictionary.safetensors into ``folder`` (atomically)."""
@@ -322,12 +343,8 @@ def above_chance(trained: RosettaDictionary, control: RosettaDictionary, quantil
         strict = above_chance(trained, control)
     """
     levels = chance_levels(trained, control, quantile)
-    buddies = {e: [row for row in rows if row[2] > levels[e]] for e, rows in trained.buddies.items()}
-    pair_lists = {e: [(int(a), int(b)) for a, b, _ in rows] for e, rows in buddies.items()}
-    g_dead = trained.dead_mask(trained.generator)
-    settings = dict(trained.settings) | {"above_chance": {"quantile": quantile, "levels": levels}}
-    clusters = _clusters(pair_lists, trained.tensors, g_dead, trained.settings["cluster_k"], trained.settings["mode"])
-    return RosettaDictionary(settings, trained.models, clusters, buddies, trained.dead, trained.tensors)
+    pairs = {e: [(g, d) for g, d, corr in rows if corr > levels[e]] for e, rows in trained.buddies.items()}
+    return trained.with_buddies(pairs, above_chance={"quantile": quantile, "levels": levels})
 
 
 def chance_report(trained: RosettaDictionary, control: RosettaDictionary, quantile: float = 0.99) -> dict:

@@ -40,7 +40,6 @@ def mine_mutual_information(generator: Member, encoders: list[Member], images: i
     return {name: acc.mutual_information(base) for name, acc in result.pairs.items()}
 
 
-
 def buddy_overlap(dictionary, tables: dict[str, torch.Tensor], k: int | None = None) -> dict[str, dict]:
     """Per encoder, how the MI best buddies overlap the dictionary's Pearson best buddies.
 

@@ -16,15 +16,13 @@ changes nothing).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 import torch.nn.functional as F
 
 from rosetta_lite import zoo
 from rosetta_lite.capture import record_generator
-from rosetta_lite.dictionary.match import best_buddies, rosetta_units
-from rosetta_lite.dictionary.rosetta import RosettaDictionary, _clusters
+from rosetta_lite.dictionary.match import best_buddies
+from rosetta_lite.dictionary.rosetta import RosettaDictionary
 from rosetta_lite.dictionary.runs import load_dictionaries
 from rosetta_lite.evaluation.concepts import dictionary_members
 from rosetta_lite.evaluation.mutual_info import buddy_overlap, mine_mutual_information
@@ -168,32 +166,21 @@ def filter_dictionary(dictionary: RosettaDictionary, *, consistency: dict | None
 
     With ``consistency``, only pairs consistent in both halves are kept; with
     ``interpretability``, only pairs whose generator unit has ``ratio >= min_ratio`` (units
-    without a score are dropped). Rosetta neurons and clusters are then recomputed as in
-    :func:`rosetta_lite.dictionary.rosetta.above_chance`.
+    without a score are dropped). Rosetta neurons and clusters are then recomputed by
+    :meth:`RosettaDictionary.with_buddies`, as :func:`rosetta_lite.dictionary.rosetta.above_chance` does.
     """
-    keep_pair: dict[str, set[tuple[int, int]]] | None = None
-    if consistency is not None:
-        keep_pair = {e: {(int(g), int(d)) for g, d, ok in rows if ok} for e, rows in consistency["pairs"].items()}
-    buddies = {}
-    for e, rows in dictionary.buddies.items():
-        kept = []
-        for row in rows:
-            g, d = int(row[0]), int(row[1])
-            if keep_pair is not None and (g, d) not in keep_pair.get(e, set()):
-                continue
-            if interpretability is not None and (g not in interpretability
-                                                 or interpretability[g]["ratio"] < min_ratio):
-                continue
-            kept.append(row)
-        buddies[e] = kept
-    pair_lists = {e: [(int(a), int(b)) for a, b, _ in rows] for e, rows in buddies.items()}
-    g_dead = dictionary.dead_mask(dictionary.generator)
+    consistent = None if consistency is None else {
+        e: {(int(g), int(d)) for g, d, ok in rows if ok} for e, rows in consistency["pairs"].items()}
+
+    def trusted(encoder: str, g: int, d: int) -> bool:
+        g, d = int(g), int(d)
+        return ((consistent is None or (g, d) in consistent.get(encoder, set()))
+                and (interpretability is None or (g in interpretability and interpretability[g]["ratio"] >= min_ratio)))
+
+    pairs = {e: [(g, d) for g, d, _ in rows if trusted(e, g, d)] for e, rows in dictionary.buddies.items()}
     trust = {"consistency": consistency is not None,
              "interpretability_min_ratio": min_ratio if interpretability is not None else None}
-    settings = dict(dictionary.settings) | {"trust": trust}
-    clusters = _clusters(pair_lists, dictionary.tensors, g_dead, dictionary.settings["cluster_k"],
-                         dictionary.settings["mode"]) if rosetta_units(pair_lists) else []
-    return replace(dictionary, settings=settings, clusters=clusters, buddies=buddies)
+    return dictionary.with_buddies(pairs, trust=trust)
 
 
 def trust_summary(dictionary: RosettaDictionary, consistency: dict | None = None,

@@ -50,7 +50,7 @@ from rosetta_lite.mining.settings import (
 )
 from rosetta_lite.stats.binary import top_quantile_thresholds
 from rosetta_lite.stats.moments import DEFAULT_CHUNK_BYTES, Centred, CoMoments, centre, check_chunk_bytes
-from rosetta_lite.stats.resample import Resampler, _apply_both_axes
+from rosetta_lite.stats.resample import Resampler, apply_both_axes
 from rosetta_lite.zoo.member import Member
 
 LATENT_BLOCK = 1024  # latents come in seeded blocks, so any range is the same whoever draws it
@@ -410,7 +410,7 @@ class _GeneratorRows:
                 maps_bhwu = centred.rows.view(images, own, own, width)
                 transfer = resampler.transfer(own, side)
                 out[..., offset:offset + width] = maps_bhwu if transfer is None else \
-                    _apply_both_axes(transfer, maps_bhwu, "transfer")  # consumed at once: one buffer serves all
+                    apply_both_axes(transfer, maps_bhwu, "transfer")  # consumed at once: one buffer serves all
                 offset += width
             self.cache[grid, side] = Centred(stats.count, out.view(-1, units), stats.mean, stats.m2, stats.residual)
         return self.cache[grid, side]

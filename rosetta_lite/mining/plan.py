@@ -27,7 +27,6 @@ def table_bytes(units: dict[str, list[int]], generator: str) -> int:
     return 8 * n_g * sum(sum(widths) for widths in units.values())
 
 
-
 def choose_tables(tables: str, device: str | torch.device, nbytes: int, similarity: str = "pearson") -> str:
     """Resolve ``tables`` ("auto", "device" or "host") to where this run's tables live: "device" or "host".
 
@@ -60,14 +59,12 @@ def choose_tables(tables: str, device: str | torch.device, nbytes: int, similari
     return "host" if host else "device"
 
 
-
 def _map_sides(member: Member, probe: torch.Tensor) -> dict[str, tuple[int, int, int]]:
     if member.is_generator:
         _, maps = record_generator(member, probe)
     else:
         maps = record_encoder(member, probe)
     return {layer: tuple(maps[layer].shape[1:]) for layer in member.layers}
-
 
 
 def plan(generator: Member, encoders: list[Member], grid: int | None = None,
@@ -96,7 +93,6 @@ def plan(generator: Member, encoders: list[Member], grid: int | None = None,
     grids = {e.name: grid or max(g_side, max(max(s[1:]) for s in shapes[e.name].values())) for e in encoders}
     grids[generator.name] = grid or g_side
     return layers, units, sides, grids
-
 
 
 def size_groups(layers: list[str], units: list[int], sides: list[int | None], grid: int) -> list[tuple]:

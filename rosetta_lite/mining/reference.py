@@ -7,6 +7,8 @@ Holds every row of every image in memory: for checking exactness on small runs o
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 
 from rosetta_lite.capture import maps_to_rows, record_encoder, record_generator
@@ -16,10 +18,14 @@ from rosetta_lite.mining.plan import plan
 from rosetta_lite.zoo.member import Member
 
 
-def _batches(gan: Member, images: int, batch_size: int, seed: int = 0, device: str | torch.device = "cpu"):
+def latent_batches(gan: Member, images: int, batch_size: int, seed: int = 0,
+                   device: str | torch.device = "cpu") -> Iterator[torch.Tensor]:
+    """The latents ``[0, images)`` of stream ``seed`` in batches of ``batch_size`` (the last may be short).
+
+        for z in latent_batches(gan, 64, 32): images = gan.generate(z)
+    """
     for first in range(0, images, batch_size):
         yield latents(gan, seed, first, min(batch_size, images - first)).to(device)
-
 
 
 def float64_error(gan: Member, encoders: list[Member], images: int, batch_size: int, device: str = "cpu",
@@ -35,7 +41,7 @@ def float64_error(gan: Member, encoders: list[Member], images: int, batch_size: 
     rows_g, rows_d = [], {e.name: [] for e in encoders}
     _, _, _, grids = plan(gan, encoders, grid, device)
     with torch.no_grad(), precision_context("fp32", device):
-        for z in _batches(gan, images, batch_size, device=device):
+        for z in latent_batches(gan, images, batch_size, device=device):
             generated, g_maps = record_generator(gan, z)
             rows_g.append(maps_to_rows(g_maps, gan.layers, grids[encoders[0].name]).double())
             for encoder in encoders:

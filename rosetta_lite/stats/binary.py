@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from rosetta_lite.stats.moments import Centred, _dead
+from rosetta_lite.stats.moments import Centred, dead_units
 
 
 def top_quantile_thresholds(rows: torch.Tensor, quantile: float = 0.9) -> torch.Tensor:
@@ -176,10 +176,10 @@ class BinaryMoments(JointCounts):
 
     def dead_a(self) -> torch.Tensor:
         """Units of a that are constant, as maps or once binarised: no MI is defined for them."""
-        return _dead(self.variance_a(), self.mean_a) | self.constant_a()
+        return dead_units(self.variance_a(), self.mean_a) | self.constant_a()
 
     def dead_b(self) -> torch.Tensor:
-        return _dead(self.variance_b(), self.mean_b) | self.constant_b()
+        return dead_units(self.variance_b(), self.mean_b) | self.constant_b()
 
     def similarity(self) -> torch.Tensor:
         """The table best buddies rank: mutual information in nats, (n_a, n_b), float64, on the CPU."""

@@ -56,7 +56,11 @@ def _sub_columns(columns: "slice | torch.Tensor", first: int, last: int, n_b: in
     return columns[first:last]
 
 
-def _dead(variance: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+def dead_units(variance: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """Boolean mask of the units whose maps are constant: no variance, or a spread lost in rounding.
+
+        dead_units(acc.variance_a(), acc.mean_a)   # tensor([False, True, ...])
+    """
     return (variance <= 0) | (variance <= (DEAD_RELATIVE_STD * mean).square())
 
 
@@ -285,10 +289,10 @@ class CoMoments:
 
     def dead_a(self) -> torch.Tensor:
         """Units of a that are constant (up to rounding): no correlation is defined for them."""
-        return _dead(self.variance_a(), self.mean_a)
+        return dead_units(self.variance_a(), self.mean_a)
 
     def dead_b(self) -> torch.Tensor:
-        return _dead(self.variance_b(), self.mean_b)
+        return dead_units(self.variance_b(), self.mean_b)
 
     def correlation(self) -> torch.Tensor:
         """Pearson correlation (n_a, n_b), float64, on the CPU; rows and columns of dead units are 0."""

@@ -17,10 +17,8 @@ def _sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-
 def _count(local: int, device: torch.device) -> int:
     return int(_sum(torch.tensor([float(local)], dtype=torch.float64, device=device)).item())
-
 
 
 def _reduce_moments(n: int, total: int, mean: torch.Tensor, m2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
@@ -29,7 +27,6 @@ def _reduce_moments(n: int, total: int, mean: torch.Tensor, m2: torch.Tensor) ->
     global_mean = _sum(mean * n) / max(total, 1)
     shift = mean - global_mean
     return global_mean, _sum(m2 + n * shift.square()), shift
-
 
 
 def reduce_comoments(acc) -> None:
@@ -47,7 +44,6 @@ def reduce_comoments(acc) -> None:
     cross = acc.cross.addr(shift_a, shift_b, alpha=float(n))
     acc.cross = _sum(cross)
     acc.mean_a, acc.m2_a, acc.mean_b, acc.m2_b, acc.count = mean_a, m2_a, mean_b, m2_b, total
-
 
 
 def reduce_binary_moments(acc) -> None:

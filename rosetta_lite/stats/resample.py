@@ -36,8 +36,10 @@ def interpolation_matrix(size: int, grid: int) -> torch.Tensor:
     return out[:, 0, :, 0].T.contiguous()  # (grid, size)
 
 
-def _apply_both_axes(matrix: torch.Tensor, maps_bhwu: torch.Tensor, buffer: str | None = None) -> torch.Tensor:
+def apply_both_axes(matrix: torch.Tensor, maps_bhwu: torch.Tensor, buffer: str | None = None) -> torch.Tensor:
     """``matrix`` (m, n) applied to rows and columns of (B, n, n, U) maps: (B, m, m, U).
+
+        coarse = apply_both_axes(interpolation_matrix(32, 8), maps_bhwu)   # (B, 8, 8, U) from (B, 32, 32, U)
 
     ``buffer`` names reused buffers (:func:`rosetta_lite.device.scratch`) for the two passes;
     the result then lives until the next call with that name.

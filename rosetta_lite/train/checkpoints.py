@@ -24,11 +24,9 @@ def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
         write(tmp)
 
 
-
 def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
     _atomic_write(Path(path), lambda tmp: torch.save(state, tmp))
-
 
 
 def load_checkpoint(path: str | os.PathLike) -> Optional[dict]:
@@ -49,7 +47,6 @@ def load_checkpoint(path: str | os.PathLike) -> Optional[dict]:
                          f"could run code; {str(error).splitlines()[0]}); delete it to train from the start") from None
 
 
-
 def save_weights(module: nn.Module, path: str | os.PathLike, metadata: Optional[dict] = None) -> int:
     """Save a module's state dict as safetensors (atomically); returns the file size in bytes.
 
@@ -65,7 +62,6 @@ def save_weights(module: nn.Module, path: str | os.PathLike, metadata: Optional[
     return path.stat().st_size
 
 
-
 def load_weights(module: nn.Module, path: str | os.PathLike, strict: bool = True) -> nn.Module:
     """Load a safetensors state dict into ``module`` (built by ``rosetta_lite.zoo.lite_arch``)."""
     from safetensors.torch import load_file
@@ -74,15 +70,12 @@ def load_weights(module: nn.Module, path: str | os.PathLike, strict: bool = True
     return module
 
 
-
 def checkpoint_path(out_dir: str | os.PathLike, member: str) -> Path:
     return Path(out_dir) / f"{member}.ckpt.pt"
 
 
-
 def weights_path(out_dir: str | os.PathLike, member: str) -> Path:
     return Path(out_dir) / f"{member}.safetensors"
-
 
 
 def trained_or_shipped(out_dir: str | os.PathLike, member: str) -> Path:

@@ -118,7 +118,6 @@ def generator_quality(name: str, generator_weights: Path, classifier_weights: Pa
     return image_set_quality(fake, classifier_weights, seed=seed, **getattr(generator, "world", {}))
 
 
-
 def image_set_quality(images_bchw: torch.Tensor, classifier_weights: Path, seed: int = EVAL_SEED,
                       **world_settings) -> dict:
     """The GAN's gate figures for any set of 32 x 32 images in [0, 1], judged in

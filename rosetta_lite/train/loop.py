@@ -38,8 +38,8 @@ import torch
 from torch import nn
 
 from rosetta_lite.device import native_bf16, precision_context, resolve_device
+from rosetta_lite.files import atomic_path
 from rosetta_lite.train.checkpoints import (
-    _atomic_write,
     checkpoint_path,
     load_checkpoint,
     save_checkpoint,
@@ -264,4 +264,5 @@ def _save_member(recipe: Recipe, result: dict, out_dir: Path, steps: int, seed: 
         **result["config"], "member": recipe.member, "steps": steps, "seed": seed})
     summary = dict(result)
     summary["loss_curve"] = [round(e["loss"], 5) for e in log[:: max(1, len(log) // 50)]]
-    _atomic_write(out_dir / f"{recipe.member}.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
+    with atomic_path(out_dir / f"{recipe.member}.json") as tmp:
+        Path(tmp).write_text(json.dumps(summary, indent=1))

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-
 def _world(size: int = 32, **settings):
     return ShapesWorld(size=size, **settings)
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from rosetta_lite.zoo.hub import _offline_error, _state_dict, cached_download, hub_unavailable_reason
+from rosetta_lite.zoo.hub import cached_download, hub_unavailable_reason, offline_error, read_state_dict
 from rosetta_lite.zoo.member import Member, ZooError
 from rosetta_lite.zoo.weights import check_finite
 
@@ -242,14 +242,14 @@ def _weights_file(weights: str) -> Path:
 def _pretrained_state(name: str, weights: str | None) -> tuple[dict[str, torch.Tensor], str]:
     """The released weights of ``name`` (from ``weights`` or the download) and where they came from."""
     if weights is not None:
-        return _state_dict(str(_weights_file(weights))), weights
+        return read_state_dict(str(_weights_file(weights))), weights
     url = WEIGHTS_URL.format(name=name)
     cached = cached_download(url, f"{name}-pytorch_model.bin")
     if cached is not None:  # downloaded before: no network needed
-        return _state_dict(str(cached)), str(cached)
+        return read_state_dict(str(cached)), str(cached)
     reason = hub_unavailable_reason("s3.amazonaws.com")
     if reason:
-        raise _offline_error(name, reason, url)
+        raise offline_error(name, reason, url)
     try:
         return torch.hub.load_state_dict_from_url(url, map_location="cpu", file_name=f"{name}-pytorch_model.bin",
                                                   weights_only=True), url

@@ -19,7 +19,7 @@ import warnings
 import torch
 
 from rosetta_lite.zoo import biggan
-from rosetta_lite.zoo.hub import _offline_error, _state_dict, cached_download, hub_unavailable_reason
+from rosetta_lite.zoo.hub import cached_download, hub_unavailable_reason, offline_error, read_state_dict
 from rosetta_lite.zoo.member import Member, Spec, ZooError
 from rosetta_lite.zoo.preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from rosetta_lite.zoo.weights import check_finite
@@ -63,10 +63,10 @@ def _dino_resnet50_state(name: str) -> dict[str, torch.Tensor]:
     """DINO's ResNet50 weights: from the torch hub cache when downloaded before, else from its release site."""
     cached = cached_download(DINO_RESNET50_URL)
     if cached is not None:
-        return _state_dict(str(cached))
+        return read_state_dict(str(cached))
     reason = hub_unavailable_reason("dl.fbaipublicfiles.com")
     if reason:
-        raise _offline_error(name, reason, DINO_RESNET50_URL)
+        raise offline_error(name, reason, DINO_RESNET50_URL)
     return torch.hub.load_state_dict_from_url(DINO_RESNET50_URL, map_location="cpu", weights_only=True)
 
 
@@ -78,7 +78,7 @@ def _timm_pretrained(name: str, tagged: str) -> torch.nn.Module:
     if reason:
         cached = _hf_cached(tagged)
         if cached is None:
-            raise _offline_error(name, reason + f", and {tagged} is not in the Hugging Face cache")
+            raise offline_error(name, reason + f", and {tagged} is not in the Hugging Face cache")
         return timm.create_model(tagged, pretrained=True, num_classes=0, pretrained_cfg_overlay={"file": cached})
     try:
         return timm.create_model(tagged, pretrained=True, num_classes=0)
@@ -104,7 +104,7 @@ def _timm_member(name: str, pretrained: bool, seed: int, weights: str | None) ->
     torch.manual_seed(seed)
     model = timm.create_model(arch, pretrained=False, num_classes=0)
     if weights is not None:
-        load_backbone(model, _state_dict(weights), weights)
+        load_backbone(model, read_state_dict(weights), weights)
     elif pretrained and tag is None:
         load_backbone(model, _dino_resnet50_state(name), DINO_RESNET50_URL)
     elif pretrained:
@@ -123,7 +123,7 @@ def _clip_member(pretrained: bool, seed: int, weights: str | None) -> Member:
     if weights is None and pretrained:
         reason = hub_unavailable_reason()
         if reason:
-            raise _offline_error("clip-rn50", reason)
+            raise offline_error("clip-rn50", reason)
         source = "openai"
     model = open_clip.create_model("RN50", pretrained=source)
     return Member("clip-rn50", "encoder", "full", model.eval(), [f"visual.layer{i}" for i in range(1, 5)],

@@ -29,7 +29,6 @@ def hub_unavailable_reason(host: str = "huggingface.co") -> str | None:
     return None
 
 
-
 def cached_download(url: str, file_name: str | None = None) -> Path | None:
     """The file ``torch.hub.load_state_dict_from_url(url, file_name=...)`` saved earlier, or None.
 
@@ -39,7 +38,11 @@ def cached_download(url: str, file_name: str | None = None) -> Path | None:
     return path if path.is_file() else None
 
 
-def _offline_error(name: str, reason: str, url: str | None = None) -> ZooError:
+def offline_error(name: str, reason: str, url: str | None = None) -> ZooError:
+    """The error for pretrained weights that cannot be downloaded, saying what to do instead.
+
+        if reason := hub_unavailable_reason(): raise offline_error("clip-rn50", reason)
+    """
     source = f" ({url})" if url else ""
     return ZooError(
         f"{name}: pretrained weights are a download{source} and {reason}. Run where the model hubs are "
@@ -47,8 +50,15 @@ def _offline_error(name: str, reason: str, url: str | None = None) -> ZooError:
         f"for untrained weights of the real shapes use zoo.load({name!r}, pretrained=False)")
 
 
+def read_state_dict(path: str) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors or torch weights file, unwrapped from a training checkpoint.
 
-def _state_dict(path: str) -> dict[str, torch.Tensor]:
+        state = read_state_dict("dino_resnet50_pretrain.pth")   # {"conv1.weight": ..., ...}
+
+    Torch files load with ``weights_only=True`` (anything else is refused, never unpickled);
+    a checkpoint's ``state_dict`` / ``model`` / ``teacher`` entry and ``module.`` / ``backbone.``
+    prefixes are taken off.
+    """
     if not Path(path).exists():
         raise ZooError(f"weights file {path!r} does not exist")
     if path.endswith(".safetensors"):

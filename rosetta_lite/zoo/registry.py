@@ -58,7 +58,6 @@ def describe(scale: str | None = None) -> list[dict]:
 ZOOS = ("lite", "full", "lite-untrained", "full-untrained")
 
 
-
 def zoo_members(scale: str, generator: str | None = None,
                 encoders: list[str] | None = None) -> tuple[Member, list[Member]]:
     """The generator and encoders of a zoo ("lite", "full", or either with "-untrained"), or the ones named.
@@ -76,7 +75,6 @@ def zoo_members(scale: str, generator: str | None = None,
     # untrained members get distinct seeds, so that two copies of one architecture differ
     return (load(generator, pretrained=pretrained),
             [load(name, pretrained=pretrained, seed=index) for index, name in enumerate(encoders)])
-
 
 
 def control_members(encoders: list[Member], seed: int) -> list[Member]:
