@@ -32,6 +32,7 @@ from rosetta_lite.evaluation.concepts import concept_report, format_report
 from rosetta_lite.evaluation.editing import evaluate_editing
 from rosetta_lite.evaluation.inversion import evaluate_inversion
 from rosetta_lite.evaluation.metrics import MAX_EVAL_IMAGES
+from rosetta_lite.evaluation.nulls import NullOptions, format_nulls, null_report
 from rosetta_lite.evaluation.trust import trust_report
 from rosetta_lite.files import DEFAULT_RUN, atomic_path, project_path, run_lock, writable_dir
 from rosetta_lite.mining import processes as distributed
@@ -44,7 +45,7 @@ from rosetta_lite.mining.settings import (
     MiningResult,
 )
 from rosetta_lite.train.recipes import ORDER, train_member
-from rosetta_lite.viz import census_figure, world_figure
+from rosetta_lite.viz import census_figure, null_figure, world_figure
 from rosetta_lite.world import EVAL_SEED, WORLDS, ShapesWorld
 from rosetta_lite.zoo.registry import ZOOS
 
@@ -239,16 +240,36 @@ def _eval_concepts(args: argparse.Namespace) -> int:
 def _eval_census(args: argparse.Namespace) -> int:
     options = CensusOptions(images=args.images, seed=args.seed, min_iou=args.min_iou, world=args.world,
                             weights=args.weights)
-    if args.figure:  # checked before the minutes of scoring
-        if Path(args.figure).is_dir():
-            raise ValueError(f"--figure {args.figure!r} is a folder; give a PNG file's path")
-        writable_dir(Path(args.figure).parent)
+    _check_figure(args.figure)  # before the minutes of scoring
     report = census(options, generator=args.generator, encoders=args.encoders)
-    if args.figure:
-        with atomic_path(args.figure) as tmp:
-            census_figure(report).savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    _save_figure(args.figure, census_figure, report)
     print(json.dumps(report) if args.json else format_census(report))
     return 0
+
+
+def _eval_nulls(args: argparse.Namespace) -> int:
+    options = NullOptions(images=args.images, ks=tuple(args.k), label_images=args.label_images, seed=args.seed,
+                          min_iou=args.min_iou, quantile=args.quantile,
+                          mining={"batch_size": args.batch_size, "progress": not args.json})
+    _check_figure(args.figure)
+    report = null_report(args.folder, options)
+    _save_figure(args.figure, null_figure, report)
+    print(json.dumps(report) if args.json else format_nulls(report))
+    return 0
+
+
+def _check_figure(path: str | None) -> None:
+    """Refuse a --figure path that cannot be written, before any work."""
+    if path:
+        if Path(path).is_dir():
+            raise ValueError(f"--figure {path!r} is a folder; give a PNG file's path")
+        writable_dir(Path(path).parent)
+
+
+def _save_figure(path: str | None, draw, report: dict) -> None:
+    if path:
+        with atomic_path(path) as tmp:
+            draw(report).savefig(tmp, format="png", dpi=110, bbox_inches="tight")
 
 
 def _eval_trust(args: argparse.Namespace) -> int:
@@ -483,6 +504,24 @@ def _add_eval(commands) -> None:
     counted.add_argument("--figure", default=None, help="also write the census figure to this PNG")
     counted.add_argument("--json", action="store_true", help="print the census as one JSON line")
     counted.set_defaults(run=_eval_census)
+
+    nulls = kinds.add_parser("nulls", help="Rosetta neurons and concepts: trained vs untrained, shuffled, K = 1-5")
+    _add_run_folder(nulls)
+    nulls.add_argument("--images", type=_int_in(16), default=2000,
+                       help="images mined (default 2000; resumes the run in --run and its shuffled null)")
+    nulls.add_argument("--k", type=_int_in(1, 50), nargs="+", default=[1, 2, 3, 4, 5],
+                       help="best-buddy K values (default 1 2 3 4 5)")
+    nulls.add_argument("--label-images", type=_int_in(16, 5000), default=300,
+                       help="held-out scenes the clusters are labelled on (default 300)")
+    nulls.add_argument("--seed", type=SEED, default=EVAL_SEED, help=f"their world stream (default {EVAL_SEED})")
+    nulls.add_argument("--min-iou", type=_float_in(0, 1, open_ends=True), default=0.2,
+                       help="label a cluster when its mean IoU above chance >= this (default 0.2)")
+    nulls.add_argument("--quantile", type=_float_in(0, 1, open_ends=True), default=0.99,
+                       help="of the shuffled best buddies' correlations, the level a cluster must pass (default 0.99)")
+    nulls.add_argument("--batch-size", type=POSITIVE, default=32, help="images a mining batch (default 32)")
+    nulls.add_argument("--figure", default=None, help="also write the null figure to this PNG")
+    nulls.add_argument("--json", action="store_true", help="print the report as one JSON line")
+    nulls.set_defaults(run=_eval_nulls)
 
     trust = kinds.add_parser("trust", help="trust scores of the Rosetta neurons: consistency, interpretability")
     _add_run_folder(trust)

@@ -379,3 +379,32 @@ def census_figure(report: dict, top: int = 12) -> plt.Figure:
                   f"{report['settings']['min_iou']})", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def null_figure(report: dict) -> plt.Figure:
+    """Rosetta neurons, clusters and learned clusters against K: trained, control and shuffled (a null report).
+
+        null_figure(null_report("runs/lite"))
+
+    The trained zoo means something only where its line leaves the two nulls'.
+    """
+    rows = report["rows"]
+    if not rows:
+        raise ValueError("the null report holds no K")
+    ks = [row["k"] for row in rows]
+    panels = (("n_rosetta", "Rosetta neurons"), ("n_clusters", "clusters"),
+              ("n_learned", "learned clusters\n(not sky, ground, colour)"))
+    styles = {"trained": ("tab:blue", "o"), "control": ("tab:gray", "s"), "shuffled": ("tab:orange", "^")}
+    fig, axes = plt.subplots(1, len(panels), figsize=(9.5, 2.9))
+    for ax, (key, title) in zip(axes, panels):
+        for null, (colour, marker) in styles.items():
+            ax.plot(ks, [row[null][key] for row in rows], marker=marker, color=colour, label=null)
+        ax.axvline(report["operating_k"], color="black", lw=0.8, ls=":")
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks(ks)
+        ax.set_xlabel("K (best buddies among the top K)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.set_ylim(bottom=0)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -275,15 +275,52 @@ def label_clusters(dictionary: RosettaDictionary, members: dict[str, Member], n_
     missing = [e for e in dictionary.encoders if e not in members]
     if missing:
         raise ValueError(f"no member given for encoder(s) {missing}")
+    wanted = {e: cluster_units_of(dictionary, e) for e in dictionary.encoders}
+    tables = unit_tables({e: members[e] for e in dictionary.encoders}, wanted, n_images, seed, fractions)
+    return label_with_tables(dictionary, tables, min_iou)
+
+
+def cluster_units_of(dictionary: RosettaDictionary, encoder: str) -> list[int]:
+    """The units of ``encoder`` that some cluster holds, sorted.
+
+        cluster_units_of(d, "lite-clip")   # [12, 40, 41]
+    """
+    return sorted({u for c in dictionary.clusters for u in c.members.get(encoder, [])})
+
+
+UnitTables = dict[str, dict[int, tuple[torch.Tensor, torch.Tensor]]]
+
+
+def unit_tables(members: dict[str, Member], wanted: dict[str, list[int]], n_images: int = 300,
+                seed: int = EVAL_SEED, fractions: Iterable[float] = TOP_FRACTIONS) -> UnitTables:
+    """Per member and wanted unit: its (IoU above chance, IoU) against every concept of :func:`concept_names`.
+
+        tables = unit_tables({"lite-clip": clip}, {"lite-clip": [12, 40]})
+
+    Scored once on ``n_images`` Shapes World scenes of stream ``seed``, so that several
+    dictionaries (other K, a null) can be labelled from one scoring
+    (:func:`label_with_tables`).
+    """
     batch = ShapesWorld().batch(n_images, seed=seed)
-    names = concept_names()
-    masks = {name: batch.masks[name] for name in names}
-    tables: dict[str, dict[int, tuple[torch.Tensor, torch.Tensor]]] = {}
-    for encoder in dictionary.encoders:
-        wanted = sorted({u for c in dictionary.clusters for u in c.members.get(encoder, [])})
-        result = unit_ious(members[encoder], wanted, batch.images, masks, fractions=fractions)
-        tables[encoder] = {u: (result.score[i], result.iou[i]) for i, u in enumerate(wanted)}
-    return [_label(cluster, tables, names, min_iou) for cluster in dictionary.clusters]
+    masks = {name: batch.masks[name] for name in concept_names()}
+    tables: UnitTables = {}
+    for name, units in wanted.items():
+        result = unit_ious(members[name], list(units), batch.images, masks, fractions=fractions)
+        tables[name] = {u: (result.score[i], result.iou[i]) for i, u in enumerate(units)}
+    return tables
+
+
+def label_with_tables(dictionary: RosettaDictionary, tables: UnitTables, min_iou: float = MIN_IOU) -> list[dict]:
+    """:func:`label_clusters` from unit scores already computed by :func:`unit_tables`.
+
+        labels = label_with_tables(d, unit_tables(members, {e: cluster_units_of(d, e) for e in d.encoders}))
+    """
+    missing = [(e, u) for e in dictionary.encoders for u in cluster_units_of(dictionary, e)
+               if u not in tables.get(e, {})]
+    if missing:
+        raise ValueError(f"no scores for encoder units {missing[:5]} (of {len(missing)}): score them in unit_tables")
+    own = {e: tables[e] for e in dictionary.encoders}
+    return [_label(cluster, own, concept_names(), min_iou) for cluster in dictionary.clusters]
 
 
 def dictionary_members(dictionary: RosettaDictionary, pretrained: bool | None = None) -> dict[str, Member]:

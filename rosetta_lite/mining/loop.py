@@ -43,7 +43,8 @@ from rosetta_lite.mining.settings import (
     DEFAULT_QUANTILE,
     MiningResult,
     MiningSettings,
-    _accumulator_class,
+    accumulator_class,
+    check_pairing,
     check_similarity,
     check_tables,
     settings_difference,
@@ -54,6 +55,9 @@ from rosetta_lite.stats.resample import Resampler, apply_both_axes
 from rosetta_lite.zoo.member import Member
 
 LATENT_BLOCK = 1024  # latents come in seeded blocks, so any range is the same whoever draws it
+#: under ``pairing="shuffled"`` the encoders see latent i of the stream ``seed + SHUFFLED_STREAM``
+#: beside the generator's maps of latent i of ``seed``: images drawn independently of the generator's
+SHUFFLED_STREAM = 1
 log = logging.getLogger(__name__)
 
 
@@ -90,10 +94,12 @@ class MiningOptions:
     precision: str = "fp32"
     tables: str = "auto"
     chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    pairing: str = "same"  # "shuffled": the image-shuffle null (see SHUFFLED_STREAM)
 
     def check(self, images: int) -> None:
         """Refuse settings that cannot mine ``images`` images, saying what is allowed."""
         check_similarity(self.similarity)
+        check_pairing(self.pairing)
         check_precision(self.precision)
         check_tables(self.tables, self.similarity)
         check_chunk_bytes(self.chunk_bytes)
@@ -137,7 +143,8 @@ def mine(generator: Member, encoders: list[Member], images: int, *, out: str | P
     Pearson tables on the device or in host memory; ``chunk_bytes`` bounds one column
     chunk of a table (float64) multiplied and added at once, in either place. The
     placement changes only float64 rounding, and the returned tables are on the CPU in
-    both. Under ``torchrun`` (WORLD_SIZE > 1) every process mines a contiguous share of
+    both. ``pairing="shuffled"`` mines the image-shuffle null: the encoders see the
+    images of another latent stream (:data:`SHUFFLED_STREAM`) beside the generator's maps. Under ``torchrun`` (WORLD_SIZE > 1) every process mines a contiguous share of
     the batches and all return the reduced result; only rank 0 writes
     ``out/accumulators``. Host tables are reduced one column chunk at a time, each moved
     to the device for the all-reduce (NCCL reduces GPU tensors only), so the device
@@ -192,13 +199,13 @@ def _start(generator: Member, encoders: list[Member], opts: MiningOptions, start
                               images, opts.batch_size, opts.control_seed, str(device), similarity=opts.similarity,
                               quantile=opts.quantile if mi else None,
                               calibration_images=opts.calibration_images if mi else None, precision=opts.precision,
-                              weights={m.name: m.digest() for m in (generator, *encoders)})
+                              weights={m.name: m.digest() for m in (generator, *encoders)}, pairing=opts.pairing)
     result = None
     if out is not None and opts.resume:
         result = _resume(out, settings, checkpoint, finished=world == 1)
     if result is None:
         n_g = sum(units[generator.name])
-        kind = _accumulator_class(opts.similarity)
+        kind = accumulator_class(opts.similarity)
         result = MiningResult(settings, {e: kind(n_g, sum(units[e])) for e in settings.encoders}, kind(n_g, n_g))
     placement = choose_tables(opts.tables, device, table_bytes(units, generator.name), opts.similarity)
     result.settings.extra["tables"] = placement
@@ -228,6 +235,9 @@ def _mine_batches(result: MiningResult, generator: Member, encoders: list[Member
             z = latents(generator, s.seed, first, stop - first).to(device)
             with precision_context(opts.precision, device):
                 generated, g_maps = record_generator(generator, z)
+                if s.pairing == "shuffled":
+                    generated = generator.generate(latents(generator, s.seed + SHUFFLED_STREAM, first,
+                                                           stop - first).to(device))
                 encoded = [record_encoder(e, generated) for e in encoders]
             tables = [(e.name, maps, result.pairs[e.name]) for e, maps in zip(encoders, encoded)]
             tables.append((generator.name, g_maps, result.self_pair))

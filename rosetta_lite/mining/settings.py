@@ -22,13 +22,15 @@ from rosetta_lite.stats.moments import CoMoments
 CHECKPOINT = "checkpoint.safetensors"
 
 
-
 ACCUMULATORS = "accumulators.safetensors"
-
 
 
 SIMILARITIES = ("pearson", "mi")
 
+
+#: what the encoders see beside each generator image: "same" (the image itself: the method) or
+#: "shuffled" (another latent's image: a null, the correlation that needs no shared content)
+PAIRINGS = ("same", "shuffled")
 
 
 #: where the float64 tables live: "device" (with the rows), "host" (CPU memory, products from
@@ -36,26 +38,21 @@ SIMILARITIES = ("pearson", "mi")
 TABLES = ("auto", "device", "host")
 
 
-
 #: "auto" keeps the tables on the host when they would take more than this fraction of the free
 #: GPU memory: the rest is needed for the models, their recorded maps and the rows of a batch
 AUTO_HOST_FRACTION = 0.5
 
 
-
 DEFAULT_QUANTILE = 0.9
-
 
 
 DEFAULT_CALIBRATION_IMAGES = 64
 
 
-
 #: settings added after the first saved runs, with the value that means "as before": left
 #: out of the fingerprint at that value, so older checkpoints still resume and merge
 _LATER_SETTINGS = {"similarity": "pearson", "quantile": None, "calibration_images": None, "precision": "fp32",
-                   "weights": None}
-
+                   "weights": None, "pairing": "same"}
 
 
 @dataclass
@@ -80,6 +77,7 @@ class MiningSettings:
     precision: str = "fp32"
     #: each model's weights digest (``Member.digest``): trained and untrained copies share names
     weights: dict[str, str] | None = None
+    pairing: str = "same"  # one of PAIRINGS
 
     def fingerprint(self, with_range: bool = True) -> str:
         keep = asdict(self)
@@ -94,9 +92,7 @@ class MiningSettings:
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
-
 Accumulator = CoMoments | BinaryMoments
-
 
 
 @dataclass
@@ -177,7 +173,7 @@ class MiningResult:
                 meta = handle.metadata()
             tensors = load_file(str(path))
             settings = MiningSettings(**json.loads(meta["settings"]))
-            kind = _accumulator_class(settings.similarity)
+            kind = accumulator_class(settings.similarity)
             pairs = {name: kind.from_state_dict(tensors, f"pair/{name}/") for name in settings.encoders}
             self_pair = kind.from_state_dict(tensors, "self/")
         except Exception as error:  # noqa: BLE001 - any failure to parse means the file is unusable
@@ -185,7 +181,6 @@ class MiningResult:
         thresholds = {key.removeprefix("threshold/"): value for key, value in tensors.items()
                       if key.startswith("threshold/")}
         return cls(settings, pairs, self_pair, _counted(meta, settings), thresholds)
-
 
 
 def settings_difference(a: MiningSettings, b: MiningSettings, with_range: bool = True) -> str:
@@ -207,9 +202,9 @@ def _counted(meta: dict, settings: MiningSettings) -> Ranges:
     return [[settings.start, settings.start + done]] if done else []
 
 
-def _accumulator_class(similarity: str) -> type:
+def accumulator_class(similarity: str) -> type:
+    """The accumulator that mines ``similarity``: ``accumulator_class("mi")`` is :class:`BinaryMoments`."""
     return BinaryMoments if similarity == "mi" else CoMoments
-
 
 
 def check_similarity(similarity: str) -> str:
@@ -221,6 +216,15 @@ def check_similarity(similarity: str) -> str:
         raise ValueError(f"similarity must be one of {list(SIMILARITIES)}, got {similarity!r}")
     return similarity
 
+
+def check_pairing(pairing: str) -> str:
+    """``pairing`` if it is one of :data:`PAIRINGS`, else a ValueError listing them.
+
+        check_pairing("shuffled")
+    """
+    if pairing not in PAIRINGS:
+        raise ValueError(f"pairing must be one of {list(PAIRINGS)}, got {pairing!r}")
+    return pairing
 
 
 def check_tables(tables: str, similarity: str = "pearson") -> str:
