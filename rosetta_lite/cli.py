@@ -33,6 +33,7 @@ from rosetta_lite.evaluation.editing import evaluate_editing
 from rosetta_lite.evaluation.inversion import evaluate_inversion
 from rosetta_lite.evaluation.metrics import MAX_EVAL_IMAGES
 from rosetta_lite.evaluation.nulls import NullOptions, format_nulls, null_report
+from rosetta_lite.evaluation.stability import StabilityOptions, format_stability, stability_report
 from rosetta_lite.evaluation.trust import trust_report
 from rosetta_lite.files import DEFAULT_RUN, atomic_path, project_path, run_lock, writable_dir
 from rosetta_lite.mining import processes as distributed
@@ -255,6 +256,14 @@ def _eval_nulls(args: argparse.Namespace) -> int:
     report = null_report(args.folder, options)
     _save_figure(args.figure, null_figure, report)
     print(json.dumps(report) if args.json else format_nulls(report))
+    return 0
+
+
+def _eval_stability(args: argparse.Namespace) -> int:
+    options = StabilityOptions(images=args.images, k=args.k, label_images=args.label_images, seed=args.seed,
+                               min_iou=args.min_iou, mining={"batch_size": args.batch_size, "progress": not args.json})
+    report = stability_report(args.folder, options)
+    print(json.dumps(report) if args.json else format_stability(report))
     return 0
 
 
@@ -522,6 +531,20 @@ def _add_eval(commands) -> None:
     nulls.add_argument("--figure", default=None, help="also write the null figure to this PNG")
     nulls.add_argument("--json", action="store_true", help="print the report as one JSON line")
     nulls.set_defaults(run=_eval_nulls)
+
+    stable = kinds.add_parser("stability", help="clusters of two disjoint image sets matched: do they come back?")
+    _add_run_folder(stable)
+    stable.add_argument("--images", type=_int_in(16), default=2000,
+                        help="images a set (default 2000: the run's latents, then as many more in <run>/second)")
+    stable.add_argument("--k", type=_int_in(1, 50), default=3, help="best-buddy K (default 3)")
+    stable.add_argument("--label-images", type=_int_in(16, 5000), default=300,
+                        help="held-out scenes the clusters are labelled on (default 300)")
+    stable.add_argument("--seed", type=SEED, default=EVAL_SEED, help=f"their world stream (default {EVAL_SEED})")
+    stable.add_argument("--min-iou", type=_float_in(0, 1, open_ends=True), default=0.2,
+                        help="label a cluster when its mean IoU above chance >= this (default 0.2)")
+    stable.add_argument("--batch-size", type=POSITIVE, default=32, help="images a mining batch (default 32)")
+    stable.add_argument("--json", action="store_true", help="print the report as one JSON line")
+    stable.set_defaults(run=_eval_stability)
 
     trust = kinds.add_parser("trust", help="trust scores of the Rosetta neurons: consistency, interpretability")
     _add_run_folder(trust)

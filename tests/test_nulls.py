@@ -8,7 +8,7 @@ import torch
 from rosetta_lite import zoo
 from rosetta_lite.capture import maps_to_rows, record_encoder, record_generator
 from rosetta_lite.cli import main
-from rosetta_lite.dictionary.rosetta import build_dictionary
+from rosetta_lite.dictionary.rosetta import Cluster, build_dictionary
 from rosetta_lite.evaluation.concepts import dictionary_members, label_clusters
 from rosetta_lite.evaluation.nulls import (
     NullOptions,
@@ -18,7 +18,9 @@ from rosetta_lite.evaluation.nulls import (
     null_report,
     operating_point,
 )
+from rosetta_lite.evaluation.stability import StabilityOptions, format_stability, match_clusters, stability_report
 from rosetta_lite.mining.loop import SHUFFLED_STREAM, MiningOptions, latents, mine
+from rosetta_lite.mining.settings import MiningResult
 from rosetta_lite.viz import null_figure
 
 SMALL = NullOptions(images=32, ks=(1, 3), label_images=16, mining={"batch_size": 16, "progress": False})
@@ -124,3 +126,35 @@ def test_cli_prints_the_report_and_refuses_bad_arguments(small_report, tmp_path,
     assert "is a folder" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["eval", "nulls", "--k", "0"])
+
+
+def _cluster(units):
+    return Cluster(0, units, {}, 0.5, {})
+
+
+def test_clusters_are_matched_one_to_one_from_the_largest_overlap_down():
+    a = [_cluster([1, 2, 3]), _cluster([4, 5]), _cluster([9])]
+    b = [_cluster([4, 5, 6]), _cluster([1, 2]), _cluster([2, 3, 4])]
+    # a0-b1 2/3, a0-b2 2/4, a1-b0 2/3, a1-b2 1/4; a2 overlaps nothing
+    assert match_clusters(a, b) == [(0, 1, 0.6667), (1, 0, 0.6667)]
+    assert match_clusters(a, []) == [] and match_clusters([_cluster([1])], [_cluster([1])]) == [(0, 0, 1.0)]
+
+
+def test_stability_report_matches_the_two_sets_and_counts_concepts(small_report, capsys):
+    folder, _ = small_report
+    options = StabilityOptions(images=32, k=3, label_images=16, mining={"batch_size": 16, "progress": False})
+    report = stability_report(folder, options)
+    second = MiningResult.load(folder / "second" / "accumulators.safetensors")
+    assert second.counted == [[32, 64]]  # the next 32 latents: disjoint from the run's
+    for null in ("trained", "control"):
+        r = report[null]
+        assert r["matched"] == len(r["pairs"]) <= min(r["clusters"])
+        assert r["same_concept"] == sum(p["concepts"][0] is not None and p["concepts"][0] == p["concepts"][1]
+                                        for p in r["pairs"])
+        assert r["learned_stable"] <= r["learned"]
+    assert "back with their concept" in format_stability(report)
+    assert main(["eval", "stability", "--run", str(folder), "--images", "32", "--label-images", "16",
+                 "--batch-size", "16", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["trained"] == report["trained"]
+    with pytest.raises(ValueError, match="k must be"):
+        StabilityOptions(k=0).check()

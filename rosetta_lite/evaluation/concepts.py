@@ -310,6 +310,22 @@ def unit_tables(members: dict[str, Member], wanted: dict[str, list[int]], n_imag
     return tables
 
 
+def dictionaries_unit_tables(dictionaries: Iterable[RosettaDictionary], n_images: int = 300,
+                             seed: int = EVAL_SEED) -> UnitTables:
+    """:func:`unit_tables` of every unit that a cluster of any of ``dictionaries`` holds, each scored once.
+
+        tables = dictionaries_unit_tables([trained, control])   # then label_with_tables(trained, tables)
+    """
+    wanted: dict[str, set[int]] = {}
+    members: dict[str, Member] = {}
+    for dictionary in dictionaries:
+        for encoder in dictionary.encoders:
+            wanted.setdefault(encoder, set()).update(cluster_units_of(dictionary, encoder))
+        if any(encoder not in members for encoder in dictionary.encoders):
+            members |= {name: m for name, m in dictionary_members(dictionary).items() if name not in members}
+    return unit_tables(members, {e: sorted(units) for e, units in wanted.items()}, n_images, seed)
+
+
 def label_with_tables(dictionary: RosettaDictionary, tables: UnitTables, min_iou: float = MIN_IOU) -> list[dict]:
     """:func:`label_clusters` from unit scores already computed by :func:`unit_tables`.
 

@@ -31,13 +31,7 @@ from pathlib import Path
 from rosetta_lite.dictionary.rosetta import RosettaDictionary, build_dictionary, chance_levels
 from rosetta_lite.dictionary.runs import check_k
 from rosetta_lite.evaluation.census import learned_concept
-from rosetta_lite.evaluation.concepts import (
-    MIN_IOU,
-    cluster_units_of,
-    dictionary_members,
-    label_with_tables,
-    unit_tables,
-)
+from rosetta_lite.evaluation.concepts import MIN_IOU, dictionaries_unit_tables, label_with_tables
 from rosetta_lite.files import DEFAULT_RUN
 from rosetta_lite.mining.loop import mine
 from rosetta_lite.mining.settings import MiningResult
@@ -77,6 +71,23 @@ class NullOptions:
                 raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
 
 
+def mine_run(folder: str | Path, zoo: str = "lite", images: int = 2000, *, control_seed: int | None = 1,
+             **mining) -> MiningResult:
+    """Mine a zoo (with its control copies unless ``control_seed`` is None) into ``folder``, or resume it there.
+
+        result = mine_run("runs/lite/second", "lite", 2000, start=2000)
+
+    ``mining`` goes to :func:`~rosetta_lite.mining.loop.mine` (``start``, ``pairing``,
+    ``batch_size``, ...). Unlike :func:`~rosetta_lite.dictionary.runs.mine_zoo` it saves
+    no dictionary, so a run the chapters mined keeps its own.
+    """
+    gan, trained = zoo_members(zoo)
+    controls = control_members(trained, control_seed) if control_seed is not None else []
+    result = mine(gan, trained + controls, images, out=folder, control_seed=control_seed, **mining)
+    result.settings.extra["zoo"] = zoo  # what dictionary_members reads to rebuild the members
+    return result
+
+
 def mine_nulls(folder: str | Path = DEFAULT_RUN, options: NullOptions | None = None) -> tuple[MiningResult,
                                                                                                 MiningResult]:
     """The run (trained zoo and control, in ``folder``) and its shuffled null (in ``folder/shuffled``).
@@ -88,19 +99,14 @@ def mine_nulls(folder: str | Path = DEFAULT_RUN, options: NullOptions | None = N
     """
     options = options or NullOptions()
     options.check()
-    folder = Path(folder)
-    gan, trained = zoo_members(options.zoo)
-    controls = control_members(trained, options.control_seed)
-    result = mine(gan, trained + controls, options.images, out=folder, control_seed=options.control_seed,
-                  **options.mining)
-    shuffled = mine(gan, trained, options.images, out=folder / SHUFFLED, pairing="shuffled", **options.mining)
-    for run in (result, shuffled):
-        run.settings.extra["zoo"] = options.zoo  # what dictionary_members reads to rebuild the members
+    result = mine_run(folder, options.zoo, options.images, control_seed=options.control_seed, **options.mining)
+    shuffled = mine_run(Path(folder) / SHUFFLED, options.zoo, options.images, control_seed=None,
+                        pairing="shuffled", **options.mining)
     return result, shuffled
 
 
-def null_dictionaries(result: MiningResult, shuffled: MiningResult, k: int) -> dict[str, RosettaDictionary]:
-    """The trained, control and shuffled dictionaries of one K.
+def null_dictionaries(result: MiningResult, shuffled: MiningResult | None, k: int) -> dict[str, RosettaDictionary]:
+    """The trained, control and (given its run) shuffled dictionaries of one K.
 
         null_dictionaries(*mine_nulls("runs/lite"), k=3)["shuffled"].rosetta_count()
     """
@@ -110,9 +116,11 @@ def null_dictionaries(result: MiningResult, shuffled: MiningResult, k: int) -> d
     controls = [n for n in names if n.endswith(CONTROL_SUFFIX)]
     if not controls:
         raise ValueError(f"the run mined no control copies (encoders {names}); mine it with its control")
-    return {"trained": build_dictionary(result, k, encoders=trained),
-            "control": build_dictionary(result, k, encoders=controls),
-            "shuffled": build_dictionary(shuffled, k)}
+    dictionaries = {"trained": build_dictionary(result, k, encoders=trained),
+                    "control": build_dictionary(result, k, encoders=controls)}
+    if shuffled is not None:
+        dictionaries["shuffled"] = build_dictionary(shuffled, k)
+    return dictionaries
 
 
 def null_report(folder: str | Path = DEFAULT_RUN, options: NullOptions | None = None) -> dict:
@@ -127,7 +135,8 @@ def null_report(folder: str | Path = DEFAULT_RUN, options: NullOptions | None = 
     options = options or NullOptions()
     result, shuffled = mine_nulls(folder, options)
     per_k = {k: null_dictionaries(result, shuffled, k) for k in options.ks}
-    tables = _score_units(per_k, options)
+    tables = dictionaries_unit_tables([d for ds in per_k.values() for d in ds.values()], options.label_images,
+                                      options.seed)
     rows = []
     for k, dictionaries in per_k.items():
         levels = chance_levels(dictionaries["trained"], dictionaries["shuffled"], options.quantile)
@@ -139,21 +148,6 @@ def null_report(folder: str | Path = DEFAULT_RUN, options: NullOptions | None = 
     settings = {key: value for key, value in asdict(options).items() if key != "mining"}
     return {"settings": settings | {"images_counted": result.images_counted, "folder": str(folder)},
             "rows": rows, **operating_point(rows)}
-
-
-def _score_units(per_k: dict[int, dict[str, RosettaDictionary]], options: NullOptions):
-    """Every unit any of the dictionaries holds, scored once per member."""
-    wanted: dict[str, set[int]] = {}
-    members = {}
-    for dictionaries in per_k.values():
-        for dictionary in dictionaries.values():
-            for encoder in dictionary.encoders:
-                wanted.setdefault(encoder, set()).update(cluster_units_of(dictionary, encoder))
-    first = per_k[min(per_k)]
-    for null in ("trained", "control"):
-        members |= dictionary_members(first[null])
-    return unit_tables(members, {e: sorted(units) for e, units in wanted.items()}, options.label_images,
-                       options.seed)
 
 
 def dictionary_counts(dictionary: RosettaDictionary, labels: list[dict], levels: dict[str, float]) -> dict:
