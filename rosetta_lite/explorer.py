@@ -19,7 +19,8 @@ import io
 import matplotlib.pyplot as plt
 
 from rosetta_lite.dictionary.rosetta import Cluster, RosettaDictionary
-from rosetta_lite.evaluation.concepts import dictionary_members
+from rosetta_lite.dictionary.units import strongest_latents
+from rosetta_lite.evaluation.concepts import cluster_order, dictionary_members
 from rosetta_lite.viz import cluster_figure
 from rosetta_lite.zoo.member import Member
 
@@ -71,7 +72,8 @@ def _jpeg(figure: plt.Figure, dpi: int) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _card(zoo_label: str, dictionary: RosettaDictionary, cluster: Cluster, picture: str, index: int) -> str:
+def _card(zoo_label: str, dictionary: RosettaDictionary, cluster: Cluster, picture: str, index: int,
+          what: str) -> str:
     concept = cluster.concept or "unlabelled"
     iou = f"IoU {cluster.iou:.2f} with its ground-truth mask" if cluster.iou is not None else "no label above chance"
     title = f"{zoo_label} · cluster {cluster.id}: {concept}"
@@ -82,33 +84,37 @@ def _card(zoo_label: str, dictionary: RosettaDictionary, cluster: Cluster, pictu
     words = " ".join([title, iou, *(n for found in names.values() for n in found)]).lower()
     return (f'<div class="rx-card" data-id="{zoo_label}-{index}" data-title="{html.escape(title)}" '
             f'data-search="{html.escape(words)}" hidden>'
-            f"<p><b>{html.escape(title)}</b> · {iou} · "
+            f"<p><b>{html.escape(title)}</b> ({html.escape(what)}) · {iou} · "
             f"mean best-buddy correlation {cluster.score:.2f} · {len(cluster.generator_units)} generator unit(s)</p>"
             f'<img alt="{html.escape(title)}" src="data:image/jpeg;base64,{picture}" style="max-width:100%">'
             f'<details><summary>units in every model</summary><table>{rows}</table></details></div>')
 
 
 def concept_explorer(generator: Member, dictionaries: dict[str, tuple[RosettaDictionary, dict | None]], *,
-                     images: int = 3, seed: int = 3, size: int = 48, dpi: int = 72) -> ExplorerHTML:
-    """Every cluster of each dictionary, with its heat maps on ``images`` generated images.
+                     images: int = 3, seed: int = 3, size: int = 48, dpi: int = 72, pool: int = 64) -> ExplorerHTML:
+    """Every cluster of each dictionary, learned concepts first, with its heat maps on the ``images`` generated
+    images (of a seeded pool of ``pool``) that drive its generator units hardest.
 
         concept_explorer(run.generator, {"trained": (run.trained, run.members), "control": (run.control, None)})
 
     ``dictionaries`` maps a zoo's label to its dictionary and members (encoder name ->
     member; ``None`` rebuilds them, e.g. the control's untrained copies). A cluster's
-    concept and IoU are those ``label_clusters`` or ``concept_report`` gave it.
+    concept and IoU are those ``label_clusters`` or ``concept_report`` gave it; each card says
+    whether the other dictionary given holds the same concept (:func:`cluster_order`).
     """
     if images < 1:
         raise ValueError(f"images must be at least 1, got {images}")
-    z = generator.sample_latents(images, seed=seed)
+    given = {label: pair for label, pair in dictionaries.items() if pair[0] is not None}
     cards = []
-    for label, (dictionary, members) in dictionaries.items():
-        if dictionary is None:
-            continue
+    for label, (dictionary, members) in given.items():
         members = members if members is not None else dictionary_members(dictionary)
-        for index, cluster in enumerate(dictionary.clusters):
+        other = next(((name, d) for name, (d, _) in given.items() if name != label), (None, None))
+        order = cluster_order(dictionary, other[1], other[0] or "")
+        clusters = [dictionary.clusters[index] for index, _ in order]
+        latents = strongest_latents(generator, dictionary, clusters, n=images, pool=pool, seed=seed)
+        for index, (cluster, (_, what), z) in enumerate(zip(clusters, order, latents)):
             picture = _jpeg(cluster_figure(dictionary, generator, members, z, cluster, size), dpi)
-            cards.append(_card(label, dictionary, cluster, picture, index))
+            cards.append(_card(label, dictionary, cluster, picture, index, what))
     if not cards:
         raise ValueError("no clusters to explore: every dictionary given is empty or None")
     root = "rosetta-explorer-" + hashlib.sha1("".join(cards).encode()).hexdigest()[:8]  # same run, same page

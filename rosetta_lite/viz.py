@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from rosetta_lite import zoo
-from rosetta_lite.dictionary.units import unit_maps
+from rosetta_lite.dictionary.units import strongest_latents, unit_maps
+from rosetta_lite.evaluation.concepts import cluster_order
 from rosetta_lite.world import EVAL_SEED, WorldBatch
 from rosetta_lite.zoo.weights import read_manifest
 
@@ -204,6 +205,32 @@ def dictionary_figure(dictionary, generator, encoders: dict, z: torch.Tensor, cl
     columns = {_column_title(model): torch.cat([maps[col] for _, maps, _ in per_cluster])
                for col, model in enumerate([dictionary.generator] + dictionary.encoders)}
     return unit_grid(images, columns, [_cluster_label(dictionary.clusters[i]) for i in chosen])
+
+
+def dictionary_sheet(dictionary, generator, encoders: dict, control=None, images: int = 2, size: int = 48,
+                     pool: int = 64, seed: int = 0) -> plt.Figure:
+    """Every cluster of a labelled dictionary, learned concepts first, each on the images that drive it hardest.
+
+        dictionary_sheet(run.trained, run.generator, run.members, control=run.control)
+
+    Rows come in :func:`~rosetta_lite.evaluation.concepts.cluster_order` (label the
+    dictionaries first, e.g. with ``concept_report``), ``images`` rows a cluster, each on one
+    of its :func:`~rosetta_lite.dictionary.units.strongest_latents` of a pool of ``pool``;
+    the first row of a cluster says its concept, IoU and whether the control has it. Columns
+    are the maps of :func:`cluster_maps`: the generator unit and each encoder's buddy.
+    """
+    order = cluster_order(dictionary, control)
+    if not order:
+        raise ValueError("the dictionary has no cluster to show")
+    clusters = [dictionary.clusters[index] for index, _ in order]
+    latents = strongest_latents(generator, dictionary, clusters, n=images, pool=pool, seed=seed)
+    per_cluster = [cluster_maps(dictionary, generator, encoders, z, c, size) for z, c in zip(latents, clusters)]
+    columns = {_column_title(model): torch.cat([maps[col] for _, maps, _ in per_cluster])
+               for col, model in enumerate([dictionary.generator] + dictionary.encoders)}
+    labels = []
+    for cluster, (_, what) in zip(clusters, order):
+        labels += [f"{_cluster_label(cluster)}\n{what.replace(', ', chr(10))}"] + [""] * (images - 1)
+    return unit_grid(torch.cat([shown for shown, _, _ in per_cluster]), columns, labels)
 
 
 def cluster_figure(dictionary, generator, encoders: dict, z: torch.Tensor, cluster, size: int = 64) -> plt.Figure:

@@ -1,5 +1,6 @@
 import json
 import os
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from rosetta_lite.dictionary.rosetta import Cluster, RosettaDictionary
 from rosetta_lite.dictionary.runs import load_dictionaries
 from rosetta_lite.evaluation.concepts import (
     ConceptIoU,
+    cluster_order,
     concept_names,
     concept_report,
     dictionary_members,
@@ -212,7 +214,8 @@ def test_concept_explorer_has_a_card_per_cluster_of_each_zoo(tiny_run):
     gan = zoo.load(trained.generator, pretrained=False)  # the run mined the untrained zoo
     page = concept_explorer(gan, {"trained": (trained, None), "control": (control, None)}, images=2)
     assert re.findall(r'class="rx-card" data-id="([^"]+)"', page) == ["trained-0", "trained-1", "control-0"]
-    assert "trained · cluster 0: sky" in page and "IoU 0.72" in page and "cluster 1: unlabelled" in page
+    assert "trained · cluster 0: sky</b> (background, not in the control)" in page and "IoU 0.72" in page
+    assert "cluster 1: unlabelled" in page and "control · cluster 0: ground</b> (background, not in the trained)" in page
     assert "control · cluster 0: ground" in page and "layer" in page  # unit names: model, layer, channel
     pictures = re.findall(r'src="data:image/jpeg;base64,([^"]+)"', page)
     assert len(pictures) == 3 and all(base64.b64decode(p).startswith(b"\xff\xd8\xff") for p in pictures)
@@ -223,3 +226,50 @@ def test_concept_explorer_has_a_card_per_cluster_of_each_zoo(tiny_run):
         concept_explorer(gan, {"trained": (dataclasses.replace(trained, clusters=[]), None), "control": (None, None)})
 
 
+def _labelled(*concepts):
+    return SimpleNamespace(clusters=[Cluster(i, [i], {}, 0.5, concept=c) for i, c in enumerate(concepts)])
+
+
+def test_cluster_order_puts_learned_concepts_first_and_says_what_the_control_has():
+    trained = _labelled("sky", None, "object", "shape:ring", "colour:red", "ground")
+    control = _labelled("sky", "object")
+    assert cluster_order(trained, control) == [
+        (3, "learned, not in the control"), (2, "learned, control too"), (4, "background, not in the control"),
+        (5, "background, not in the control"), (0, "background, control too"), (1, "unlabelled")]
+    assert cluster_order(trained)[0] == (2, "learned")  # without a control: learned, in the dictionary's order
+    assert cluster_order(_labelled()) == []
+
+
+def test_strongest_latents_are_the_top_of_the_pool_for_each_cluster(tiny_run):
+    from rosetta_lite.dictionary.units import strongest_latents, unit_maps
+
+    trained, _ = load_dictionaries(tiny_run)
+    gan = zoo.load(trained.generator, pretrained=False)
+    clusters = [Cluster(0, [5], {}, 0.5), Cluster(1, [7, 30], {}, 0.4)]
+    chosen = strongest_latents(gan, trained, clusters, n=3, pool=12, seed=4)
+    pool = gan.sample_latents(12, seed=4)
+    for cluster, z in zip(clusters, chosen):  # by hand: each latent's own peak of the units' mean map
+        peaks = torch.stack([unit_maps(gan, pool[i:i + 1], cluster.generator_units, trained).mean(1).max()
+                             for i in range(12)])
+        assert torch.equal(z, pool[peaks.topk(3).indices])
+    with pytest.raises(ValueError, match="n must be from 1 to pool"):
+        strongest_latents(gan, trained, clusters, n=13, pool=12)
+
+
+def test_dictionary_sheet_has_a_row_per_cluster_and_image_learned_first(tiny_run):
+    import dataclasses
+
+    from rosetta_lite.viz import dictionary_sheet
+
+    trained, control = load_dictionaries(tiny_run)
+    trained = dataclasses.replace(trained, clusters=[
+        Cluster(0, [5], {"lite-resnet-sup": [3]}, 0.61, concept="sky", iou=0.72),
+        Cluster(1, [7, 9], {"lite-resnet-sup": [4]}, 0.4, concept="shape:circle", iou=0.5)])
+    gan = zoo.load(trained.generator, pretrained=False)
+    members = {"lite-resnet-sup": zoo.load("lite-resnet-sup", pretrained=False)}
+    fig = dictionary_sheet(trained, gan, members, images=2, pool=8)
+    labels = [ax.get_ylabel() for ax in fig.axes[::3]]  # image, generator, encoder per row
+    assert len(labels) == 4 and labels[0].startswith("shape:circle") and "learned" in labels[0]
+    assert labels[1] == "" and labels[2].startswith("sky")
+    with pytest.raises(ValueError, match="no cluster to show"):
+        dictionary_sheet(dataclasses.replace(trained, clusters=[]), gan, members)

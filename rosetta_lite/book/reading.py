@@ -9,7 +9,7 @@ scale) is read as truly as the default run, "no better than chance" included.
 
 from __future__ import annotations
 
-from rosetta_lite.evaluation.census import learned_concept
+from rosetta_lite.evaluation.concepts import learned_concept
 
 
 def _plural(n: int, word: str) -> str:

@@ -19,10 +19,12 @@ from pathlib import Path
 from rosetta_lite.bench import mining as bench_mining
 from rosetta_lite.dictionary.rosetta import RosettaDictionary
 from rosetta_lite.dictionary.runs import load_dictionaries, mine_zoo
-from rosetta_lite.evaluation.census import CensusOptions, census, learned_concept
-from rosetta_lite.evaluation.concepts import concept_report
+from rosetta_lite.evaluation.census import CensusOptions, census
+from rosetta_lite.evaluation.concepts import concept_report, learned_concept
 from rosetta_lite.evaluation.editing import evaluate_editing
 from rosetta_lite.evaluation.inversion import evaluate_inversion
+from rosetta_lite.evaluation.nulls import NULLS, NullOptions, null_report
+from rosetta_lite.evaluation.stability import StabilityOptions, stability_report
 from rosetta_lite.files import DEFAULT_RUN, atomic_path, project_path
 from rosetta_lite.zoo.weights import read_manifest
 
@@ -38,6 +40,10 @@ def _steps(run: Path, progress: bool) -> dict[str, tuple[str, Callable[[], dict]
                  lambda: mine_zoo("lite", 2000, run, k=3, progress=progress)),
         "concepts": (f"python -m rosetta_lite eval concepts --run {RUN}",
                      lambda: concept_report(*load_dictionaries(run))),
+        "nulls": (f"python -m rosetta_lite eval nulls --run {RUN}",
+                  lambda: null_report(run, NullOptions(mining={"progress": progress}))),
+        "stability": (f"python -m rosetta_lite eval stability --run {RUN}",
+                      lambda: stability_report(run, StabilityOptions(mining={"progress": progress}))),
         "inversion": (f"python -m rosetta_lite eval inversion --run {RUN}",
                       lambda: evaluate_inversion(RosettaDictionary.load(run), images=50, progress=progress)),
         "editing": (f"python -m rosetta_lite eval editing --run {RUN}",
@@ -45,7 +51,7 @@ def _steps(run: Path, progress: bool) -> dict[str, tuple[str, Callable[[], dict]
     }
 
 
-STEPS = ("mining", "census", "mine", "concepts", "inversion", "editing")
+STEPS = ("mining", "census", "mine", "concepts", "nulls", "stability", "inversion", "editing")
 
 
 def make_results(out: str | Path = RESULTS, only: list[str] | None = None, progress: bool = True,
@@ -165,6 +171,39 @@ def concepts_table(result: dict):
             rows.append((label, part["n_rosetta"], part["n_clusters"], part["n_clusters_labeled"], per or "none"))
     return pd.DataFrame(rows, columns=["zoo", "Rosetta neurons", "clusters", "labelled", "labelled clusters per concept"]
                         ).set_index("zoo")
+
+
+def nulls_table(result: dict):
+    """Per K, the trained zoo beside its control and the image-shuffle null, from ``eval nulls``'s report.
+
+        nulls_table(load_result("nulls"))
+
+    "learned" counts the labelled clusters whose concept is not sky, ground or a colour;
+    "above shuffle" those of them whose correlation passes the shuffle's level in every encoder.
+    """
+    import pandas as pd
+
+    rows = []
+    for row in result["report"]["rows"]:
+        for null in NULLS:
+            c = row[null]
+            per = ", ".join(f"{k.removeprefix('colour:')} {n}" for k, n in c["per_concept"].items()) or "none"
+            rows.append((row["k"], null, c["n_rosetta"], c["n_clusters"], c["n_labeled"], c["n_learned"],
+                         c["n_learned_above"], per))
+    columns = ["K", "zoo", "Rosetta neurons", "clusters", "labelled", "learned", "above shuffle", "concepts"]
+    return pd.DataFrame(rows, columns=columns).set_index(["K", "zoo"])
+
+
+def stability_table(result: dict):
+    """Clusters of two disjoint image sets matched one to one, from ``eval stability``'s report."""
+    import pandas as pd
+
+    r = result["report"]
+    rows = [(null, *r[null]["clusters"], r[null]["matched"], r[null]["same_concept"], r[null]["learned"],
+             r[null]["learned_stable"]) for null in ("trained", "control")]
+    columns = ["zoo", "clusters, set 1", "clusters, set 2", "matched", "same concept", "learned (set 1)",
+               "learned, back with their concept"]
+    return pd.DataFrame(rows, columns=columns).set_index("zoo")
 
 
 def inversion_table(result: dict):

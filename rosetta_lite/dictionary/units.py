@@ -40,3 +40,27 @@ def unit_maps(member: Member, inputs: torch.Tensor, units: list[int], dictionary
         standard = (on_grid - mean[unit]) / std[unit].clamp_min(1e-12)
         out.append(F.interpolate(standard, size=(size, size), mode="bilinear", align_corners=False))
     return torch.cat(out, 1)
+
+
+def strongest_latents(generator: Member, dictionary: RosettaDictionary, clusters: list, n: int = 3,
+                      pool: int = 64, seed: int = 0) -> list[torch.Tensor]:
+    """Per cluster, the ``n`` latents of a seeded pool whose images drive its generator units hardest: (n, z_dim) each.
+
+        z_per_cluster = strongest_latents(gan, d, d.clusters, n=3)
+
+    Strength is the peak over positions of the cluster's generator units' mean z-scored map,
+    so every cluster is shown where its concept is present, not on one image for all.
+    """
+    if not 1 <= n <= pool:
+        raise ValueError(f"n must be from 1 to pool ({pool}), got {n}")
+    z = generator.sample_latents(pool, seed=seed)
+    units = sorted({u for cluster in clusters for u in cluster.generator_units})
+    if not units:
+        return []
+    maps = unit_maps(generator, z, units, dictionary)  # the pool recorded once for every cluster
+    column = {u: i for i, u in enumerate(units)}
+    chosen = []
+    for cluster in clusters:
+        mean = maps[:, [column[u] for u in cluster.generator_units]].mean(1)
+        chosen.append(z[mean.flatten(1).amax(1).topk(n).indices])
+    return chosen

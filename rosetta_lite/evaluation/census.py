@@ -25,13 +25,12 @@ import torch
 
 from rosetta_lite import zoo
 from rosetta_lite.capture import record_generator
-from rosetta_lite.evaluation.concepts import MIN_IOU, ConceptIoU, map_ious, stack_masks, unit_ious
+from rosetta_lite.evaluation.concepts import MIN_IOU, ConceptIoU, learned_concept, map_ious, stack_masks, unit_ious
 from rosetta_lite.world import EVAL_SEED, ShapesWorld, world_name, world_settings
 from rosetta_lite.zoo.member import Member
 from rosetta_lite.zoo.registry import control_members, names
 
 #: concepts every network holds by chance (large regions and flat colours): not what training teaches
-BACKGROUND_CONCEPTS = ("sky", "ground")
 
 
 @dataclass(frozen=True)
@@ -166,11 +165,6 @@ def _untrained_generator(generator: Member, seed: int) -> Member:
     """The generator's untrained copy; a textured renderer's copy takes the fills in its latent too."""
     world = world_name(getattr(generator.model, "world", {}))
     return zoo.load(generator.name, pretrained=False, seed=seed, **({"world": world} if world != "plain" else {}))
-
-
-def learned_concept(concept: str) -> bool:
-    """Whether a concept is one training must teach: not sky, ground or a colour (which chance gives)."""
-    return concept not in BACKGROUND_CONCEPTS and not concept.startswith("colour:")
 
 
 def shared_concepts(members: dict[str, dict]) -> list[dict]:

@@ -53,6 +53,43 @@ CHUNK_ELEMENTS = 1 << 24  # upsampled values held at once (64 MiB of float32)
 MapSource = Callable[[], Iterator[list[torch.Tensor]]]  # yields [(pixels, units of a part)], a few images at a time
 
 
+BACKGROUND_CONCEPTS = ("sky", "ground")
+
+
+def learned_concept(concept: str) -> bool:
+    """Whether a concept is one training must teach: not sky, ground or a colour (which chance gives).
+
+        learned_concept("shape:circle")   # True; learned_concept("sky") is False
+    """
+    return concept not in BACKGROUND_CONCEPTS and not concept.startswith("colour:")
+
+
+def cluster_order(trained: RosettaDictionary, control: RosettaDictionary | None = None,
+                  other: str = "control") -> list[tuple[int, str]]:
+    """The clusters of a labelled dictionary, learned concepts first, each with what it is beside the control.
+
+        cluster_order(run.trained, run.control)   # [(3, "learned, not in the control"), (0, "sky, control too")]
+
+    Labels are the clusters' ``concept`` (set by :func:`label_clusters`). Order: learned
+    concepts the control lacks, learned ones it has too, other labels it lacks, other
+    labels it has, unlabelled; within each, the dictionary's order (best correlation first).
+    ``other`` names the compared dictionary in the words (the control's own order: "trained").
+    """
+    theirs = {c.concept for c in control.clusters if c.concept} if control is not None else set()
+    ranked = []
+    for index, cluster in enumerate(trained.clusters):
+        concept = cluster.concept
+        if concept is None:
+            ranked.append((4, index, "unlabelled"))
+            continue
+        learned = learned_concept(concept)
+        shared = concept in theirs
+        kind = "learned" if learned else "background"
+        where = "" if control is None else (f", {other} too" if shared else f", not in the {other}")
+        ranked.append(((0 if learned else 2) + shared, index, kind + where))
+    return [(index, what) for _, index, what in sorted(ranked)]
+
+
 def concept_names(world: ShapesWorld | None = None) -> list[str]:
     """The concepts scored, in column order: the world's mask names.
 

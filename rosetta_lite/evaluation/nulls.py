@@ -17,7 +17,7 @@ where there is nothing to find. Three nulls:
 
 Every dictionary's clusters are labelled by the rule of :mod:`~rosetta_lite.evaluation.concepts`
 from one scoring of the units involved. A cluster is *learned* when its concept is one
-training must teach (not sky, ground or a colour: :func:`~rosetta_lite.evaluation.census.learned_concept`);
+training must teach (not sky, ground or a colour: :func:`~rosetta_lite.evaluation.concepts.learned_concept`);
 it is *above the shuffle* when its mean correlation in every encoder exceeds the
 ``quantile`` of the shuffled run's best-buddy correlations of that encoder.
 """
@@ -30,8 +30,7 @@ from pathlib import Path
 
 from rosetta_lite.dictionary.rosetta import RosettaDictionary, build_dictionary, chance_levels
 from rosetta_lite.dictionary.runs import check_k
-from rosetta_lite.evaluation.census import learned_concept
-from rosetta_lite.evaluation.concepts import MIN_IOU, dictionaries_unit_tables, label_with_tables
+from rosetta_lite.evaluation.concepts import MIN_IOU, dictionaries_unit_tables, label_with_tables, learned_concept
 from rosetta_lite.files import DEFAULT_RUN
 from rosetta_lite.mining.loop import mine
 from rosetta_lite.mining.settings import MiningResult

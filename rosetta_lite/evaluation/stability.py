@@ -18,8 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rosetta_lite.dictionary.rosetta import Cluster, RosettaDictionary
-from rosetta_lite.evaluation.census import learned_concept
-from rosetta_lite.evaluation.concepts import MIN_IOU, dictionaries_unit_tables, label_with_tables
+from rosetta_lite.evaluation.concepts import MIN_IOU, dictionaries_unit_tables, label_with_tables, learned_concept
 from rosetta_lite.evaluation.nulls import mine_run, null_dictionaries
 from rosetta_lite.files import DEFAULT_RUN
 from rosetta_lite.world import EVAL_SEED
