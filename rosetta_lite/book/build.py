@@ -5,7 +5,8 @@
 The default MathJax comes from a CDN, so a reader without network (or the browser test)
 sees raw TeX. The book instead serves MathJax 3 from the installed ``mathjax`` package
 (``django-static-mathjax``, plain static files): only the one combined script and its
-fonts are copied into ``_static``. After each build, every executed chapter's run time
+fonts are copied into ``_static``. Launch buttons stay on the chapters (stored notebooks)
+and leave the ``.md`` pages, which Colab cannot open. After each build, every executed chapter's run time
 is written to ``<build>/chapter_times.json`` (the ``book`` command prints them).
 """
 
@@ -77,8 +78,26 @@ def _finish(app, error) -> None:
             Path(path).write_text(json.dumps(times, indent=1) + "\n")
 
 
+def notebook_page(source: str | Path) -> bool:
+    """Whether a page's source file is a stored notebook, the only kind Colab opens from the repository.
+
+        notebook_page("notebooks/04_rosetta_dictionary.ipynb")   # True; "book/results.md" is False
+    """
+    return Path(source).suffix == ".ipynb"
+
+
+def _launch_only_from_notebooks(app, pagename, templatename, context, doctree) -> None:
+    # the theme offers "launch" on executable MyST pages too, and Colab opens only .ipynb files
+    if notebook_page(app.env.doc2path(pagename)):
+        return
+    buttons = context.get("header_buttons")
+    if buttons:
+        buttons[:] = [b for b in buttons if b.get("label") != "launch-buttons"]
+
+
 def setup(app) -> dict:
     """Sphinx entry point (``extra_extensions: [rosetta_lite.book.build]`` in ``_config.yml``)."""
     app.connect("builder-inited", _use_local_mathjax)
+    app.connect("html-page-context", _launch_only_from_notebooks, priority=502)  # after the theme's (501)
     app.connect("build-finished", _finish)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -111,8 +111,9 @@ def write_student_versions(paths: list[str | Path], out: str | Path) -> list[Pat
     return written
 
 
-#: a chapter's Colab install cell: ``pip install "rosetta_lite[book] @ git+URL"``
-INSTALL_URL = re.compile(r"(rosetta_lite\[book\] @ git\+)([^\"'\s]+)")
+#: a chapter's Colab install cell: ``pip install "rosetta_lite[colab] @ git+URL"`` (the ``colab`` extra
+#: adds only what Colab lacks; ``book`` would pull the book's build tools into every session)
+INSTALL_URL = re.compile(r"(rosetta_lite\[colab\] @ git\+)([^\"'\s]+)")
 
 
 def repository_url(config: str | Path | None = None) -> str:
@@ -146,7 +147,7 @@ def stamp_repository(paths: list[str | Path], url: str) -> list[Path]:
     for path in map(Path, paths):
         notebook = nbformat.read(path, as_version=4)
         if not install_urls(notebook):
-            raise ValueError(f"{path} has no Colab install cell (pip install \"rosetta_lite[book] @ git+URL\")")
+            raise ValueError(f"{path} has no Colab install cell (pip install \"rosetta_lite[colab] @ git+URL\")")
         if set(install_urls(notebook)) == {url}:
             continue
         for cell in notebook.cells:
