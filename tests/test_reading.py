@@ -1,6 +1,8 @@
 """The chapters' readings of their results: every case in words, "no better than chance" included."""
 
-from rosetta_lite.book.reading import read_concepts, read_rosetta_neurons, read_strict
+import pytest
+
+from rosetta_lite.book.reading import read_concepts, read_nulls, read_rosetta_neurons, read_stability, read_strict
 
 
 def test_rosetta_neurons_read_against_the_control_and_chance():
@@ -23,3 +25,33 @@ def test_concepts_read_as_learned_only_beyond_the_control():
 def test_the_strict_dictionary_says_when_it_is_empty():
     assert "is empty" in read_strict({"rosetta_neurons": 0, "clusters": 0})
     assert "3 Rosetta neurons in 2 clusters remain" in read_strict({"rosetta_neurons": 3, "clusters": 2})
+
+
+def _null_row(k, learned, above=0):
+    return {"k": k, **{null: {"n_rosetta": 10 + i, "n_clusters": 5 + i, "n_learned": n, "n_learned_above": above}
+                       for i, (null, n) in enumerate(zip(("trained", "control", "shuffled"), learned))}}
+
+
+def test_nulls_read_the_learned_clusters_against_control_and_shuffle():
+    report = {"settings": {"quantile": 0.99}, "reason": "K = 4 keeps the most", "rows": [
+        _null_row(3, (2, 0, 0)), _null_row(4, (1, 1, 0), above=0), _null_row(5, (4, 1, 0), above=2)]}
+    three = read_nulls(report, 3)
+    assert "trained 2, control 0, shuffled 0." in three and "None of the learned clusters" in three
+    assert "counts alone do not separate them" in three  # trained 10 Rosetta neurons, control 11
+    assert "Operating point: K = 4 keeps the most." in three
+    assert "no better than chance" in read_nulls(report, 4)
+    assert "2 learned clusters correlate above the shuffle's 0.99 quantile" in read_nulls(report, 5)
+    with pytest.raises(ValueError, match="no row for K = 2"):
+        read_nulls(report, 2)
+
+
+def test_stability_reads_learned_clusters_that_come_back():
+    part = {"clusters": [9, 8], "matched": 7, "same_concept": 5, "learned": 2, "learned_stable": 1,
+            "learned_fraction": 0.5}
+    report = {"settings": {"images": 2000}, "trained": part, "control": dict(part, learned=0)}
+    text = read_stability(report)
+    assert "7 of the trained zoo's 9 clusters" in text and "1 comes back with its concept (50%)" in text
+    assert "2 come back with their concept (100%)" in read_stability(
+        dict(report, trained=dict(part, learned_stable=2, learned_fraction=1.0)))
+    report["trained"] = dict(part, learned=0)
+    assert "no learned concept" in read_stability(report)

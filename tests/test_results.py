@@ -9,7 +9,8 @@ from rosetta_lite.book import results
 
 PAGE = Path(results.__file__).resolve().parents[2] / "book" / "results.md"
 TABLES = {"mining": results.mining_table, "concepts": results.concepts_table, "census": results.census_table,
-          "inversion": results.inversion_table, "editing": results.editing_table}
+          "inversion": results.inversion_table, "editing": results.editing_table, "nulls": results.nulls_table,
+          "stability": results.stability_table}
 
 
 @pytest.mark.parametrize("name", sorted(TABLES))

@@ -71,3 +71,53 @@ def read_strict(summary: dict) -> str:
                 "neuron of this zoo is stronger than what untrained encoders give.")
     return (f"Kept above the control's 99th percentile in every encoder, {_plural(neurons, 'Rosetta neuron')} "
             f"in {_plural(clusters, 'cluster')} remain: the part of the dictionary that chance does not explain.")
+
+
+def read_nulls(report: dict, k: int = 3) -> str:
+    """One paragraph on the trained zoo against its three nulls at the chapters' ``k``, and the operating point.
+
+        read_nulls(null_report("runs/lite"), k=3)
+    """
+    rows = {row["k"]: row for row in report["rows"]}
+    if k not in rows:
+        raise ValueError(f"the report has no row for K = {k}; it has K = {sorted(rows)}")
+    row = rows[k]
+    t, c, s = (row[n]["n_learned"] for n in ("trained", "control", "shuffled"))
+    counts = ("counts alone do not separate them" if row["trained"]["n_rosetta"] <= row["control"]["n_rosetta"]
+              else "more than the control, but a count says nothing of what the neurons hold")
+    opening = (f"At K = {k} the trained zoo has {_plural(row['trained']['n_rosetta'], 'Rosetta neuron')} in "
+               f"{_plural(row['trained']['n_clusters'], 'cluster')}, the untrained control "
+               f"{row['control']['n_rosetta']} in {row['control']['n_clusters']}, the image-shuffle null "
+               f"{row['shuffled']['n_rosetta']} in {row['shuffled']['n_clusters']}: {counts}.")
+    if t <= c:
+        learned = (f"Clusters of learned concepts (not sky, ground or a colour): trained {t}, control {c}, shuffled "
+                   f"{s}: no better than chance.")
+    else:
+        learned = (f"Clusters of learned concepts (not sky, ground or a colour) separate them: trained {t}, control "
+                   f"{c}, shuffled {s}.")
+    above = row["trained"]["n_learned_above"]
+    if above == 0:
+        strict = ("None of the learned clusters correlates above the shuffle's "
+                  f"{report['settings']['quantile']:g} quantile in every encoder: pairing a generator image with "
+                  "another image's encoder maps gives correlations as high, so a correlation that strong needs "
+                  "no shared content: the layout every scene shares gives it.")
+    else:
+        strict = (f"{_plural(above, 'learned cluster')} correlate above the shuffle's "
+                  f"{report['settings']['quantile']:g} quantile in every encoder: content, not layout.")
+    return f"{opening} {learned} {strict} Operating point: {report['reason']}."
+
+
+def read_stability(report: dict) -> str:
+    """One paragraph on how many clusters come back on a second, disjoint image set, trained against control.
+
+        read_stability(stability_report("runs/lite"))
+    """
+    t, c = report["trained"], report["control"]
+    opening = (f"On two disjoint sets of {report['settings']['images']} images, {t['matched']} of the trained "
+               f"zoo's {t['clusters'][0]} clusters find a match on the other set ({t['same_concept']} with the same "
+               f"concept); the control's: {c['matched']} of {c['clusters'][0]} ({c['same_concept']}).")
+    if not t["learned"]:
+        return f"{opening} The trained dictionary has no learned concept whose stability could be asked."
+    return (f"{opening} Of the trained zoo's {_plural(t['learned'], 'learned cluster')}, {t['learned_stable']} "
+            f"{'comes back with its' if t['learned_stable'] == 1 else 'come back with their'} concept "
+            f"({t['learned_fraction']:.0%}).")
