@@ -264,6 +264,25 @@ def test_linear_probe_separable_and_random():
     assert fit_linear_probe(noise[:200], y[:200], noise[200:], y[200:]) < 0.7
 
 
+def test_probe_labels_split_a_textured_class_into_shape_and_fill():
+    from rosetta_lite.train import quality as ev
+    from rosetta_lite.world import FILLS, SHAPES, ShapesWorld, world_settings
+
+    names = ShapesWorld(**world_settings("textured")).class_names
+    shape, fill = ev.class_parts(names, "shape"), ev.class_parts(names, "fill")
+    assert [f"{list(FILLS)[f]} {SHAPES[s]}" for s, f in zip(shape.tolist(), fill.tolist())] == list(names)
+    plain = ShapesWorld().class_names
+    assert torch.equal(ev.class_parts(plain, "shape"), ev.class_parts(plain, "class"))  # plain: class = shape
+    assert set(ev.class_parts(plain, "fill").tolist()) == {list(FILLS).index("plain")}
+    with pytest.raises(ValueError, match=r"label must be one of \['class', 'shape', 'fill'\]"):
+        ev.class_parts(names, "colour")
+    torch.manual_seed(0)
+    net = lite_arch.build_lite_resnet(num_classes=0)
+    figures = ev.shape_probes(net, "lite-resnet-dino", init_seed=3, n_train=60, n_test=30, **world_settings("textured"))
+    assert {"fill_probe_one_object", "fill_probe_untrained_one_object"} <= set(figures)
+    assert "fill_probe_one_object" not in ev.shape_probes(net, "lite-resnet-dino", init_seed=3, n_train=60, n_test=30)
+
+
 def test_linear_probe_by_scene_splits_the_gate_probe():
     from rosetta_lite.train import quality as ev
 

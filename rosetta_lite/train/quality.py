@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rosetta_lite.world import COLOURS, EVAL_SEED, FILLS, GROUNDS, SKIES, ShapesWorld
+from rosetta_lite.world import COLOURS, EVAL_SEED, FILLS, GROUNDS, SHAPES, SKIES, ShapesWorld
 from rosetta_lite.zoo.lite_arch import normalize
 
 if TYPE_CHECKING:
@@ -96,20 +96,42 @@ def linear_probe_predictions(train_x: torch.Tensor, train_y: torch.Tensor, test_
         return (b @ w + bias).argmax(1)
 
 
+PROBE_LABELS = ("class", "shape", "fill")
+
+
 @torch.no_grad()
 def linear_probe_accuracy(model: nn.Module, member: str, n_train: int = 4000, n_test: int = 2000,
                           seed: int = EVAL_SEED, batch_size: int = 250,
-                          feature_fn: Optional[Callable] = None, **world_settings) -> float:
-    """Shape accuracy of a linear probe on frozen features (``encode``) of held-out scenes.
+                          feature_fn: Optional[Callable] = None, label: str = "class", **world_settings) -> float:
+    """Accuracy of a linear probe on frozen features (``encode``) of held-out scenes.
+
+        linear_probe_accuracy(net, "lite-resnet-dino", label="fill", fills=FILLS, max_objects=1)
 
     The probe trains on scenes 0..n_train-1 of the evaluation stream and is tested on
     the next n_test scenes; the encoder never saw either (it trained on seeds >= 1000).
-    ``world_settings`` (e.g. ``max_objects=1``: one object, so the label is unambiguous)
-    go to ``ShapesWorld``.
+    ``label`` is the largest object's "class" (its shape, or fill and shape in a textured
+    world), its "shape" or its "fill". ``world_settings`` (e.g. ``max_objects=1``: one
+    object, so the label is unambiguous) go to ``ShapesWorld``.
     """
-    x, y, _ = _probe_features(model, member, n_train + n_test, seed, batch_size, feature_fn,
+    x, y, _ = _probe_features(model, member, n_train + n_test, seed, batch_size, feature_fn, label,
                               **world_settings)
     return fit_linear_probe(x[:n_train], y[:n_train], x[n_train:], y[n_train:])
+
+
+def class_parts(class_names: Sequence[str], label: str) -> torch.Tensor:
+    """Per class index, the index of its ``label`` part: ``class_parts(("dots circle",), "shape")`` is [0].
+
+    A textured world's class is "<fill> <shape>"; a plain world's is the shape, its fill plain.
+    """
+    if label not in PROBE_LABELS:
+        raise ValueError(f"label must be one of {list(PROBE_LABELS)}, got {label!r}")
+    if label == "class":
+        return torch.arange(len(class_names))
+    if label == "shape":
+        return torch.tensor([SHAPES.index(name.split()[-1]) for name in class_names])
+    fills = list(FILLS)
+    return torch.tensor([fills.index(name.split()[0]) if " " in name else fills.index("plain")
+                         for name in class_names])
 
 
 @torch.no_grad()
@@ -121,8 +143,9 @@ def shape_probes(model: nn.Module, member: str, init_seed: int, n_train: int = 4
 
     ``probe_untrained_one_object`` reads the member's architecture as its recipe initialised
     it (``init_seed``, the recipe's seed) before any step; ``probe_gain`` is what training
-    added on one-object scenes, where the label is the shape alone (and the fill, in a
-    textured world: ``world_settings`` go to ``ShapesWorld``).
+    added on one-object scenes, where the label is the shape alone. Every probe reads the
+    largest object's shape; in a textured world (``world_settings`` go to ``ShapesWorld``)
+    ``fill_probe_one_object`` and its untrained twin read its fill as well.
     """
     from rosetta_lite.train.loop import seed_everything
     from rosetta_lite.zoo.lite_arch import build_member
@@ -130,21 +153,29 @@ def shape_probes(model: nn.Module, member: str, init_seed: int, n_train: int = 4
     seed_everything(init_seed)
     untrained = build_member(member).eval()
     one = {**world_settings, "max_objects": 1}
-    figures = {"probe": linear_probe_accuracy(model, member, n_train, n_test, **world_settings),
-               "probe_one_object": linear_probe_accuracy(model, member, n_train, n_test, **one),
-               "probe_untrained_one_object": linear_probe_accuracy(untrained, member, n_train, n_test, **one)}
+    # the gates ask for shape knowledge in every world; a textured world adds the fill, probed on its own
+    figures = {"probe": linear_probe_accuracy(model, member, n_train, n_test, label="shape", **world_settings),
+               "probe_one_object": linear_probe_accuracy(model, member, n_train, n_test, label="shape", **one),
+               "probe_untrained_one_object": linear_probe_accuracy(untrained, member, n_train, n_test,
+                                                                   label="shape", **one)}
     figures["probe_gain"] = figures["probe_one_object"] - figures["probe_untrained_one_object"]
+    if len(_world(**world_settings).config.fills) > 1:
+        figures["fill_probe_one_object"] = linear_probe_accuracy(model, member, n_train, n_test, label="fill", **one)
+        figures["fill_probe_untrained_one_object"] = linear_probe_accuracy(untrained, member, n_train, n_test,
+                                                                           label="fill", **one)
     return figures
 
 
-def _probe_features(model, member, n, seed, batch_size, feature_fn=None, **world_settings):
+def _probe_features(model, member, n, seed, batch_size, feature_fn=None, label="class", **world_settings):
     """Features, labels and each scene's objects' visible pixels (N, max_objects)."""
     model.eval()
     feature_fn = feature_fn or (lambda images: encode(model, member, images))
+    world = _world(**world_settings)
+    parts = class_parts(world.class_names, label)
     feats, labels, pixels = [], [], []
-    for batch in _batches(n, batch_size, seed, 0, _world(**world_settings)):
+    for batch in _batches(n, batch_size, seed, 0, world):
         feats.append(feature_fn(batch.images).float().flatten(1))
-        labels.append(batch.labels)
+        labels.append(parts[batch.labels])
         pixels.append(batch.object_masks.flatten(2).sum(-1))
     return torch.cat(feats), torch.cat(labels), torch.cat(pixels)
 
@@ -167,7 +198,7 @@ def linear_probe_by_scene(model: nn.Module, member: str, n_train: int = 4000, n_
     """
     import pandas as pd
 
-    x, y, pixels = _probe_features(model, member, n_train + n_test, seed, batch_size)
+    x, y, pixels = _probe_features(model, member, n_train + n_test, seed, batch_size, None, "class")
     predicted = linear_probe_predictions(x[:n_train], y[:n_train], x[n_train:])
     correct, pixels = (predicted == y[n_train:]).double(), pixels[n_train:].float()
     objects = (pixels > 0).sum(1)
