@@ -13,7 +13,7 @@ from rosetta_lite import zoo
 from rosetta_lite.capture import maps_to_rows, record_encoder, record_generator
 from rosetta_lite.dictionary.match import best_buddies
 from rosetta_lite.dictionary.rosetta import Cluster, RosettaDictionary, build_dictionary
-from rosetta_lite.evaluation.mutual_info import buddy_overlap, mine_mutual_information
+from rosetta_lite.evaluation.mutual_info import buddy_overlap
 from rosetta_lite.evaluation.trust import (
     filter_dictionary,
     generative_interpretability,
@@ -97,9 +97,10 @@ def tiny():
     return gan, encoder
 
 
-def test_mine_mutual_information_matches_hand_computation(tiny):
+def test_mined_mutual_information_matches_hand_computation(tiny):
     gan, encoder = tiny
-    counts = mine_mutual_information(gan, [encoder], images=16, batch_size=16, seed=3, return_counts=True)
+    counts = mine(gan, [encoder], images=16, batch_size=16, seed=3, similarity="mi", quantile=0.9,
+                  calibration_images=16, progress=False).pairs
     layers, _, _, grids = plan(gan, [encoder])
     with torch.no_grad():
         generated, g_maps = record_generator(gan, latents(gan, 3, 0, 16))

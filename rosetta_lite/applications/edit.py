@@ -22,6 +22,7 @@ plain tensor functions, usable and tested on hand-made maps.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -268,6 +269,24 @@ def unit_channels(dictionary: RosettaDictionary, generator: str, units) -> dict[
     return out
 
 
+@dataclass(frozen=True)
+class EditOptions:
+    """How :func:`edit` weighs its targets and optimises the latents.
+
+        edit(gan, z, remove(), d, units=[423], options=EditOptions(steps=200, preserve=0.0))
+
+    ``preserve`` None: 1 for local edits, 0 for the others; ``min_scale`` None: the
+    edit's own (see :func:`edit`).
+    """
+
+    steps: int = 100
+    lr: float = 0.05
+    keep_near: float = 0.01  # weight of ||z - z_start||^2 / dim
+    preserve: float | None = None  # weight of the other units' maps kept
+    min_scale: float | None = None  # layers with smaller maps (fraction of the side) are left out
+    progress: bool = True
+
+
 @dataclass
 class EditResult:
     """Latents and images before and after an edit, and the target maps the edit asked for."""
@@ -283,13 +302,14 @@ class EditResult:
 
 
 def edit(generator: Member, z: torch.Tensor, edit_fn: Edit, dictionary: RosettaDictionary, *,
-         units="rosetta", steps: int = 100, lr: float = 0.05, keep_near: float = 0.01,
-         preserve: float | None = None, min_scale: float | None = None, progress: bool = True) -> EditResult:
+         units="rosetta", options: EditOptions | None = None, **changes) -> EditResult:
     """Edit the chosen units' maps of G(z) and re-optimise z to match them.
 
         result = edit(gan, gan.sample_latents(4, 0), shift(0.25, 0), d, units="all")
         result.before, result.after   # images (B, 3, H, W)
 
+    ``options`` (:class:`EditOptions`, default: its defaults) with ``changes`` applied
+    say how (``steps``, ``lr``, ``keep_near``, ``preserve``, ``min_scale``, ``progress``).
     ``preserve`` weighs a second target: every unit that is not edited keeps its map of
     G(z). Without it only the edited units are constrained and z is free to change the
     rest of the image; local edits (remove, add, paste, scale_unit) want it, a shift or
@@ -300,12 +320,12 @@ def edit(generator: Member, z: torch.Tensor, edit_fn: Edit, dictionary: RosettaD
     fraction of the output's side (they are neither edited nor kept). None: the edit's
     own choice (0.5 for shift and zoom, see ``GEOMETRY_MIN_SCALE``; 0 for the others).
     """
+    opts = dataclasses.replace(options or EditOptions(), **changes)
     check_dictionary(generator, dictionary)
     name = generator.name
-    if preserve is None:
-        preserve = 1.0 if edit_fn.local else 0.0
-    if min_scale is None:
-        min_scale = edit_fn.min_scale
+    keep_near = opts.keep_near
+    preserve = opts.preserve if opts.preserve is not None else 1.0 if edit_fn.local else 0.0
+    min_scale = opts.min_scale if opts.min_scale is not None else edit_fn.min_scale
     if preserve < 0 or keep_near < 0:
         raise ValueError(f"preserve and keep_near are non-negative weights, got {preserve} and {keep_near}")
     mean, std = (t.to(generator.device) for t in dictionary.unit_stats(name))
@@ -317,16 +337,10 @@ def edit(generator: Member, z: torch.Tensor, edit_fn: Edit, dictionary: RosettaD
         before, maps = generator_maps(generator, z_start, list(offsets))
     if min_scale > 0:
         channels, kept = _without_coarse_layers(channels, kept, maps, before.shape[-1], min_scale)
-    targets, scales, kept_targets, kept_scales = {}, {}, {}, {}
-    for layer, chans in channels.items():
-        flat = [offsets[layer][0] + c for c in chans]
-        resting = mean[flat].to(maps[layer].dtype)
-        edited = maps[layer][:, chans].detach()
-        targets[layer] = edit_fn(layer, edited, resting, std=std[flat].to(maps[layer].dtype), channels=chans)
-        scales[layer] = std[flat].clamp_min(1e-6).view(1, -1, 1, 1)
-    for layer, chans in kept.items():
-        kept_targets[layer] = maps[layer][:, chans].detach()
-        kept_scales[layer] = std[[offsets[layer][0] + c for c in chans]].clamp_min(1e-6).view(1, -1, 1, 1)
+    targets, scales = _edited_targets(edit_fn, maps, channels, offsets, mean, std)
+    kept_targets = {layer: maps[layer][:, chans].detach() for layer, chans in kept.items()}
+    kept_scales = {layer: std[[offsets[layer][0] + c for c in chans]].clamp_min(1e-6).view(1, -1, 1, 1)
+                   for layer, chans in kept.items()}
     generator.model.requires_grad_(False)
     traced = [layer for layer in offsets if layer in channels or layer in kept]
 
@@ -342,11 +356,25 @@ def edit(generator: Member, z: torch.Tensor, edit_fn: Edit, dictionary: RosettaD
             total = total + preserve * per_image(now, kept, kept_targets, kept_scales)
         return total, None
 
-    run = optimise_latents(z_start, loss, steps=steps, lr=lr, label="edit", progress=progress)
+    run = optimise_latents(z_start, loss, steps=opts.steps, lr=opts.lr, label="edit", progress=opts.progress)
     with torch.no_grad():
         after = generator.generate(run.z)
     return EditResult(z_start, run.z, before.clamp(0, 1), after.clamp(0, 1), targets, channels, run.history,
                       run.stopped_at)
+
+
+def _edited_targets(edit_fn: Edit, maps: dict[str, torch.Tensor], channels: dict[str, list[int]],
+                    offsets: dict[str, tuple[int, int]], mean: torch.Tensor,
+                    std: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Per layer, the maps the edit asks of the edited channels and their mining standard deviations."""
+    targets, scales = {}, {}
+    for layer, chans in channels.items():
+        flat = [offsets[layer][0] + c for c in chans]
+        resting = mean[flat].to(maps[layer].dtype)
+        edited = maps[layer][:, chans].detach()
+        targets[layer] = edit_fn(layer, edited, resting, std=std[flat].to(maps[layer].dtype), channels=chans)
+        scales[layer] = std[flat].clamp_min(1e-6).view(1, -1, 1, 1)
+    return targets, scales
 
 
 def _layer_offsets(dictionary: RosettaDictionary, name: str) -> dict[str, tuple[int, int]]:

@@ -31,6 +31,7 @@ the run, warns with the step, and keeps the best results seen before it.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,25 @@ PERCEPTUAL_LAYERS = ("layer2", "layer3")
 
 class InversionError(ValueError):
     """Inputs that cannot be inverted: another generator's dictionary, no Rosetta units."""
+
+
+@dataclass(frozen=True)
+class InversionOptions:
+    """The objective's weights and the optimisation's settings, shared by :class:`Objective`,
+    :func:`invert` and :func:`~rosetta_lite.evaluation.inversion.evaluate_inversion`.
+
+        invert(gan, targets, d, encoders=[clip], options=InversionOptions(beta=2.0, steps=300))
+    """
+
+    alpha: float = 0.05  # weight of L_reg
+    beta: float = 0.5  # weight of L_act
+    pixel_weight: float = 1.0  # pixel MSE in L_rec
+    perceptual_weight: float = 0.1  # perceptual distance in L_rec
+    steps: int = 150
+    restarts: int = 3  # latents per target, the best kept
+    lr: float = 0.1
+    seed: int = 0  # of the restarts' random latents
+    progress: bool = True
 
 
 @dataclass
@@ -195,16 +215,20 @@ class Objective:
         objective.terms(z)["total"]   # (len(z),) for z of B * restarts latents, target-major
 
     ``encoders`` are zoo members whose Rosetta pairs enter ``L_act`` (empty: no
-    activation term, the perceptual-only baseline).
+    activation term, the perceptual-only baseline). The weights and ``restarts`` come
+    from ``options`` (:class:`InversionOptions`) with ``changes`` applied; without
+    ``options``, one latent per target.
     """
 
     def __init__(self, generator: Member, targets: torch.Tensor, dictionary: RosettaDictionary | None,
-                 encoders: list[Member] = (), perceptual: Member | None = None, *, alpha: float = 0.05,
-                 beta: float = 0.5, pixel_weight: float = 1.0, perceptual_weight: float = 0.1,
-                 restarts: int = 1) -> None:
+                 encoders: list[Member] = (), perceptual: Member | None = None, *,
+                 options: InversionOptions | None = None, **changes) -> None:
+        # an objective on its own scores one latent per target; invert passes its restarts
+        opts = dataclasses.replace(options or InversionOptions(restarts=1), **changes)
+        restarts = opts.restarts
         self.generator, self.encoders, self.perceptual = generator, list(encoders), perceptual
-        self.alpha, self.beta = alpha, beta
-        self.pixel_weight, self.perceptual_weight, self.restarts = pixel_weight, perceptual_weight, restarts
+        self.alpha, self.beta = opts.alpha, opts.beta
+        self.pixel_weight, self.perceptual_weight, self.restarts = opts.pixel_weight, opts.perceptual_weight, restarts
         with torch.no_grad():
             size = generator.generate(generator.sample_latents(1, 0)).shape[-1]
         self.targets = prepare_target(targets, size).to(generator.device)
@@ -263,25 +287,26 @@ class Objective:
 
 
 def invert(generator: Member, targets: torch.Tensor, dictionary: RosettaDictionary | None = None, *,
-           encoders: list[Member] = (), perceptual: Member | None = None, steps: int = 150,
-           restarts: int = 3, lr: float = 0.1, alpha: float = 0.05, beta: float = 0.5,
-           pixel_weight: float = 1.0, perceptual_weight: float = 0.1, seed: int = 0,
-           progress: bool = True) -> InversionResult:
+           encoders: list[Member] = (), perceptual: Member | None = None, options: InversionOptions | None = None,
+           **changes) -> InversionResult:
     """Invert targets into the generator's latent space; the best of ``restarts`` is kept per target.
 
         result = invert(gan, targets, d, encoders=[zoo.load("lite-clip")], perceptual=zoo.load("lite-resnet-sup"))
+        result = invert(gan, targets, d, encoders=[clip], options=InversionOptions(steps=300), beta=2.0)
 
-    Adam with a cosine learning-rate schedule from ``lr`` to 0 over ``steps``. With no
+    ``options`` (:class:`InversionOptions`, default: its defaults) with ``changes`` applied
+    say how. Adam with a cosine learning-rate schedule from ``lr`` to 0 over ``steps``. With no
     ``encoders`` the activation term is off (the perceptual-only baseline). The restarts
-    start from seeded random latents, except that for a generator with a reader
+    start from latents of the stream ``seed``, except that for a generator with a reader
     (``Member.read``) the first restart of each target starts from the reader's guess.
     """
-    objective = Objective(generator, targets, dictionary, encoders, perceptual, alpha=alpha, beta=beta,
-                          pixel_weight=pixel_weight, perceptual_weight=perceptual_weight, restarts=restarts)
+    opts = dataclasses.replace(options or InversionOptions(), **changes)
+    restarts = opts.restarts
+    objective = Objective(generator, targets, dictionary, encoders, perceptual, options=opts)
     n = objective.targets.shape[0]
     for member in [generator, *objective.encoders] + ([perceptual] if perceptual else []):
         member.model.requires_grad_(False)
-    z = generator.sample_latents(n * restarts, seed=seed)
+    z = generator.sample_latents(n * restarts, seed=opts.seed)
     with torch.no_grad():
         guess = generator.read(objective.targets)
     if guess is not None:  # a generator that reads its scenes: the first restart of each target starts there
@@ -291,7 +316,7 @@ def invert(generator: Member, targets: torch.Tensor, dictionary: RosettaDictiona
         terms = objective.terms(z)
         return terms["total"], terms["images"]
 
-    run = optimise_latents(z, loss, steps=steps, lr=lr, label="inversion", progress=progress)
+    run = optimise_latents(z, loss, steps=opts.steps, lr=opts.lr, label="inversion", progress=opts.progress)
     pick = run.loss.view(n, restarts).argmin(1) + torch.arange(n, device=run.loss.device) * restarts
     return InversionResult(run.z[pick], run.kept[pick], run.loss[pick], run.history, run.stopped_at, restarts)
 

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 
@@ -12,6 +14,7 @@ from rosetta_lite import zoo
 from rosetta_lite.applications.edit import (
     GEOMETRY_MIN_SCALE,
     Edit,
+    EditOptions,
     EditResult,
     edit,
     remove,
@@ -61,13 +64,13 @@ def transform_fidelity(result: EditResult, kind: str, amount) -> tuple[torch.Ten
     return masked_psnr(result.after, reference, covered), masked_psnr(result.before, reference, covered)
 
 
-def evaluate_editing(dictionary: RosettaDictionary, images: int = 16, *, steps: int = 100, lr: float = 0.05,
-                     keep_near: float = 0.01, seed: int = 11, change_threshold: float = 0.1,
-                     region_z: float = 1.0, baselines: bool = True, progress: bool = True,
-                     device: str = "cpu") -> dict:
+def evaluate_editing(dictionary: RosettaDictionary, images: int = 16, *, seed: int = 11,
+                     change_threshold: float = 0.1, region_z: float = 1.0, baselines: bool = True,
+                     device: str = "cpu", options: EditOptions | None = None, **changes) -> dict:
     """Edit fidelity: shift and zoom against the pixel transform; concept removal inside vs outside its region.
 
         report = evaluate_editing(RosettaDictionary.load("runs/lite"))
+        report = evaluate_editing(d, images=4, options=EditOptions(steps=30, progress=False))
 
     Shift and zoom: PSNR (over the pixels the transform covers) between the transformed
     original and the edited generation, against that of the unedited generation; for
@@ -82,21 +85,24 @@ def evaluate_editing(dictionary: RosettaDictionary, images: int = 16, *, steps: 
     ``baselines`` adds the plain settings the defaults are measured against: every layer
     edited with uncovered cells at rest (geometry), and removal that sets every cell to
     rest with no other unit kept (``remove(everywhere=True), preserve=0``). The generator
-    runs on ``device``.
+    runs on ``device``. Every edit runs with ``options``
+    (:class:`~rosetta_lite.applications.edit.EditOptions`) with ``changes`` applied, except
+    ``preserve`` and ``min_scale``, which each row sets as above.
     """
+    opts = dataclasses.replace(options or EditOptions(), **changes)
     check_eval_images(images, "eval editing")
     gan = zoo.load(dictionary.generator).to(resolve_device(device))
     check_dictionary(gan, dictionary)
     z = gan.sample_latents(images, seed=seed)
-    common = dict(steps=steps, lr=lr, keep_near=keep_near, progress=progress)
-    rows = _geometry_rows(gan, z, dictionary, baselines, common)
+    rows = _geometry_rows(gan, z, dictionary, baselines, opts)
     variants = [("default: remove() above rest, other units preserved", remove(), None)]
     if baselines:
         variants.append(("baseline: remove(everywhere=True), preserve=0", remove(everywhere=True), 0.0))
     removal = {"region": f"G unit maps thresholded: mean standardised map of the cluster's units > {region_z}",
                "changed_pixel": f"max channel change > {change_threshold}", "variants": []}
     for variant, fn, preserve in variants:
-        clusters = [measure_removal(gan, z, dictionary, cluster, fn, preserve, region_z, change_threshold, **common)
+        clusters = [measure_removal(gan, z, dictionary, cluster, fn, preserve, region_z, change_threshold,
+                                    options=opts)
                     for cluster in dictionary.clusters]
 
         def average(key):
@@ -109,13 +115,13 @@ def evaluate_editing(dictionary: RosettaDictionary, images: int = 16, *, steps: 
                                     "mean_unit_z_inside_region_before": average("unit_z_inside_region_before"),
                                     "mean_unit_z_inside_region_after": average("unit_z_inside_region_after"),
                                     "clusters": clusters})
-    return {"eval": "editing", "generator": gan.name, "images": images, "latent_seed": seed, "steps": steps,
-            "lr": lr, "keep_near": keep_near, "geometry_min_scale": GEOMETRY_MIN_SCALE, "geometry": rows,
+    return {"eval": "editing", "generator": gan.name, "images": images, "latent_seed": seed, "steps": opts.steps,
+            "lr": opts.lr, "keep_near": opts.keep_near, "geometry_min_scale": GEOMETRY_MIN_SCALE, "geometry": rows,
             "removal": removal}
 
 
 def _geometry_rows(gan: Member, z: torch.Tensor, dictionary: RosettaDictionary, baselines: bool,
-                   common: dict) -> list[dict]:
+                   options: EditOptions) -> list[dict]:
     """Shift and zoom, of the Rosetta units and of all units: PSNR against the transformed pixels."""
     geometry = [("shift right 1/4", "shift", (0.25, 0.0)), ("shift up 1/4", "shift", (0.0, -0.25)),
                 ("zoom in 1.5x", "zoom", 1.5), ("zoom out 0.75x", "zoom", 0.75)]
@@ -128,7 +134,7 @@ def _geometry_rows(gan: Member, z: torch.Tensor, dictionary: RosettaDictionary, 
         for units, setting, fill, min_scale in settings:
             fill = fill or "edge"  # the default fill of shift and zoom
             fn = shift(*amount, fill=fill) if kind == "shift" else zoom(amount, fill=fill)
-            result = edit(gan, z, fn, dictionary, units=units, min_scale=min_scale, **common)
+            result = edit(gan, z, fn, dictionary, units=units, options=options, min_scale=min_scale)
             edited, unedited = transform_fidelity(result, kind, amount)
             rows.append({"edit": label, "units": units, "setting": setting, "layers": sorted(result.channels),
                          "fill": fill, "psnr_edited_vs_transformed": rounded(mean_ci(edited)),
@@ -145,7 +151,7 @@ def measure_removal(gan: Member, z: torch.Tensor, dictionary: RosettaDictionary,
         measure_removal(gan, z, d, d.clusters[0], preserve=0, steps=20)
 
     The region and a changed pixel are as in ``evaluate_editing``; ``edit_options`` go to
-    ``edit`` (steps, lr, keep_near, progress). Returns the region's share of the image,
+    ``edit`` (``options``, or steps, lr, keep_near, progress). Returns the region's share of the image,
     the changed share inside and outside it, the share of the changed pixels that lie
     inside, and the units' mean z-score in the region before and after the edit.
     """

@@ -5,11 +5,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from rosetta_lite import zoo
 from rosetta_lite.applications.invert import (
     PERCEPTUAL_LAYERS,
+    InversionOptions,
     check_dictionary,
     invert,
     lpips_model,
@@ -21,19 +24,24 @@ from rosetta_lite.evaluation.metrics import check_eval_images, mean_ci, paired_d
 from rosetta_lite.world import EVAL_SEED, ShapesWorld
 
 
-def evaluate_inversion(dictionary: RosettaDictionary, images: int = 50, *, steps: int = 100, restarts: int = 2,
-                       lr: float = 0.1, beta: float = 0.5, seed: int = EVAL_SEED, perceptual: str = "lite-resnet-sup",
-                       encoders: list[str] | None = None, progress: bool = True, device: str = "cpu") -> dict:
+def evaluate_inversion(dictionary: RosettaDictionary, images: int = 50, *, seed: int = EVAL_SEED,
+                       perceptual: str = "lite-resnet-sup", encoders: list[str] | None = None, device: str = "cpu",
+                       options: InversionOptions | None = None, **changes) -> dict:
     """The paper's Table 1 in the lite world: one row per objective on held-out Shapes World images.
 
         report = evaluate_inversion(RosettaDictionary.load("runs/lite"), images=50)
+        report = evaluate_inversion(d, images=8, options=InversionOptions(steps=20, restarts=1), beta=2.0)
 
     Rows: perceptual only; plus each encoder's Rosetta matches alone; plus all matches.
     Every row uses the same targets (world stream ``seed``), latents, steps and restarts.
     PSNR, SSIM and the offline perceptual distance per row (mean, 95% CI) and the paired
     difference from perceptual-only; LPIPS is null unless its backbone weights are on disk.
-    Every model runs on ``device``.
+    Every model runs on ``device``. Each row inverts with ``options``
+    (:class:`~rosetta_lite.applications.invert.InversionOptions`, default: 100 steps, 2
+    restarts, otherwise its defaults) with ``changes`` applied.
     """
+    # shorter than invert's defaults: the table inverts every target once per objective
+    opts = dataclasses.replace(options or InversionOptions(steps=100, restarts=2), **changes)
     check_eval_images(images, "eval inversion")
     device = resolve_device(device)
     gan = zoo.load(dictionary.generator).to(device)
@@ -50,7 +58,7 @@ def evaluate_inversion(dictionary: RosettaDictionary, images: int = 50, *, steps
     rows, per_image = [], {}
     for label, chosen in objectives:
         result = invert(gan, targets, dictionary, encoders=[members[n] for n in chosen], perceptual=judge,
-                        steps=steps, restarts=restarts, lr=lr, beta=beta, seed=0, progress=progress)
+                        options=opts)
         scores = {"psnr": psnr(result.images, targets), "ssim": ssim(result.images, targets),
                   "perceptual": perceptual_distance(judge, result.images, targets)}
         if lp is not None:
@@ -67,8 +75,9 @@ def evaluate_inversion(dictionary: RosettaDictionary, images: int = 50, *, steps
         if result.stopped_at is not None:
             row["stopped_at_step"] = result.stopped_at
         rows.append(row)
-    return {"eval": "inversion", "generator": gan.name, "images": images, "world_seed": seed, "steps": steps,
-            "restarts": restarts, "lr": lr, "alpha": 0.05, "beta": beta, "perceptual_weight": 0.1,
+    return {"eval": "inversion", "generator": gan.name, "images": images, "world_seed": seed, "steps": opts.steps,
+            "restarts": opts.restarts, "lr": opts.lr, "alpha": opts.alpha, "beta": opts.beta,
+            "perceptual_weight": opts.perceptual_weight,
             "perceptual_distance": f"{perceptual} {'+'.join(PERCEPTUAL_LAYERS)} channel-normalised feature distance",
             "lpips": None if lp is None else "alex",
             "lpips_note": None if lp is not None else "LPIPS backbone weights not on disk: LPIPS not computed",

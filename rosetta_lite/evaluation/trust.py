@@ -25,7 +25,7 @@ from rosetta_lite.dictionary.match import best_buddies
 from rosetta_lite.dictionary.rosetta import RosettaDictionary
 from rosetta_lite.dictionary.runs import load_dictionaries
 from rosetta_lite.evaluation.concepts import dictionary_members
-from rosetta_lite.evaluation.mutual_info import buddy_overlap, mine_mutual_information
+from rosetta_lite.evaluation.mutual_info import buddy_overlap
 from rosetta_lite.files import DEFAULT_RUN
 from rosetta_lite.mining.loop import latents, mine
 from rosetta_lite.mining.settings import MiningResult
@@ -241,8 +241,10 @@ def trust_report(folder: str = DEFAULT_RUN, *, images: int | None = None, interp
               "interpretability_images": interpretability_images}
     if mi_images:
         t = time.perf_counter()
-        tables = mine_mutual_information(gan, encoders, mi_images, batch_size=batch_size,
-                                         seed=dictionary.settings["seed"], quantile=quantile)
+        # thresholds from the first batch, as this report has always calibrated them
+        mi = mine(gan, encoders, mi_images, batch_size=batch_size, seed=dictionary.settings["seed"],
+                  quantile=quantile, similarity="mi", calibration_images=batch_size, progress=False)
+        tables = {name: mi.similarity(name) for name in mi.pairs}
         times["mutual_information_s"] = round(time.perf_counter() - t, 2)
         report["mutual_information"] = {"images": mi_images, "quantile": quantile,
                                         "overlap_with_pearson": buddy_overlap(dictionary, tables)}

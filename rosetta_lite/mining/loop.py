@@ -164,8 +164,9 @@ def mine(generator: Member, encoders: list[Member], images: int, *, out: str | P
         for member in [generator, *encoders]:
             member.model.to(device)
         checkpoint = CHECKPOINT if world == 1 else f"checkpoint-rank{rank}-of-{world}.safetensors"
-        result, placement, sides = _start(generator, encoders, opts, start, images, device, out, checkpoint, world)
-        _mine_batches(result, generator, encoders, sides, opts, device, out, checkpoint, rank)
+        run = _Pass(generator, encoders, opts, device, out, checkpoint, rank, world)
+        result, placement, sides = _start(run, start, images)
+        _mine_batches(run, result, sides)
         if world > 1:
             _reduce(result, placement, device, whole, world)
         result.to("cpu")  # dictionaries, best buddies and saving index CPU tables with these
@@ -175,6 +176,20 @@ def mine(generator: Member, encoders: list[Member], images: int, *, out: str | P
             distributed.barrier()
             (out / checkpoint).unlink(missing_ok=True)
         return result
+
+
+@dataclass
+class _Pass:
+    """One mining pass: its models, how it mines, and this process's place in it."""
+
+    generator: Member
+    encoders: list[Member]
+    opts: MiningOptions
+    device: torch.device
+    out: Path | None  # the run folder, None: nothing is written
+    checkpoint: str  # this process's checkpoint file in ``out``
+    rank: int
+    world: int
 
 
 def _check_models(generator: Member, encoders: list[Member]) -> None:
@@ -187,11 +202,10 @@ def _check_models(generator: Member, encoders: list[Member]) -> None:
         raise ValueError(f"model names must be distinct, got {generator.name} and {names}")
 
 
-def _start(generator: Member, encoders: list[Member], opts: MiningOptions, start: int, images: int,
-           device: torch.device, out: Path | None, checkpoint: str,
-           world: int) -> tuple[MiningResult, str, dict[str, list[int | None]]]:
+def _start(run: _Pass, start: int, images: int) -> tuple[MiningResult, str, dict[str, list[int | None]]]:
     """The run's result so far (resumed from ``out`` when it holds this run, else empty), where its tables
     live, and the map sides of every model's layers."""
+    generator, encoders, opts, device = run.generator, run.encoders, run.opts, run.device
     mi = opts.similarity == "mi"
     with precision_context(opts.precision, device):
         layers, units, sides, grids = plan(generator, encoders, opts.grid, device)
@@ -201,8 +215,8 @@ def _start(generator: Member, encoders: list[Member], opts: MiningOptions, start
                               calibration_images=opts.calibration_images if mi else None, precision=opts.precision,
                               weights={m.name: m.digest() for m in (generator, *encoders)}, pairing=opts.pairing)
     result = None
-    if out is not None and opts.resume:
-        result = _resume(out, settings, checkpoint, finished=world == 1)
+    if run.out is not None and opts.resume:
+        result = _resume(run.out, settings, run.checkpoint, finished=run.world == 1)
     if result is None:
         n_g = sum(units[generator.name])
         kind = accumulator_class(opts.similarity)
@@ -215,20 +229,19 @@ def _start(generator: Member, encoders: list[Member], opts: MiningOptions, start
     result.to(device)
     if mi and not result.thresholds:
         with precision_context(opts.precision, device):
-            result.thresholds = calibrate(generator, encoders, layers, grids, opts.seed, opts.quantile,
-                                          opts.calibration_images, opts.batch_size, device)
+            result.thresholds = calibrate(generator, encoders, layers, grids, opts, device)
         result.thresholds = distributed.broadcast_tensors(result.thresholds)
     return result, placement, sides
 
 
-def _mine_batches(result: MiningResult, generator: Member, encoders: list[Member], sides: dict,
-                  opts: MiningOptions, device: torch.device, out: Path | None, checkpoint: str, rank: int) -> None:
+def _mine_batches(run: _Pass, result: MiningResult, sides: dict) -> None:
     """The pass itself: every remaining batch generated, encoded and added into the accumulators."""
+    generator, encoders, opts, device = run.generator, run.encoders, run.opts, run.device
     s = result.settings
     groups = {name: size_groups(s.layers[name], s.units[name], sides[name], s.grid[name]) for name in s.layers}
     resamplers = {side: Resampler(side, device) for side in set(s.grid.values())}
     todo = missing_ranges(result.counted, s.start, s.start + s.images)
-    bar = tqdm(total=s.images, desc="mining", unit="img", disable=not opts.progress or rank != 0,
+    bar = tqdm(total=s.images, desc="mining", unit="img", disable=not opts.progress or run.rank != 0,
                initial=s.images - count(todo))
     with torch.no_grad():
         for done, (first, stop) in enumerate(_batches(todo, s.batch_size), 1):
@@ -251,8 +264,8 @@ def _mine_batches(result: MiningResult, generator: Member, encoders: list[Member
             del generated, g_maps, encoded, tables
             result.counted = add_range(result.counted, first, stop)
             bar.update(stop - first)
-            if out is not None and done % opts.checkpoint_every == 0:
-                result.save(out / checkpoint)
+            if run.out is not None and done % opts.checkpoint_every == 0:
+                result.save(run.out / run.checkpoint)
     bar.close()
 
 
@@ -307,17 +320,19 @@ def reduce_host_table(acc: CoMoments, device: str | torch.device) -> None:
     acc.mean_b, acc.m2_b, acc.count = torch.cat(means_b), torch.cat(m2s_b), first.count
 
 
-def calibrate(generator: Member, encoders: list[Member], layers: dict, grids: dict, seed: int, quantile: float,
-              images: int, batch_size: int, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """Binarisation thresholds ``{"model@grid": (units,)}`` from the first ``images`` latents of the stream.
+def calibrate(generator: Member, encoders: list[Member], layers: dict, grids: dict, options: MiningOptions,
+              device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Binarisation thresholds ``{"model@grid": (units,)}`` from the first latents of the stream.
 
-        thresholds = calibrate(gan, encoders, *plan(gan, encoders)[::3], seed=0, quantile=0.9, images=64,
-                               batch_size=32)
+        thresholds = calibrate(gan, encoders, *plan(gan, encoders)[::3], MiningOptions(calibration_images=64))
 
-    Per unit, the ``quantile`` of its values on the grid of every table it enters (the
-    generator's on each encoder's grid and its own). The maps are held at their native
-    size and brought to the grid one layer at a time, so the memory is one layer's rows.
+    Per unit, the ``options.quantile`` of its values over latents ``0 .. calibration_images - 1``
+    of the stream ``options.seed`` (drawn ``batch_size`` at a time), on the grid of every
+    table it enters (the generator's on each encoder's grid and its own). The maps are held
+    at their native size and brought to the grid one layer at a time, so the memory is one
+    layer's rows.
     """
+    seed, quantile, images, batch_size = options.seed, options.quantile, options.calibration_images, options.batch_size
     held: dict[str, list[dict[str, torch.Tensor]]] = {generator.name: []}
     held.update({e.name: [] for e in encoders})
     with torch.no_grad():

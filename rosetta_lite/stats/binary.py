@@ -1,8 +1,8 @@
 """Mutual information of binarised maps: a similarity selectable beside Pearson.
 
     result = mine(gan, encoders, images=500, similarity="mi")     # the one mining pass
-    tables = mine_mutual_information(gan, encoders, images=500)   # {encoder: (n_g, n_d) MI, nats}
-    pairs = best_buddies(tables["lite-clip"], k=3)
+    table = result.similarity("lite-clip")                         # (n_g, n_d) MI, nats
+    pairs = best_buddies(table, k=3)
 
 Each unit is binarised at a top quantile of its values (``x > threshold``), the threshold
 fixed once from calibration images and then frozen, as network dissection does. The
