@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 #: the run folder that ``mine``, ``eval`` and the chapters share (relative to the project)
 DEFAULT_RUN = "runs/lite"
-#: the ending of ``atomic_path``'s temporary files: a lock's holder removes these, and only these
+#: the ending of ``atomic_path``'s temporary folders: a lock's holder removes these, and only these
 TMP_SUFFIX = ".rosetta-tmp"
 
 
@@ -22,13 +23,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``.
 
         with atomic_path("out/fig.png") as tmp: fig.savefig(tmp, format="png")
+
+    The temporary file (named like the target) sits in a private hidden folder beside it,
+    so that a writer's own scratch files (safetensors writes a ``.tmpXXXXXX`` first) land
+    there too, and a killed write leaves only that folder, which the next lock holder
+    of the folder removes (:func:`run_lock`).
     """
     target = Path(path)
     if target.is_dir():
         raise ValueError(f"{str(target)!r} is a folder; give the path of a file to write, e.g. {str(target / 'out')!r}")
     writable_dir(target.parent)
-    handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=TMP_SUFFIX)
-    os.close(handle)
+    scratch = tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=TMP_SUFFIX)
+    tmp = os.path.join(scratch, target.name)
     umask = os.umask(0)
     os.umask(umask)
     try:
@@ -46,8 +52,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _disk_full(error: BaseException) -> bool:
@@ -121,7 +126,7 @@ def run_lock(folder: str | os.PathLike) -> Iterator[Path]:
     _HELD[folder] = 1
     try:
         for leftover in folder.glob(f".*{TMP_SUFFIX}"):  # no other writer can be here now
-            leftover.unlink(missing_ok=True)
+            shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
         yield folder
     finally:
         del _HELD[folder]

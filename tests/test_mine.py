@@ -1,5 +1,6 @@
 import json
 from dataclasses import asdict, replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -409,14 +410,36 @@ def test_one_writer_per_run_folder(members, tmp_path, lock_holder):
     holder.kill()
     holder.wait()
     assert lock.exists()  # killed: its record stays, its flock went with it
-    mine_tmp = tmp_path / f".accumulators.safetensors.abc{TMP_SUFFIX}"
-    mine_tmp.write_bytes(b"left by a killed write")
+    mine_tmp = tmp_path / f".accumulators.safetensors.abc{TMP_SUFFIX}"  # atomic_path's folder, killed mid-save
+    mine_tmp.mkdir()
+    (mine_tmp / ".tmpAb12Cd").write_bytes(b"safetensors' own scratch file")
+    old_tmp = tmp_path / f".dictionary.json.xyz{TMP_SUFFIX}"  # the file form of earlier versions
+    old_tmp.write_bytes(b"left by a killed write")
     users = tmp_path / ".notes.tmp"
     users.write_text("the user's own file")
     with pytest.warns(UserWarning, match=rf"taking over the lock of process {holder.pid}, which is gone"):
         mine(gan, encoders, images=16, batch_size=16, progress=False, out=tmp_path)
-    assert not lock.exists() and not mine_tmp.exists() and users.read_text() == "the user's own file"
+    assert not lock.exists() and not mine_tmp.exists() and not old_tmp.exists()
+    assert users.read_text() == "the user's own file"
     assert os.listdir(tmp_path)  # the run's files
+
+
+def test_atomic_writes_keep_every_scratch_file_in_their_own_folder(tmp_path):
+    from safetensors.torch import save_file
+
+    from rosetta_lite.files import TMP_SUFFIX, atomic_path
+
+    target = tmp_path / "t.safetensors"
+    with atomic_path(target) as tmp:
+        assert Path(tmp).name == target.name and Path(tmp).parent.name.endswith(TMP_SUFFIX)
+        save_file({"a": torch.zeros(3)}, tmp)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.safetensors"]
+    assert oct(target.stat().st_mode & 0o777) != oct(0o600)  # an ordinary file, not safetensors' private one
+    with pytest.raises(RuntimeError, match="boom"), atomic_path(target) as tmp:
+        Path(tmp).write_text("half")
+        (Path(tmp).parent / ".tmpXYZ123").write_text("a writer's scratch")
+        raise RuntimeError("boom")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.safetensors"]
 
 
 def _race(folder, barrier, results):
