@@ -120,13 +120,24 @@ def mining_table(result: dict):
 
     r = result["report"]
     rss = r["peak_rss_mb"]
+    by_round = r.get("ratios_by_round", {})
+
+    def ratio(key: str, name: str) -> str:
+        if name not in by_round:
+            return r[key]
+        spread = by_round[name]
+        trust = "" if spread["trusted"] else "; rounds disagree, not to be trusted"
+        return f"{spread['median']} (rounds {', '.join(map(str, spread['rounds']))}{trust})"
+
     rows = [("torch threads", r["threads"], ""),
             ("one-pass mining, images/s", r["images_per_s"], ""),
             ("forward passes alone, images/s", r["forward_only_images_per_s"], ""),
             ("cross-product matrix multiplies alone, s", r["matmul_only_s"], ""),
-            ("(mining - forward) / matrix multiplies alone", r["overhead_vs_limit"], f"at most {r['overhead_target']}"),
+            ("(mining - forward) / matrix multiplies alone", ratio("overhead_vs_limit", "overhead"),
+             f"at most {r['overhead_target']}"),
             ("official two-pass algorithm, images/s", r["two_pass_images_per_s"], ""),
-            ("speed-up over the two-pass algorithm", r["speedup_vs_two_pass"], f"at least {r['speedup_target']}"),
+            ("speed-up over the two-pass algorithm", ratio("speedup_vs_two_pass", "speedup"),
+             f"at least {r['speedup_target']}"),
             ("largest difference from a float64 Pearson of all maps", f"{r['max_abs_err_vs_float64']:.1e}",
              f"at most {r['error_target']:.0e}"),
             ("best-buddy Jaccard, official approximation vs exact", r["two_pass_best_buddy_jaccard"], ""),
