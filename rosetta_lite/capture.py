@@ -288,15 +288,29 @@ def maps_to_rows(maps: dict[str, torch.Tensor], layers: list[str], grid: int,
     return rows_bhwu.reshape(-1, rows_bhwu.shape[-1])
 
 
-def record_generator(generator: Member, z: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Generate images and record the generator's layers: (images, maps by layer)."""
-    with Trace(generator.model, generator.layers) as trace:
+def record_generator(generator: Member, z: torch.Tensor, layers: list[str] | None = None, *,
+                     grad: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Generate images in [0, 1] and record the generator's layers: (images, maps by layer).
+
+        images, maps = record_generator(gan, z.requires_grad_(), grad=True)   # maps differentiable in z
+
+    ``layers`` defaults to the generator's mined layers. ``grad`` keeps the maps in the
+    autograd graph (for optimising z through them); without it they are detached.
+    """
+    with Trace(generator.model, layers or generator.layers, detach=not grad) as trace:
         images = generator.generate(z)
     return images.clamp(0, 1), trace.outputs
 
 
-def record_encoder(encoder: Member, images: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Run an encoder on images in [0, 1], stopping after its last mined layer."""
-    with Trace(encoder.model, encoder.layers, stop=True) as trace:
+def record_encoder(encoder: Member, images: torch.Tensor, layers: list[str] | None = None, *,
+                   grad: bool = False) -> dict[str, torch.Tensor]:
+    """Run an encoder on images in [0, 1], stopping after the last recorded layer: maps by layer.
+
+        maps = record_encoder(clip, images)   # the encoder's mined layers, detached
+
+    ``layers`` defaults to the encoder's mined layers; ``grad`` keeps the maps in the
+    autograd graph (for losses on features of generated images).
+    """
+    with Trace(encoder.model, layers or encoder.layers, stop=True, detach=not grad) as trace:
         encoder.encode(images)
     return trace.outputs

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from rosetta_lite.applications.invert import check_dictionary, generator_maps
 from rosetta_lite.applications.optimise import optimise_latents
+from rosetta_lite.capture import record_generator
 from rosetta_lite.dictionary.rosetta import RosettaDictionary
 from rosetta_lite.zoo.member import Member
 
@@ -248,7 +248,7 @@ def paste(source_maps: dict[str, torch.Tensor], box: Box, to: tuple[float, float
 def record_maps(generator: Member, z: torch.Tensor) -> dict[str, torch.Tensor]:
     """The generator's maps on z, detached: {layer: (B, C, H, W)}.  ``record_maps(gan, z)``"""
     with torch.no_grad():
-        return {k: v.detach() for k, v in generator_maps(generator, z)[1].items()}
+        return dict(record_generator(generator, z)[1])
 
 
 def unit_channels(dictionary: RosettaDictionary, generator: str, units) -> dict[str, list[int]]:
@@ -321,7 +321,7 @@ def edit(generator: Member, z: torch.Tensor, edit_fn: Edit, dictionary: RosettaD
     own choice (0.5 for shift and zoom, see ``GEOMETRY_MIN_SCALE``; 0 for the others).
     """
     opts = dataclasses.replace(options or EditOptions(), **changes)
-    check_dictionary(generator, dictionary)
+    dictionary.check_generator(generator)
     name = generator.name
     keep_near = opts.keep_near
     preserve = opts.preserve if opts.preserve is not None else 1.0 if edit_fn.local else 0.0
@@ -334,7 +334,7 @@ def edit(generator: Member, z: torch.Tensor, edit_fn: Edit, dictionary: RosettaD
     channels, kept = _edited_and_kept(dictionary, name, units, offsets, preserve > 0)
     z_start = z.detach().clone()
     with torch.no_grad():
-        before, maps = generator_maps(generator, z_start, list(offsets))
+        before, maps = record_generator(generator, z_start, list(offsets))
     if min_scale > 0:
         channels, kept = _without_coarse_layers(channels, kept, maps, before.shape[-1], min_scale)
     targets, scales = _edited_targets(edit_fn, maps, channels, offsets, mean, std)
@@ -350,7 +350,7 @@ def edit(generator: Member, z: torch.Tensor, edit_fn: Edit, dictionary: RosettaD
                    for layer, chans in wanted.items()) / len(wanted)
 
     def loss(z: torch.Tensor) -> tuple[torch.Tensor, None]:
-        _, now = generator_maps(generator, z, traced)
+        _, now = record_generator(generator, z, traced, grad=True)
         total = per_image(now, channels, targets, scales) + keep_near * ((z - z_start) ** 2).flatten(1).mean(1)
         if kept:
             total = total + preserve * per_image(now, kept, kept_targets, kept_scales)
@@ -359,7 +359,7 @@ def edit(generator: Member, z: torch.Tensor, edit_fn: Edit, dictionary: RosettaD
     run = optimise_latents(z_start, loss, steps=opts.steps, lr=opts.lr, label="edit", progress=opts.progress)
     with torch.no_grad():
         after = generator.generate(run.z)
-    return EditResult(z_start, run.z, before.clamp(0, 1), after.clamp(0, 1), targets, channels, run.history,
+    return EditResult(z_start, run.z, before, after.clamp(0, 1), targets, channels, run.history,
                       run.stopped_at)
 
 

@@ -40,15 +40,17 @@ import torch
 import torch.nn.functional as F
 
 from rosetta_lite.applications.optimise import optimise_latents
-from rosetta_lite.capture import Trace, record_encoder
-from rosetta_lite.dictionary.rosetta import RosettaDictionary
+from rosetta_lite.capture import record_encoder, record_generator
+from rosetta_lite.dictionary.rosetta import MismatchError, RosettaDictionary
 from rosetta_lite.zoo.member import Member
 
 PERCEPTUAL_LAYERS = ("layer2", "layer3")
 
 
-class InversionError(ValueError):
-    """Inputs that cannot be inverted: another generator's dictionary, no Rosetta units."""
+#: inputs that cannot be inverted: a target that is no image, another generator's dictionary, no Rosetta
+#: units. It is the dictionary's own error, so that ``d.check_generator`` (called by invert, edit and the
+#: evaluations) raises the one class callers of inversion and editing catch
+InversionError = MismatchError
 
 
 @dataclass(frozen=True)
@@ -136,9 +138,8 @@ def perceptual_features(encoder: Member, images: torch.Tensor,
 
         feats = perceptual_features(zoo.load("lite-resnet-sup"), images)
     """
-    with Trace(encoder.model, list(layers), stop=True, detach=False) as trace:
-        encoder.encode(images)
-    return [trace[layer] / (trace[layer].pow(2).sum(1, keepdim=True).sqrt() + 1e-8) for layer in layers]
+    maps = record_encoder(encoder, images, list(layers), grad=True)
+    return [maps[layer] / (maps[layer].pow(2).sum(1, keepdim=True).sqrt() + 1e-8) for layer in layers]
 
 
 def perceptual_distance(encoder: Member, a: torch.Tensor, b: torch.Tensor,
@@ -154,48 +155,23 @@ def perceptual_distance(encoder: Member, a: torch.Tensor, b: torch.Tensor,
 
 
 def check_dictionary(generator: Member, dictionary: RosettaDictionary) -> None:
-    """Refuse a dictionary mined with another generator than ``generator``.
+    """Deprecated: ``dictionary.check_generator(generator)``; the old name stays for code that imports it.
 
-        check_dictionary(zoo.load("lite-gan"), d)
+        check_dictionary(zoo.load("lite-gan"), d)   # == d.check_generator(zoo.load("lite-gan"))
     """
-    if dictionary.generator != generator.name:
-        raise InversionError(f"this dictionary was mined with generator {dictionary.generator!r}, "
-                             f"not {generator.name!r}: load the dictionary of a run that mined {generator.name}")
-    expected = sum(dictionary.models[generator.name]["units"])
-    with torch.no_grad(), Trace(generator.model, generator.layers) as trace:
-        generator.generate(generator.sample_latents(1, 0))
-    units = sum(trace[layer].shape[1] for layer in generator.layers)
-    if units != expected:
-        raise InversionError(f"{generator.name} has {units} units but the dictionary's has {expected}: "
-                             "it was mined with another version of the generator")
-
-
-def generator_maps(generator: Member, z: torch.Tensor, layers: list[str] | None = None
-                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Images and the generator's maps, differentiable in z: (images, {layer: maps}).
-
-        images, maps = generator_maps(gan, z.requires_grad_())
-    """
-    with Trace(generator.model, layers or generator.layers, detach=False) as trace:
-        images = generator.generate(z)
-    return images, dict(trace.outputs)
+    warnings.warn("check_dictionary(g, d) is d.check_generator(g)", DeprecationWarning, stacklevel=2)
+    dictionary.check_generator(generator)
 
 
 def standardise(maps: dict[str, torch.Tensor], dictionary: RosettaDictionary, model: str,
                 units: list[int], grid: int) -> torch.Tensor:
-    """Maps of flat ``units`` on the mining grid as z-scores of the mining statistics, (B, len(units), grid, grid).
+    """Deprecated: ``dictionary.standardise(model, units, maps, grid)``; the old name stays for code that imports it.
 
-        standardise(generator_maps(gan, z)[1], d, "lite-gan", [423, 305], grid=32)
+        standardise(record_generator(gan, z)[1], d, "lite-gan", [423, 305], grid=32)
     """
-    mean, std = dictionary.unit_stats(model)
-    out = []
-    for unit in units:
-        layer, channel = dictionary.unit(model, unit)
-        m = maps[layer][:, channel:channel + 1].float()
-        if m.shape[-2:] != (grid, grid):
-            m = F.interpolate(m, size=(grid, grid), mode="bilinear", align_corners=False)
-        out.append((m - mean[unit].to(m.device)) / std[unit].to(m.device).clamp_min(1e-12))
-    return torch.cat(out, 1)
+    warnings.warn("standardise(maps, d, model, units, grid) is d.standardise(model, units, maps, grid)",
+                  DeprecationWarning, stacklevel=2)
+    return dictionary.standardise(model, units, maps, grid)
 
 
 def activation_match(g_std: torch.Tensor, d_std: torch.Tensor) -> torch.Tensor:
@@ -238,7 +214,7 @@ class Objective:
         if self.encoders:
             if dictionary is None:
                 raise InversionError("an activation term needs a dictionary")
-            check_dictionary(generator, dictionary)
+            dictionary.check_generator(generator)
             self.grid = dictionary.settings["grid"].get(generator.name, size)
             for encoder in self.encoders:
                 if encoder.name not in dictionary.buddies:
@@ -251,7 +227,7 @@ class Objective:
                 self.pairs[encoder.name] = pairs
                 with torch.no_grad():
                     maps = record_encoder(encoder, self.targets)
-                    d_std = standardise(maps, dictionary, encoder.name, [d for _, d in pairs], self.grid)
+                    d_std = dictionary.standardise(encoder.name, [d for _, d in pairs], maps, self.grid)
                 self.target_maps[encoder.name] = d_std.repeat_interleave(restarts, 0)
             self.g_units = sorted({g for pairs in self.pairs.values() for g, _ in pairs})
         self.dictionary = dictionary
@@ -262,8 +238,7 @@ class Objective:
 
     def terms(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each term per latent: pixel, perceptual, rec, reg, act and total = rec + alpha reg - beta act."""
-        images, maps = generator_maps(self.generator, z)
-        images = images.clamp(0, 1)
+        images, maps = record_generator(self.generator, z, grad=True)
         pixel = ((images - self.repeated) ** 2).flatten(1).mean(1)
         zero = torch.zeros_like(pixel)
         if self.perceptual is not None:
@@ -273,7 +248,7 @@ class Objective:
             percept = zero
         reg = (z.pow(2).mean(1) - 1) ** 2
         if self.pairs:
-            g_std = standardise(maps, self.dictionary, self.generator.name, self.g_units, self.grid)
+            g_std = self.dictionary.standardise(self.generator.name, self.g_units, maps, self.grid)
             index = {g: i for i, g in enumerate(self.g_units)}
             acts = [activation_match(g_std[:, [index[g] for g, _ in pairs]], self.target_maps[name])
                     for name, pairs in self.pairs.items()]

@@ -17,11 +17,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from rosetta_lite.capture import record_generator
 from rosetta_lite.dictionary.match import best_buddies, cluster_units, rosetta_units
 from rosetta_lite.files import atomic_path, writable_dir
 from rosetta_lite.mining.settings import MiningResult
+from rosetta_lite.zoo.member import Member
 from rosetta_lite.zoo.registry import CONTROL_SUFFIX
 
 SCHEMA_VERSION = 1
@@ -30,6 +33,13 @@ JSON_NAME, TENSORS_NAME = "dictionary.json", "dictionary.safetensors"
 
 class DictionaryError(ValueError):
     """A dictionary file that is missing, corrupt or of another schema version."""
+
+
+class MismatchError(ValueError):
+    """Models or inputs a dictionary cannot be used with: another generator or version of it, an encoder it lacks.
+
+    Inversion raises it (as ``InversionError``) for every input it cannot use.
+    """
 
 
 @dataclass
@@ -111,6 +121,49 @@ class RosettaDictionary:
     def unit_stats(self, model: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-unit mean and standard deviation on the mining grid, for normalising maps."""
         return self.tensors[f"mean/{model}"], self.tensors[f"std/{model}"]
+
+    def mining_grid(self, model: str) -> int:
+        """Side of the raster the model's maps were mined on (the largest of the run for a model it lacks).
+
+            d.mining_grid("lite-gan")   # 32
+        """
+        return self.settings["grid"].get(model) or max(self.settings["grid"].values())
+
+    def standardise(self, model: str, units: list[int], maps: dict[str, torch.Tensor],
+                    grid: int | None = None) -> torch.Tensor:
+        """Maps of flat ``units`` on the mining grid as z-scores of the mining statistics: (B, len(units), grid, grid).
+
+            d.standardise("lite-gan", [423, 305], record_generator(gan, z)[1])
+
+        ``maps`` are a model's recorded maps by layer (differentiable ones stay so);
+        ``grid`` defaults to the model's mining grid, where the statistics were taken.
+        """
+        grid = grid or self.mining_grid(model)
+        mean, std = self.unit_stats(model)
+        out = []
+        for unit in units:
+            layer, channel = self.unit(model, unit)
+            m = maps[layer][:, channel:channel + 1].float()
+            if m.shape[-2:] != (grid, grid):
+                m = F.interpolate(m, size=(grid, grid), mode="bilinear", align_corners=False)
+            out.append((m - mean[unit].to(m.device)) / std[unit].to(m.device).clamp_min(1e-12))
+        return torch.cat(out, 1)
+
+    def check_generator(self, generator: Member) -> None:
+        """Refuse a generator this dictionary was not mined with, or another version of it (:class:`MismatchError`).
+
+            d.check_generator(zoo.load(d.generator))   # passes; any other generator raises
+        """
+        if self.generator != generator.name:
+            raise MismatchError(f"this dictionary was mined with generator {self.generator!r}, not "
+                                f"{generator.name!r}: load the dictionary of a run that mined {generator.name}")
+        expected = sum(self.models[generator.name]["units"])
+        with torch.no_grad():
+            _, maps = record_generator(generator, generator.sample_latents(1, 0))
+        units = sum(maps[layer].shape[1] for layer in generator.layers)
+        if units != expected:
+            raise MismatchError(f"{generator.name} has {units} units but the dictionary's has {expected}: "
+                                "it was mined with another version of the generator")
 
     def unit(self, model: str, index: int) -> tuple[str, int]:
         """(layer, channel) of a flat unit index."""

@@ -26,20 +26,15 @@ def unit_maps(member: Member, inputs: torch.Tensor, units: list[int], dictionary
     name = name or member.name
     if name not in dictionary.models:
         raise ValueError(f"{name!r} is not in this dictionary; it has {list(dictionary.models)}")
-    grid = dictionary.settings["grid"].get(name) or max(dictionary.settings["grid"].values())
+    grid = dictionary.mining_grid(name)
     size = size or grid
     with torch.no_grad():
         maps = record_generator(member, inputs)[1] if member.is_generator else record_encoder(member, inputs)
-    mean, std = dictionary.unit_stats(name)
-    out = []
-    for unit in units:
-        layer, channel = dictionary.unit(name, unit)
-        layer_map = maps[layer][:, channel:channel + 1].float()
-        # standardise on the mining grid, where the statistics were taken, then show at ``size``
-        on_grid = F.interpolate(layer_map, size=(grid, grid), mode="bilinear", align_corners=False)
-        standard = (on_grid - mean[unit]) / std[unit].clamp_min(1e-12)
-        out.append(F.interpolate(standard, size=(size, size), mode="bilinear", align_corners=False))
-    return torch.cat(out, 1)
+    # standardise on the mining grid, where the statistics were taken, then show at ``size``
+    standard = dictionary.standardise(name, units, maps, grid)
+    if size == grid:
+        return standard
+    return F.interpolate(standard, size=(size, size), mode="bilinear", align_corners=False)
 
 
 def strongest_latents(generator: Member, dictionary: RosettaDictionary, clusters: list, n: int = 3,

@@ -23,7 +23,7 @@ from rosetta_lite.applications.edit import (
     zoom,
     zoom_maps,
 )
-from rosetta_lite.applications.invert import check_dictionary, generator_maps, standardise
+from rosetta_lite.capture import record_generator
 from rosetta_lite.device import resolve_device
 from rosetta_lite.dictionary.rosetta import Cluster, RosettaDictionary
 from rosetta_lite.evaluation.metrics import check_eval_images, mean_ci, paired_difference, rounded
@@ -92,7 +92,7 @@ def evaluate_editing(dictionary: RosettaDictionary, images: int = 16, *, seed: i
     opts = dataclasses.replace(options or EditOptions(), **changes)
     check_eval_images(images, "eval editing")
     gan = zoo.load(dictionary.generator).to(resolve_device(device))
-    check_dictionary(gan, dictionary)
+    dictionary.check_generator(gan)
     z = gan.sample_latents(images, seed=seed)
     rows = _geometry_rows(gan, z, dictionary, baselines, opts)
     variants = [("default: remove() above rest, other units preserved", remove(), None)]
@@ -159,8 +159,8 @@ def measure_removal(gan: Member, z: torch.Tensor, dictionary: RosettaDictionary,
     fn = fn if fn is not None else remove()
     result = edit(gan, z, fn, dictionary, units=cluster.generator_units, preserve=preserve, **edit_options)
     with torch.no_grad():
-        score, after_score = (standardise(generator_maps(gan, latent)[1], dictionary, gan.name,
-                                          cluster.generator_units, grid).mean(1, keepdim=True)
+        score, after_score = (dictionary.standardise(gan.name, cluster.generator_units,
+                                                     record_generator(gan, latent)[1], grid).mean(1, keepdim=True)
                               for latent in (z, result.z))
     size = result.before.shape[-1]
     region = (F.interpolate(score, size=(size, size), mode="bilinear", align_corners=False) > region_z)[:, 0]

@@ -13,7 +13,6 @@ from rosetta_lite import zoo
 from rosetta_lite.applications.invert import (
     PERCEPTUAL_LAYERS,
     InversionOptions,
-    check_dictionary,
     invert,
     lpips_model,
     perceptual_distance,
@@ -45,7 +44,7 @@ def evaluate_inversion(dictionary: RosettaDictionary, images: int = 50, *, seed:
     check_eval_images(images, "eval inversion")
     device = resolve_device(device)
     gan = zoo.load(dictionary.generator).to(device)
-    check_dictionary(gan, dictionary)
+    dictionary.check_generator(gan)
     judge = zoo.load(perceptual).to(device)
     names = list(encoders or dictionary.encoders)
     members = {name: zoo.load(name).to(device) for name in names}
