@@ -597,3 +597,18 @@ def test_bf16_mining_where_it_is_emulated_says_so(monkeypatch):
         MiningOptions(precision="bf16").check(64)
     monkeypatch.setattr(loop, "native_bf16", lambda device: True)
     MiningOptions(precision="bf16").check(64)  # native: no notice
+
+
+def test_a_refused_mine_loads_no_model_and_leaves_no_folder(tmp_path, monkeypatch, capsys):
+    import rosetta_lite.dictionary.runs as runs
+
+    from rosetta_lite.cli import main
+
+    def no_models(*args, **kwargs):
+        raise AssertionError("the models were loaded before the settings were checked")
+
+    monkeypatch.setattr(runs, "zoo_members", no_models)
+    out = tmp_path / "new-run"
+    assert main(["mine", "--images", "16", "--out", str(out)]) != 0  # one batch is 32 images
+    assert "images (16) must be at least one batch (32)" in capsys.readouterr().err
+    assert not out.exists()

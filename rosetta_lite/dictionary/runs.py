@@ -11,6 +11,7 @@ dictionary of the trained zoo in ``out`` and that of the control zoo in ``out/co
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from rosetta_lite.device import resolve_device
 from rosetta_lite.dictionary.rosetta import DictionaryError, RosettaDictionary, build_dictionary
 from rosetta_lite.files import DEFAULT_RUN, project_path, run_lock, writable_dir
 from rosetta_lite.mining import processes as distributed
-from rosetta_lite.mining.loop import mine
+from rosetta_lite.mining.loop import MiningOptions, mine
 from rosetta_lite.mining.plan import plan
 from rosetta_lite.mining.ranges import missing_ranges
 from rosetta_lite.mining.settings import MiningResult
@@ -39,9 +40,10 @@ def mine_zoo(scale: str = "lite", images: int = 2000, out: str | Path = DEFAULT_
     ``precision``, ...). Under torchrun only rank 0 saves and returns the summary; the
     other processes return None.
     """
-    out = writable_dir(out)
+    dataclasses.replace(MiningOptions(), **mine_options).check(images)  # before the models load
     gan, trained = zoo_members(scale, generator, encoders)
     check_k(k, plan(gan, trained)[1])
+    out = writable_dir(out)  # only once the run can start: a refused one leaves no empty folder
     controls = control_members(trained, control_seed) if control else []
     with run_lock(out) if distributed.lead_process() else contextlib.nullcontext():  # mining and saving: one writer
         result = mine(gan, trained + controls, images, out=out,
