@@ -208,7 +208,7 @@ def dictionary_figure(dictionary, generator, encoders: dict, z: torch.Tensor, cl
 
 
 def dictionary_sheet(dictionary, generator, encoders: dict, control=None, images: int = 2, size: int = 48,
-                     pool: int = 64, seed: int = 0) -> plt.Figure:
+                     pool: int = 64, seed: int = 0, other: str = "control") -> plt.Figure:
     """Every cluster of a labelled dictionary, learned concepts first, each on the images that drive it hardest.
 
         dictionary_sheet(run.trained, run.generator, run.members, control=run.control)
@@ -218,8 +218,9 @@ def dictionary_sheet(dictionary, generator, encoders: dict, control=None, images
     of its :func:`~rosetta_lite.dictionary.units.strongest_latents` of a pool of ``pool``;
     the first row of a cluster says its concept, IoU and whether the control has it. Columns
     are the maps of :func:`cluster_maps`: the generator unit and each encoder's buddy.
+    ``other`` names ``control`` in the rows' words (the control's own sheet: "trained").
     """
-    order = cluster_order(dictionary, control)
+    order = cluster_order(dictionary, control, other)
     if not order:
         raise ValueError("the dictionary has no cluster to show")
     clusters = [dictionary.clusters[index] for index, _ in order]

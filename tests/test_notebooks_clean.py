@@ -1,5 +1,6 @@
 """Chapters are stored without outputs; their checks are asserts that run in nbval and the book."""
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -119,3 +120,15 @@ def test_no_page_source_holds_control_characters(path):
     bad = sorted({repr(ch) for ch in text if ord(ch) < 32 and ch not in "\n\t\r"})
     assert not bad, f"{path.name} holds control characters {bad}: an escaped backslash lost (\\bigl, \\frac)?"
 
+
+def _code_cells(path: Path) -> list[str]:
+    if path.suffix == ".ipynb":
+        return [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    return re.findall(r"```\{code-cell\}[^\n]*\n(.*?)```", path.read_text(), re.S)
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.glob("book/*.md")) + CHAPTERS, ids=lambda p: p.name)
+def test_code_cells_fit_the_column(path):
+    """At most 88 characters a line (a link excepted), so no code cell scrolls sideways on the page."""
+    wide = [line for cell in _code_cells(path) for line in cell.splitlines() if len(line) > 88 and "://" not in line]
+    assert not wide, f"{path.name}: {len(wide)} code line(s) over 88 characters, e.g. {wide[0]!r}"
