@@ -601,7 +601,6 @@ def test_bf16_mining_where_it_is_emulated_says_so(monkeypatch):
 
 def test_a_refused_mine_loads_no_model_and_leaves_no_folder(tmp_path, monkeypatch, capsys):
     import rosetta_lite.dictionary.runs as runs
-
     from rosetta_lite.cli import main
 
     def no_models(*args, **kwargs):

@@ -48,6 +48,32 @@ def test_the_paper_table_decides_agreement_from_the_figures():
     assert results.paper_table(fewer, saved["inversion"], saved["editing"]).loc[fig1, "agrees"]
 
 
+def test_the_paper_table_also_reads_the_nulls():
+    import copy
+
+    saved = {name: results.load_result(name) for name in ("concepts", "inversion", "editing", "nulls")}
+    fig2 = "Fig. 2: a dictionary of concepts"
+    concepts = copy.deepcopy(saved["concepts"])
+    concepts["report"]["trained"]["per_concept"]["shape:ring"] = 3  # learned beyond the control
+    assert results.paper_table(concepts, saved["inversion"], saved["editing"]).loc[fig2, "agrees"]
+    nulls = copy.deepcopy(saved["nulls"])
+    row = next(r for r in nulls["report"]["rows"] if r["k"] == 3)
+    row["trained"].update(n_learned=2, n_learned_above=0)
+    row["shuffled"]["n_learned"] = 0
+    table = results.paper_table(concepts, saved["inversion"], saved["editing"], nulls)
+    assert not table.loc[fig2, "agrees"] and "above the shuffle's level in every encoder: 0" in table.loc[fig2, "lite (measured)"]
+    row["trained"]["n_learned_above"] = 1
+    assert results.paper_table(concepts, saved["inversion"], saved["editing"], nulls).loc[fig2, "agrees"]
+    row["shuffled"]["n_learned"] = 2  # chance pairing finds as many
+    assert not results.paper_table(concepts, saved["inversion"], saved["editing"], nulls).loc[fig2, "agrees"]
+    fig1 = "Fig. 1: units shared by every model of the zoo"
+    concepts["report"]["trained"]["n_rosetta"] = concepts["report"]["control"]["n_rosetta"] + 1
+    row["shuffled"]["n_rosetta"] = concepts["report"]["trained"]["n_rosetta"]
+    assert not results.paper_table(concepts, saved["inversion"], saved["editing"], nulls).loc[fig1, "agrees"]
+    with pytest.raises(ValueError, match="no row for K = 9"):
+        results.paper_table(concepts, saved["inversion"], saved["editing"], nulls, k=9)
+
+
 def test_the_page_types_no_figures():
     prose, in_code = [], False
     for line in PAGE.read_text().splitlines():

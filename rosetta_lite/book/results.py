@@ -114,6 +114,14 @@ def _ci(summary: dict, digits: int = 2) -> str:
     return f"{summary['mean']:+.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
+def made_by(result: dict) -> str:
+    """The line a page prints under a result's heading: which command made it, when, in how long.
+
+        display(Markdown(made_by(load_result("census"))))
+    """
+    return f"Made by `{result['command']}` on {result['made']}, in {result['seconds']:.0f} s."
+
+
 def mining_table(result: dict):
     """Speed, exactness and memory of one-pass mining, with the targets, from ``bench mining``'s report."""
     import pandas as pd
@@ -259,17 +267,21 @@ PAPER_TABLE1 = {"perceptual only": (13.99, 0.340, 0.48), "+ DINO matches": (15.0
                 "+ CLIP matches": (15.20, 0.362, 0.44), "+ all matches": (15.42, 0.365, 0.46)}
 
 
-def paper_table(concepts: dict, inversion: dict, editing: dict):
+def paper_table(concepts: dict, inversion: dict, editing: dict, nulls: dict | None = None, k: int = 3):
     """The paper's results beside the lite book's measured counterparts, and whether they agree.
 
-        paper_table(load_result("concepts"), load_result("inversion"), load_result("editing"))
+        paper_table(load_result("concepts"), load_result("inversion"), load_result("editing"), load_result("nulls"))
 
     One row per result of the paper (Fig. 1, Fig. 2, Table 1, the editing figure, the
     spurious correlations it warns of). "agrees" is decided from the figures against the
     untrained control, never from a count above zero: more Rosetta neurons than the control;
     a learned concept (not sky, ground or a colour) with more clusters than the control's; a gain whose 95% interval is
     above 0; a removal whose changed pixels fall inside the concept's region more than
-    its area predicts; a control with Rosetta neurons of its own (spurious ones).
+    its area predicts; a control with Rosetta neurons of its own (spurious ones). With
+    ``nulls`` (``eval nulls``'s result, read at ``k``) Fig. 1 and Fig. 2 must also beat
+    the image-shuffle null, and Fig. 2 needs a learned cluster whose correlation passes the
+    shuffle's level in every encoder: a concept whose matches chance pairing equals is no
+    shared unit.
     """
     import pandas as pd
 
@@ -284,16 +296,12 @@ def paper_table(concepts: dict, inversion: dict, editing: dict):
     geometry = [r for r in editing["report"]["geometry"] if r["units"] == "rosetta" and r["setting"] == "default"]
     removal = editing["report"]["removal"]["variants"][0]
     inside, area = removal["mean_share_of_changed_pixels_inside_region"], removal["mean_region_area_share"]
+    fig1, fig2 = _against_nulls(trained, control, learned, nulls, k)
     table = [
         ("Fig. 1: units shared by every model of the zoo",
-         "concepts shared by a GAN and five discriminative models",
-         f"{trained['n_rosetta']} Rosetta neurons in {trained['n_clusters']} clusters "
-         f"(untrained control: {control.get('n_rosetta', 0)} in {control.get('n_clusters', 0)})",
-         trained["n_rosetta"] > control.get("n_rosetta", 0)),
+         "concepts shared by a GAN and five discriminative models", *fig1),
         ("Fig. 2: a dictionary of concepts",
-         "clusters of object parts, contours, colours and layout",
-         "labelled: " + ", ".join(f"{c} {n}" for c, n in trained["per_concept"].items())
-         + f"; learned beyond the control: {', '.join(learned) or 'none'}", bool(learned)),
+         "clusters of object parts, contours, colours and layout", *fig2),
         ("Table 1: inversion, all matches vs perceptual only",
          f"PSNR gain {paper_gain:+.2f} dB (one run)", f"PSNR gain {_ci(all_gain)} dB ({all_gain['n']} scenes)",
          all_gain["ci95"][0] > 0),
@@ -315,6 +323,29 @@ def paper_table(concepts: dict, inversion: dict, editing: dict):
          bool(control.get("n_rosetta"))),
     ]
     return pd.DataFrame(table, columns=["result", "paper", "lite (measured)", "agrees"]).set_index("result")
+
+
+def _against_nulls(trained: dict, control: dict, learned: list[str], nulls: dict | None,
+                   k: int) -> tuple[tuple[str, bool], tuple[str, bool]]:
+    """Fig. 1's and Fig. 2's measured text and verdict, against the control and (given) the shuffle null."""
+    fig1_text = (f"{trained['n_rosetta']} Rosetta neurons in {trained['n_clusters']} clusters "
+                 f"(untrained control: {control.get('n_rosetta', 0)} in {control.get('n_clusters', 0)}")
+    fig1 = trained["n_rosetta"] > control.get("n_rosetta", 0)
+    fig2_text = ("labelled: " + ", ".join(f"{c} {n}" for c, n in trained["per_concept"].items())
+                 + f"; learned beyond the control: {', '.join(learned) or 'none'}")
+    fig2 = bool(learned)
+    if nulls is None:
+        return (fig1_text + ")", fig1), (fig2_text, fig2)
+    row = next((r for r in nulls["report"]["rows"] if r["k"] == k), None)
+    if row is None:
+        raise ValueError(f"the nulls result has no row for K = {k}")
+    shuffled, above = row["shuffled"], row["trained"]["n_learned_above"]
+    fig1_text += f"; image-shuffle null: {shuffled['n_rosetta']} in {shuffled['n_clusters']})"
+    fig2_text += (f"; learned clusters: trained {row['trained']['n_learned']}, control {row['control']['n_learned']}, "
+                  f"shuffled {shuffled['n_learned']}; above the shuffle's level in every encoder: {above}")
+    fig1 = fig1 and trained["n_rosetta"] > shuffled["n_rosetta"]
+    fig2 = fig2 and row["trained"]["n_learned"] > shuffled["n_learned"] and above > 0
+    return (fig1_text, fig1), (fig2_text, fig2)
 
 
 def main(args) -> int:
