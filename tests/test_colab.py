@@ -40,6 +40,10 @@ def _mini_book(folder: Path) -> None:
                                               nbformat.v4.new_code_cell("1 + 1")])
     chapter.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(chapter, folder / "chapter.ipynb")
+    (folder / "notebooks").mkdir()
+    exercise = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"),
+                                               nbformat.v4.new_code_cell("x + 1", metadata={"tags": ["solution"]})])
+    nbformat.write(exercise, folder / "notebooks" / "01_one.ipynb")
 
 
 def test_launch_buttons_stay_on_chapters_and_leave_executable_md_pages(tmp_path):
@@ -50,6 +54,22 @@ def test_launch_buttons_stay_on_chapters_and_leave_executable_md_pages(tmp_path)
     html = tmp_path / "_build" / "html"
     assert COLAB in (html / "chapter.html").read_text()
     assert COLAB not in (html / "page.html").read_text()  # the theme would offer it: Colab cannot open a .md
+
+
+def test_every_build_serves_the_student_notebooks_and_their_zip(tmp_path):
+    import zipfile
+
+    from rosetta_lite.book.build import STUDENT_FOLDER, STUDENT_ZIP
+
+    _mini_book(tmp_path)
+    build = subprocess.run([str(Path(sys.executable).parent / "jupyter-book"), "build", str(tmp_path)],
+                           capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
+    served = tmp_path / "_build" / "html" / STUDENT_FOLDER
+    student = nbformat.read(served / "01_one.ipynb", as_version=4)
+    assert [c.source for c in student.cells] == ["x = 1"]  # the solution left out
+    with zipfile.ZipFile(served / STUDENT_ZIP) as bundle:
+        assert bundle.namelist() == ["rosetta_lite_student/01_one.ipynb"]
 
 
 def _shadow_site(folder: Path) -> Path:

@@ -5,7 +5,8 @@
 The default MathJax comes from a CDN, so a reader without network (or the browser test)
 sees raw TeX. The book instead serves MathJax 3 from the installed ``mathjax`` package
 (``django-static-mathjax``, plain static files): only the one combined script and its
-fonts are copied into ``_static``. Launch buttons stay on the chapters (stored notebooks)
+fonts are copied into ``_static``. The chapters' student versions (no solutions) and
+their zip are written with every build and served under ``student/``. Launch buttons stay on the chapters (stored notebooks)
 and leave the ``.md`` pages, which Colab cannot open. After each build, every executed chapter's run time
 is written to ``<build>/chapter_times.json`` (the ``book`` command prints them).
 """
@@ -62,6 +63,38 @@ def chapter_times(env) -> dict[str, float]:
     return dict(sorted(times.items()))
 
 
+STUDENT_FOLDER = "student"  # in the built site: the student notebooks and their zip
+STUDENT_ZIP = "rosetta_lite_student_notebooks.zip"
+
+
+def student_downloads(chapters: list[Path], folder: Path) -> Path:
+    """Write the chapters' student versions into ``folder/student`` and zip them there; the zip's path.
+
+        student_downloads(sorted(Path("notebooks").glob("*.ipynb")), Path("_build/extra"))
+    """
+    import zipfile
+
+    from rosetta_lite.book.notebooks import write_student_versions
+
+    target = folder / STUDENT_FOLDER
+    written = write_student_versions(chapters, target)
+    archive = target / STUDENT_ZIP
+    with atomic_path(archive) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for path in written:
+            bundle.write(path, f"rosetta_lite_student/{path.name}")
+    return archive
+
+
+def _serve_student_notebooks(app) -> None:
+    # the teaching page links to these: a teacher downloads exactly what this build checked
+    chapters = sorted((Path(app.srcdir) / "notebooks").glob("*.ipynb"))
+    if not chapters:
+        return
+    extra = Path(app.outdir).parent / "extra"
+    student_downloads(chapters, extra)
+    app.config.html_extra_path = [*app.config.html_extra_path, str(extra)]
+
+
 def _use_local_mathjax(app) -> None:
     mathjax_source()  # fail at the start of a build, not after executing every chapter
     # A relative path is served from _static (Sphinx's add_js_file rule).
@@ -98,6 +131,7 @@ def _launch_only_from_notebooks(app, pagename, templatename, context, doctree) -
 def setup(app) -> dict:
     """Sphinx entry point (``extra_extensions: [rosetta_lite.book.build]`` in ``_config.yml``)."""
     app.connect("builder-inited", _use_local_mathjax)
+    app.connect("builder-inited", _serve_student_notebooks)
     app.connect("html-page-context", _launch_only_from_notebooks, priority=502)  # after the theme's (501)
     app.connect("build-finished", _finish)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
