@@ -208,14 +208,15 @@ def dictionary_figure(dictionary, generator, encoders: dict, z: torch.Tensor, cl
 
 
 def dictionary_sheet(dictionary, generator, encoders: dict, control=None, images: int = 2, size: int = 48,
-                     pool: int = 64, seed: int = 0, other: str = "control") -> plt.Figure:
+                     pool: int = 64, other: str = "control") -> plt.Figure:
     """Every cluster of a labelled dictionary, learned concepts first, each on the images that drive it hardest.
 
         dictionary_sheet(run.trained, run.generator, run.members, control=run.control)
 
     Rows come in :func:`~rosetta_lite.evaluation.concepts.cluster_order` (label the
     dictionaries first, e.g. with ``concept_report``), ``images`` rows a cluster, each on one
-    of its :func:`~rosetta_lite.dictionary.units.strongest_latents` of a pool of ``pool``;
+    of its :func:`~rosetta_lite.dictionary.units.strongest_latents` of a pool of ``pool``
+    (latent stream 0);
     the first row of a cluster says its concept, IoU and whether the control has it. Columns
     are the maps of :func:`cluster_maps`: the generator unit and each encoder's buddy.
     ``other`` names ``control`` in the rows' words (the control's own sheet: "trained").
@@ -224,7 +225,7 @@ def dictionary_sheet(dictionary, generator, encoders: dict, control=None, images
     if not order:
         raise ValueError("the dictionary has no cluster to show")
     clusters = [dictionary.clusters[index] for index, _ in order]
-    latents = strongest_latents(generator, dictionary, clusters, n=images, pool=pool, seed=seed)
+    latents = strongest_latents(generator, dictionary, clusters, n=images, pool=pool)
     per_cluster = [cluster_maps(dictionary, generator, encoders, z, c, size) for z, c in zip(latents, clusters)]
     columns = {_column_title(model): torch.cat([maps[col] for _, maps, _ in per_cluster])
                for col, model in enumerate([dictionary.generator] + dictionary.encoders)}

@@ -15,12 +15,12 @@ STAGES = [
     ("world",),
     ("zoo",),
     ("capture",),
-    ("train",),
     ("stats",),
     ("mining",),
     ("dictionary",),
     ("applications",),
     ("evaluation",),
+    ("train",),  # trains the zoo; no stage of the pipeline may need training code
     ("bench",),
     ("viz", "explorer"),
     ("book",),

@@ -3,7 +3,7 @@
     result = invert(gan, target_bchw, dictionary, encoders=[dino, clip], perceptual=resnet_sup)
     result.images   # (B, 3, H, W) best generations, result.z their latents
 
-The objective (DESIGN.md section 1, step 6), minimised per target over z:
+The objective of the paper's Rosetta-guided inversion, minimised per target over z:
 
     L = L_rec(G(z), I) + alpha * L_reg(z) - beta * L_act(z, I)
 

@@ -4,7 +4,7 @@
     # units to mine: r.b4, r.b8, r.b16, r.b32 return (B, C, r, r) maps at 4, 8, 16, 32 px
 
 The paper's generators are GANs. This one is a learned renderer (a decoder trained by
-reconstruction, DESIGN.md's "lite" generator): its latent is the Shapes World's own
+reconstruction): its latent is the Shapes World's own
 description of a scene, so every sample is a scene the world could draw, with the
 world's frequencies of shapes, colours and layouts by construction.
 
