@@ -110,3 +110,10 @@ def test_weights_with_a_nan_are_refused_with_the_tensor_named(tmp_path):
     save_file(state, str(tmp_path / "lite-resnet-dino.safetensors"))
     with pytest.raises(zoo.ZooError, match=rf"tensor '{key}' holds 1 NaN or infinite value"):
         zoo.load("lite-resnet-dino", weights=str(tmp_path / "lite-resnet-dino.safetensors"))
+
+
+def test_a_zoo_name_says_its_scale_and_whether_it_is_trained():
+    from rosetta_lite.zoo.registry import ZOOS, split_zoo
+
+    assert split_zoo("lite-untrained") == ("lite", False) and split_zoo("full") == ("full", True)
+    assert {split_zoo(z) for z in ZOOS} == {("lite", True), ("lite", False), ("full", True), ("full", False)}

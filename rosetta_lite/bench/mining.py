@@ -40,7 +40,7 @@ from rosetta_lite.mining.plan import plan, size_groups, table_bytes
 from rosetta_lite.mining.reference import float64_error, latent_batches
 from rosetta_lite.mining.settings import check_tables
 from rosetta_lite.zoo.member import Member
-from rosetta_lite.zoo.registry import ZOOS, zoo_members
+from rosetta_lite.zoo.registry import ZOOS, split_zoo, zoo_members
 
 
 def _sync(device: str | torch.device) -> None:
@@ -68,7 +68,7 @@ def bench_members(zoo: str, generator: str | None = None,
     """
     if zoo not in ZOOS:
         raise ValueError(f"zoo must be one of {list(ZOOS)}, got {zoo!r}")
-    scale = zoo.removesuffix("-untrained")
+    scale = split_zoo(zoo)[0]
     stand_in = None
     if generator is None and not zoo_registry.names(scale, "generator"):
         stand_in = generator = zoo_registry.names(None, "generator")[0]

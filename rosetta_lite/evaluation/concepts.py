@@ -42,7 +42,7 @@ from rosetta_lite.capture import Trace
 from rosetta_lite.dictionary.rosetta import Cluster, RosettaDictionary
 from rosetta_lite.world import EVAL_SEED, ShapesWorld
 from rosetta_lite.zoo.member import Member, ZooError
-from rosetta_lite.zoo.registry import CONTROL_SUFFIX, control_members
+from rosetta_lite.zoo.registry import CONTROL_SUFFIX, control_members, split_zoo
 
 TOP_FRACTIONS: tuple[float, ...] = (0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.055, 0.075, 0.1, 0.13, 0.17,
                                     0.22, 0.3, 0.4, 0.5, 0.6)
@@ -387,7 +387,7 @@ def dictionary_members(dictionary: RosettaDictionary, pretrained: bool | None = 
     """
     settings = dictionary.settings
     if pretrained is None:  # the run records its zoo, e.g. "lite" or "lite-untrained"
-        pretrained = not str(settings.get("extra", {}).get("zoo", "lite")).endswith("-untrained")
+        pretrained = split_zoo(str(settings.get("extra", {}).get("zoo", "lite")))[1]
     members: dict[str, Member] = {}
     controls = [e for e in dictionary.encoders if e.endswith(CONTROL_SUFFIX)]
     if controls:

@@ -30,6 +30,7 @@ from rosetta_lite.files import DEFAULT_RUN
 from rosetta_lite.mining.loop import latents, mine
 from rosetta_lite.mining.settings import MiningResult
 from rosetta_lite.zoo.member import Member
+from rosetta_lite.zoo.registry import split_zoo
 
 EPS = 1e-8
 
@@ -227,7 +228,7 @@ def trust_report(folder: str = DEFAULT_RUN, *, images: int | None = None, interp
 
     dictionary, _ = load_dictionaries(folder)
     members = dictionary_members(dictionary)
-    pretrained = not str(dictionary.settings.get("extra", {}).get("zoo", "lite")).endswith("-untrained")
+    pretrained = split_zoo(str(dictionary.settings.get("extra", {}).get("zoo", "lite")))[1]
     gan = zoo.load(dictionary.generator, pretrained=pretrained)
     encoders = [members[e] for e in dictionary.encoders]
     times = {}

@@ -58,6 +58,14 @@ def describe(scale: str | None = None) -> list[dict]:
 ZOOS = ("lite", "full", "lite-untrained", "full-untrained")
 
 
+def split_zoo(zoo: str) -> tuple[str, bool]:
+    """A zoo's name as (scale, pretrained): ``split_zoo("lite-untrained")`` is ``("lite", False)``.
+
+    The one place that reads the "-untrained" suffix; runs record their zoo by this name.
+    """
+    return zoo.removesuffix("-untrained"), not zoo.endswith("-untrained")
+
+
 def zoo_members(scale: str, generator: str | None = None,
                 encoders: list[str] | None = None) -> tuple[Member, list[Member]]:
     """The generator and encoders of a zoo ("lite", "full", or either with "-untrained"), or the ones named.
@@ -66,8 +74,7 @@ def zoo_members(scale: str, generator: str | None = None,
     """
     if scale not in ZOOS:
         raise ValueError(f"zoo must be one of {list(ZOOS)}, got {scale!r}")
-    pretrained = not scale.endswith("-untrained")
-    scale = scale.removesuffix("-untrained")
+    scale, pretrained = split_zoo(scale)
     generator = generator or next(iter(names(scale, "generator")), None)
     if generator is None:
         raise ValueError(f"the {scale} zoo has no generator yet; name one with --generator")
