@@ -611,3 +611,24 @@ def test_a_refused_mine_loads_no_model_and_leaves_no_folder(tmp_path, monkeypatc
     assert main(["mine", "--images", "16", "--out", str(out)]) != 0  # one batch is 32 images
     assert "images (16) must be at least one batch (32)" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_full_disk_while_taking_the_lock_is_one_clear_error_and_leaves_no_lock(tmp_path, monkeypatch, capsys):
+    import errno
+    import os
+
+    import rosetta_lite.files as files
+    from rosetta_lite.cli import main
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(files.os, "pwrite", full)
+    with pytest.raises(RuntimeError, match=r"could not take the lock of .*: No space left on device; free some space"):
+        with files.run_lock(tmp_path):
+            pass
+    assert not (tmp_path / files.LOCK_NAME).exists()
+    assert main(["mine", "--zoo", "lite-untrained", "--encoders", "lite-resnet-sup", "--images", "16",
+                 "--batch-size", "16", "--out", str(tmp_path / "run")]) != 0
+    err = capsys.readouterr().err
+    assert "No space left on device; free some space and run again" in err and "Traceback" not in err
