@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-from tqdm.auto import tqdm
+
+from rosetta_lite.progress import progress_bar
 
 #: z -> (loss per latent (N,), a tensor (N, ...) to keep at each latent's best step, or None)
 LossFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
@@ -50,7 +51,7 @@ def optimise_latents(z0: torch.Tensor, loss_fn: LossFn, *, steps: int, lr: float
     best_loss = torch.full((z.shape[0],), math.inf, device=z.device)
     best_z, kept = z.detach().clone(), None
     history, stopped = [], None
-    for step in tqdm(range(steps + 1), desc=label, disable=not progress, leave=False):
+    for step in progress_bar(range(steps + 1), enabled=progress, desc=label, leave=False):
         loss, extra = loss_fn(z)
         if not torch.isfinite(loss).all():
             stopped = step

@@ -6,7 +6,8 @@ The default MathJax comes from a CDN, so a reader without network (or the browse
 sees raw TeX. The book instead serves MathJax 3 from the installed ``mathjax`` package
 (``django-static-mathjax``, plain static files): only the one combined script and its
 fonts are copied into ``_static``. The chapters' student versions (no solutions) and
-their zip are written with every build and served under ``student/``. Launch buttons stay on the chapters (stored notebooks)
+their zip are written with every build and served under ``student/``; progress bars
+are hidden (``TQDM_DISABLE``), since a notebook's progress widget is blank on a static page. Launch buttons stay on the chapters (stored notebooks)
 and leave the ``.md`` pages, which Colab cannot open. After each build, every executed chapter's run time
 is written to ``<build>/chapter_times.json`` (the ``book`` command prints them).
 """
@@ -95,6 +96,13 @@ def _serve_student_notebooks(app) -> None:
     app.config.html_extra_path = [*app.config.html_extra_path, str(extra)]
 
 
+def _silence_progress_bars(app) -> None:
+    # the chapters' kernels inherit this: a progress widget is blank on a static page
+    import os
+
+    os.environ["TQDM_DISABLE"] = "1"
+
+
 def _use_local_mathjax(app) -> None:
     mathjax_source()  # fail at the start of a build, not after executing every chapter
     # A relative path is served from _static (Sphinx's add_js_file rule).
@@ -132,6 +140,7 @@ def setup(app) -> dict:
     """Sphinx entry point (``extra_extensions: [rosetta_lite.book.build]`` in ``_config.yml``)."""
     app.connect("builder-inited", _use_local_mathjax)
     app.connect("builder-inited", _serve_student_notebooks)
+    app.connect("builder-inited", _silence_progress_bars)
     app.connect("html-page-context", _launch_only_from_notebooks, priority=502)  # after the theme's (501)
     app.connect("build-finished", _finish)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

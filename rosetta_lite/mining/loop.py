@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from rosetta_lite.capture import maps_to_rows, record_encoder, record_generator
 from rosetta_lite.device import check_precision, native_bf16, precision_context, resolve_device, scratch
@@ -49,6 +48,7 @@ from rosetta_lite.mining.settings import (
     check_tables,
     settings_difference,
 )
+from rosetta_lite.progress import progress_bar
 from rosetta_lite.stats.binary import top_quantile_thresholds
 from rosetta_lite.stats.moments import DEFAULT_CHUNK_BYTES, Centred, CoMoments, centre, check_chunk_bytes
 from rosetta_lite.stats.resample import Resampler, apply_both_axes
@@ -241,8 +241,8 @@ def _mine_batches(run: _Pass, result: MiningResult, sides: dict) -> None:
     groups = {name: size_groups(s.layers[name], s.units[name], sides[name], s.grid[name]) for name in s.layers}
     resamplers = {side: Resampler(side, device) for side in set(s.grid.values())}
     todo = missing_ranges(result.counted, s.start, s.start + s.images)
-    bar = tqdm(total=s.images, desc="mining", unit="img", disable=not opts.progress or run.rank != 0,
-               initial=s.images - count(todo))
+    bar = progress_bar(total=s.images, enabled=opts.progress and run.rank == 0, desc="mining", unit="img",
+                       initial=s.images - count(todo))
     with torch.no_grad():
         for done, (first, stop) in enumerate(_batches(todo, s.batch_size), 1):
             z = latents(generator, s.seed, first, stop - first).to(device)
