@@ -133,10 +133,10 @@ def test_eval_census_refuses_bad_input(tmp_path, capsys):
 def test_census_counts_candidate_weights_on_the_named_world(tmp_path):
     """A folder of candidate weights (a textured-world supervised ResNet: 30 classes) replaces the shipped file."""
     from rosetta_lite.evaluation.census import census
-    from rosetta_lite.train.supervised import train_lite_resnet_sup
+    from rosetta_lite.train.recipes import train
     from rosetta_lite.world import world_settings
 
-    train_lite_resnet_sup(tmp_path, steps=2, seed=1000, progress=False, world=world_settings("textured"))
+    train("lite-resnet-sup", tmp_path, steps=2, seed=1000, progress=False, world=world_settings("textured"))
     options = CensusOptions(images=16, world="textured", weights=str(tmp_path))
     member = options.load("lite-resnet-sup")
     assert member.model.fc.out_features == 30 and options.load("lite-clip").quality  # the shipped one

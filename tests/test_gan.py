@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from rosetta_lite.train.gan import GANConfig, train_gan
+from rosetta_lite.train.gan import GANConfig
 from rosetta_lite.train.gan_quality import frechet_distance, knn_precision_recall, knn_radii
+from rosetta_lite.train.recipes import train
 from rosetta_lite.zoo.gan_arch import (
     GENERATOR_LAYERS,
     FeatureDiscriminator,
@@ -105,6 +106,10 @@ def test_feature_discriminator_reads_a_frozen_tower_through_trainable_heads():
         assert torch.equal(v, before[k]), k
 
 
+#: a GAN small enough for a test to train a few steps of
+TINY = dict(batch=8, g_channels=(16, 16, 8, 8), d_channels=(8, 8, 16, 16))
+
+
 def test_gan_config_rejects_an_unknown_feature_member():
     with pytest.raises(ValueError, match="feature_member must be '' \\(off\\) or 'lite-clip', got 'lite-vit-mae'"):
         GANConfig(feature_member="lite-vit-mae")
@@ -115,12 +120,10 @@ def test_gan_trains_in_bf16_where_native_and_names_a_bad_precision(tmp_path):
 
     with pytest.raises(ValueError, match="precision must be 'fp32' or 'bf16', got 'fp16'"):
         GANConfig(precision="fp16")
-    cfg = GANConfig(batch=8, g_channels=(16, 16, 8, 8), d_channels=(8, 8, 16, 16), feature_start=1,
-                    precision="bf16")
-    figs = train_gan(tmp_path, steps=2, seed=1, progress=False, config=cfg)
+    figs = train("lite-gan", tmp_path, steps=2, seed=1, progress=False, **TINY, feature_start=1, precision="bf16")
     expected = "bf16" if native_bf16(torch.device("cpu")) else "fp32"
-    assert figs["precision"] == expected
-    assert math.isfinite(figs["final"]["d"]) and math.isfinite(figs["final"]["g"])
+    assert figs["config"]["precision"] == expected
+    assert math.isfinite(figs["final_loss"])
     from safetensors import safe_open
 
     with safe_open(figs["weights"], framework="pt") as f:  # the precision that ran is recorded
@@ -131,13 +134,13 @@ def test_gan_trains_in_bf16_where_native_and_names_a_bad_precision(tmp_path):
 
 def test_short_training_run_saves_and_resumes(tmp_path):
     torch.manual_seed(0)
-    # the vision-aided discriminator counts from step 1, so resuming is checked with it on
-    cfg = GANConfig(batch=8, g_channels=(16, 16, 8, 8), d_channels=(8, 8, 16, 16), r1_every=2, feature_start=1)
-    figs = train_gan(tmp_path, steps=3, seed=1, progress=False, checkpoint_every=2, config=cfg)
-    assert figs["steps"] == 3 and math.isfinite(figs["final"]["d"]) and math.isfinite(figs["final"]["g"])
+    # the vision-aided discriminator counts from step 1 and R1 every second step, so resuming is checked with both
+    cfg = dict(TINY, r1_every=2, r1_gamma=0.1, feature_start=1)
+    figs = train("lite-gan", tmp_path, steps=3, seed=1, progress=False, checkpoint_every=2, **cfg)
+    assert figs["steps"] == 3 and math.isfinite(figs["final_loss"])
     weights = tmp_path / "lite-gan.safetensors"
     assert weights.exists() and figs["weights_bytes"] < 10 * 2**20
-    assert (tmp_path / "checkpoint.pt").exists()
+    assert (tmp_path / "lite-gan.ckpt.pt").exists()
     g = load_generator(weights)
     assert g(torch.randn(2, g.z_dim)).shape == (2, 3, 32, 32)
     from safetensors import safe_open
@@ -145,16 +148,18 @@ def test_short_training_run_saves_and_resumes(tmp_path):
     from rosetta_lite.zoo.weights import entry
     with safe_open(str(weights), framework="pt") as f:  # which CLIP the discriminator read is recorded
         assert json.loads(f.metadata()["feature_weights_sha256"]) == entry("lite-clip")["sha256"]
-    # resuming from the step-3 checkpoint to step 4 runs exactly one more step
-    figs2 = train_gan(tmp_path, steps=4, seed=1, progress=False, config=cfg)
-    assert figs2["resumed_from"] == 3
-    # an interrupted run (checkpoint at step 2) resumed to 4 equals an uninterrupted one
+    # a finished run is not trained again
+    again = train("lite-gan", tmp_path, steps=3, seed=1, progress=False, **cfg)
+    assert again["resumed_from"] == 3 and again["steps_run"] == 0
+    # an interrupted run (checkpoint at step 2) resumed to 3 equals an uninterrupted one
     other = tmp_path / "b"
-    train_gan(other, steps=2, seed=1, progress=False, checkpoint_every=2, config=cfg)
-    train_gan(other, steps=4, seed=1, progress=False, config=cfg)
+    train("lite-gan", other, steps=3, seed=1, progress=False, stop_after=2, **cfg)
+    train("lite-gan", other, steps=3, seed=1, progress=False, **cfg)
     a, b = load_generator(weights), load_generator(other / "lite-gan.safetensors")
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
-        assert ka == kb and torch.allclose(va, vb, atol=1e-6), ka
+        assert ka == kb and torch.equal(va, vb), ka
+    with pytest.raises(ValueError, match="another configuration of lite-gan's recipe"):
+        train("lite-gan", other, steps=3, seed=1, progress=False, **{**cfg, "g_lr": 1e-3})
 
 
 def test_precision_recall_on_hand_made_sets():

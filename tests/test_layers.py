@@ -215,17 +215,6 @@ TOO_MANY_PARAMETERS = {
     "rosetta_lite.bench.mining.run": "issue 44: to be folded into an options object",
     "rosetta_lite.dictionary.runs.mine_zoo": "issue 44: to be folded into an options object",
     "rosetta_lite.evaluation.concepts.unit_ious": "issue 44: to be folded into an options object",
-    # the training recipes (rosetta_lite/train/), one keyword per hyperparameter
-    "rosetta_lite.train.clip.train_lite_clip": "issue 44: to be folded into an options object",
-    "rosetta_lite.train.gan.train_gan": "issue 44: to be folded into an options object",
-    "rosetta_lite.train.loop.run_recipe": "issue 44: to be folded into an options object",
-    "rosetta_lite.train.mae.make_recipe": "issue 44: to be folded into an options object",
-    "rosetta_lite.train.mae.train_lite_vit_mae": "issue 44: to be folded into an options object",
-    "rosetta_lite.train.renderer.train_lite_renderer": "issue 44: to be folded into an options object",
-    "rosetta_lite.train.selfsup.make_recipe": "issue 44: to be folded into an options object",
-    "rosetta_lite.train.selfsup.train_lite_resnet_dino": "issue 44: to be folded into an options object",
-    "rosetta_lite.train.selfsup.train_lite_vit_dino": "issue 44: to be folded into an options object",
-    "rosetta_lite.train.supervised.train_lite_resnet_sup": "issue 44: to be folded into an options object",
 }
 
 

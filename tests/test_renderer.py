@@ -98,12 +98,12 @@ def test_reader_latents_keep_the_readers_choices():
 
 
 def test_renderer_recipe_resumes_to_the_same_weights(tmp_path):
-    from rosetta_lite.train.renderer import train_lite_renderer
+    from rosetta_lite.train.recipes import train
 
     options = dict(steps=4, seed=1000, progress=False, batch_size=4, checkpoint_every=1)
-    train_lite_renderer(tmp_path / "split", stop_after=2, **options)
-    split = train_lite_renderer(tmp_path / "split", **options)
-    whole = train_lite_renderer(tmp_path / "whole", **options)
+    train("lite-renderer", tmp_path / "split", stop_after=2, **options)
+    split = train("lite-renderer", tmp_path / "split", **options)
+    whole = train("lite-renderer", tmp_path / "whole", **options)
     from safetensors.torch import load_file
 
     a, b = load_file(split["weights"]), load_file(whole["weights"])

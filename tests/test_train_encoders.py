@@ -16,35 +16,31 @@ from rosetta_lite.zoo import lite_arch
 torch.set_num_threads(1)
 
 
-def _tiny(train_fn, tmp_path, **kw):
-    return train_fn(tmp_path, progress=False, batch_size=8, **kw)
+def _tiny(member, tmp_path, **kw):
+    from rosetta_lite.train.recipes import train
+
+    return train(member, tmp_path, progress=False, batch_size=8, **kw)
 
 
-def _recipes():
-    from rosetta_lite.train.clip import train_lite_clip
-    from rosetta_lite.train.mae import train_lite_vit_mae
-    from rosetta_lite.train.selfsup import train_lite_resnet_dino, train_lite_vit_dino
-    from rosetta_lite.train.supervised import train_lite_resnet_sup
-
-    return {
-        "lite-resnet-sup": train_lite_resnet_sup,
-        "lite-resnet-dino": train_lite_resnet_dino,  # SimCLR, in bf16 where the CPU has it
-        "lite-resnet-dino/dino": lambda *a, **k: train_lite_resnet_dino(*a, method="dino", **k),
-        "lite-vit-dino": train_lite_vit_dino,
-        "lite-vit-mae": train_lite_vit_mae,
-        "lite-clip": train_lite_clip,
-    }
+#: the encoders' recipes, and the options that differ from them
+RECIPES = {
+    "lite-resnet-sup": {},
+    "lite-resnet-dino": {},  # SimCLR, in bf16 where the CPU has it
+    "lite-resnet-dino/dino": {"method": "dino"},
+    "lite-vit-dino": {},
+    "lite-vit-mae": {},
+    "lite-clip": {},
+}
 
 
-@pytest.mark.parametrize("name", list(_recipes()))
+@pytest.mark.parametrize("name", list(RECIPES))
 def test_recipe_runs_resumes_and_saves(name, tmp_path):
-    train = _recipes()[name]
     member = name.split("/")[0]
-    first = _tiny(train, tmp_path, steps=3, checkpoint_every=1, stop_after=2)
+    first = _tiny(member, tmp_path, steps=3, checkpoint_every=1, stop_after=2, **RECIPES[name])
     assert not first["done"] and first["step"] == 2
     assert (tmp_path / f"{member}.ckpt.pt").exists()
     assert not (tmp_path / f"{member}.safetensors").exists()
-    second = _tiny(train, tmp_path, steps=3, checkpoint_every=1)
+    second = _tiny(member, tmp_path, steps=3, checkpoint_every=1, **RECIPES[name])
     assert second["resumed_from"] == 2 and second["steps_run"] == 1 and second["done"]
     wfile = tmp_path / f"{member}.safetensors"
     assert wfile.exists() and wfile.stat().st_size < 10 * 2**20
@@ -59,12 +55,12 @@ def test_recipe_runs_resumes_and_saves(name, tmp_path):
 
 
 def test_resume_matches_uninterrupted_run(tmp_path):
-    from rosetta_lite.train.supervised import train_lite_resnet_sup
+    from rosetta_lite.train.recipes import train
 
     a, b = tmp_path / "a", tmp_path / "b"
-    train_lite_resnet_sup(a, steps=3, progress=False, batch_size=8, checkpoint_every=10)
-    train_lite_resnet_sup(b, steps=3, progress=False, batch_size=8, checkpoint_every=1, stop_after=1)
-    train_lite_resnet_sup(b, steps=3, progress=False, batch_size=8, checkpoint_every=1)
+    train("lite-resnet-sup", a, steps=3, progress=False, batch_size=8, checkpoint_every=10)
+    train("lite-resnet-sup", b, steps=3, progress=False, batch_size=8, checkpoint_every=1, stop_after=1)
+    train("lite-resnet-sup", b, steps=3, progress=False, batch_size=8, checkpoint_every=1)
     from safetensors.torch import load_file
 
     wa = load_file(str(a / "lite-resnet-sup.safetensors"))
@@ -75,13 +71,15 @@ def test_resume_matches_uninterrupted_run(tmp_path):
 
 
 def test_checkpoint_mismatch_and_seed_checks(tmp_path):
-    from rosetta_lite.train.supervised import train_lite_resnet_sup
+    from rosetta_lite.train.recipes import train
 
     with pytest.raises(ValueError, match="seeds must be"):
-        train_lite_resnet_sup(tmp_path, steps=2, seed=7, progress=False, batch_size=8)
-    train_lite_resnet_sup(tmp_path, steps=2, progress=False, batch_size=8, stop_after=1)
+        train("lite-resnet-sup", tmp_path, steps=2, seed=7, progress=False, batch_size=8)
+    train("lite-resnet-sup", tmp_path, steps=2, progress=False, batch_size=8, stop_after=1)
     with pytest.raises(ValueError, match="resume=False"):
-        train_lite_resnet_sup(tmp_path, steps=5, progress=False, batch_size=8)
+        train("lite-resnet-sup", tmp_path, steps=5, progress=False, batch_size=8)
+    with pytest.raises(ValueError, match=r"lite-resnet-sup's recipe has no option \['batchsize'\]"):
+        train("lite-resnet-sup", tmp_path, steps=2, progress=False, batchsize=8)
 
 
 def test_atomic_save_leaves_old_file_on_failure(tmp_path):
@@ -122,12 +120,12 @@ def test_weights_are_ordinary_files_and_a_full_disk_is_one_clear_error(tmp_path,
 def test_bf16_precision_where_native_and_bad_precision_named(tmp_path):
     from safetensors import safe_open
 
-    from rosetta_lite.train.supervised import train_lite_resnet_sup
+    from rosetta_lite.train.recipes import train
 
     with pytest.raises(ValueError, match="precision must be 'fp32' or 'bf16', got 'fp16'"):
-        train_lite_resnet_sup(tmp_path / "bad", steps=1, progress=False, batch_size=8, precision="fp16")
+        train("lite-resnet-sup", tmp_path / "bad", steps=1, progress=False, batch_size=8, precision="fp16")
     assert not (tmp_path / "bad" / "lite-resnet-sup.ckpt.pt").exists()
-    result = train_lite_resnet_sup(tmp_path, steps=2, progress=False, batch_size=8, precision="bf16")
+    result = train("lite-resnet-sup", tmp_path, steps=2, progress=False, batch_size=8, precision="bf16")
     native = native_bf16(torch.device("cpu"))
     assert result["config"]["precision"] == ("bf16" if native else "fp32")
     with safe_open(result["weights"], "pt") as f:
@@ -321,7 +319,7 @@ def test_vit_stems_and_pools_keep_the_token_grid_and_the_parameters():
 
 
 def test_rearranged_pairs_share_the_objects_and_nothing_else(tmp_path):
-    from rosetta_lite.train.selfsup import make_recipe
+    from rosetta_lite.train.selfsup import VIT_DINO, Views
     from rosetta_lite.world import ShapesWorld
 
     world = ShapesWorld()
@@ -334,10 +332,9 @@ def test_rearranged_pairs_share_the_objects_and_nothing_else(tmp_path):
     with pytest.raises(ValueError, match="non-negative seeds"):
         world.rearranged(4, 1000, 0, layout_seed=-1)
     with pytest.raises(ValueError, match="pairs must be one of"):
-        make_recipe("lite-vit-dino", lite_arch.build_lite_vit(), lite_arch.VIT_DIM, method="simclr", pairs="shuffled")
-    from rosetta_lite.train.selfsup import train_lite_vit_dino
-
-    done = _tiny(train_lite_vit_dino, tmp_path, steps=2, pairs="rearranged")
+        Views(pairs="shuffled")
+    done = _tiny("lite-vit-dino", tmp_path, steps=2, views=Views(posterize=2, pairs="rearranged"))
+    assert VIT_DINO.views.pairs == "crops"  # the member's recipe
     assert done["done"] and done["config"]["pairs"] == "rearranged"
 
 
@@ -374,9 +371,9 @@ def test_mae_encoder_never_sees_the_hidden_patches(stem):
 
 
 def test_mae_recipe_options_train_and_reload(tmp_path):
-    from rosetta_lite.train.mae import build_mae, load_mae, train_lite_vit_mae
+    from rosetta_lite.train.mae import build_mae, load_mae
 
-    done = _tiny(train_lite_vit_mae, tmp_path, steps=2, stem="conv", decoder_depth=3, decoder_dim=32)
+    done = _tiny("lite-vit-mae", tmp_path, steps=2, stem="conv", decoder_depth=3, decoder_dim=32)
     assert done["config"]["stem"] == "conv" and done["config"]["decoder"] == "dim 32, 3 blocks"
     mae = load_mae(tmp_path)  # the checkpoint's config rebuilds the same autoencoder
     assert len(mae.decoder_blocks) == 3 and mae.decoder_embed.out_features == 32
@@ -415,32 +412,28 @@ def test_mae_masking_and_patchify():
 
 @pytest.mark.parametrize("device", ["gpu", "mps", "cuda"])
 def test_training_device_is_checked_before_any_work(device, tmp_path):
-    from rosetta_lite.train.gan import train_gan
-    from rosetta_lite.train.supervised import train_lite_resnet_sup
+    from rosetta_lite.train.recipes import train
 
     if device == "cuda" and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     match = "sees no CUDA GPU" if device == "cuda" else "device must be 'cpu', 'cuda' or 'cuda:N'"
     with pytest.raises(ValueError, match=match):
-        train_lite_resnet_sup(tmp_path, steps=2, progress=False, batch_size=8, device=device)
+        train("lite-resnet-sup", tmp_path, steps=2, progress=False, batch_size=8, device=device)
     with pytest.raises(ValueError, match=match):
-        train_gan(tmp_path, steps=2, progress=False, device=device)
-    assert not list(tmp_path.glob("*.ckpt.pt")) and not (tmp_path / "checkpoint.pt").exists()
+        train("lite-gan", tmp_path, steps=2, progress=False, device=device)
+    assert not list(tmp_path.glob("*.ckpt.pt"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_recipes_train_on_cuda_and_save_cpu_weights(tmp_path):
-    from rosetta_lite.train.clip import train_lite_clip
-    from rosetta_lite.train.gan import GANConfig, train_gan
-    from rosetta_lite.train.mae import train_lite_vit_mae
-    from rosetta_lite.train.selfsup import train_lite_resnet_dino
+    from rosetta_lite.train.recipes import train
     from rosetta_lite.zoo.gan_arch import load_generator
 
-    for train in (train_lite_clip, train_lite_vit_mae, train_lite_resnet_dino):
-        result = _tiny(train, tmp_path, steps=2, device="cuda")
+    for member in ("lite-clip", "lite-vit-mae", "lite-resnet-dino"):
+        result = _tiny(member, tmp_path, steps=2, device="cuda")
         assert result["done"] and torch.isfinite(torch.tensor(result["final_loss"]))
     # the vision-aided discriminator (on lite-clip's frozen tower) counts from step 1
-    train_gan(tmp_path / "gan", steps=2, progress=False, device="cuda", config=GANConfig(feature_start=1))
+    train("lite-gan", tmp_path / "gan", steps=2, progress=False, device="cuda", feature_start=1)
     g = load_generator(tmp_path / "gan" / "lite-gan.safetensors")
     assert next(g.parameters()).device.type == "cpu"
 
@@ -471,7 +464,7 @@ def test_training_benchmark_times_both_precisions_and_names_bad_members():
     assert row["batch_size"] == 128 and row["fp32_seconds_per_step"] > 0 and row["bf16_seconds_per_step"] > 0
     assert row["speed_up"] == pytest.approx(row["fp32_seconds_per_step"] / row["bf16_seconds_per_step"], rel=0.02)
     assert row["bf16_ran_as"] == ("bf16" if native_bf16(torch.device("cpu")) else "fp32")
-    gan = seconds_per_step("lite-gan", "bf16", steps=1, warmup=1)  # the GAN's own loop
+    gan = seconds_per_step("lite-gan", "bf16", steps=1, warmup=1)  # the GAN steps its own two optimizers
     assert gan["batch_size"] == 64 and gan["seconds"] > 0 and gan["precision"] == row["bf16_ran_as"]
 
 
@@ -505,16 +498,16 @@ class _Planted:
 
 
 def test_a_crafted_checkpoint_is_refused_unread(tmp_path):
-    from rosetta_lite.train.gan import CHECKPOINT_NAME, GANConfig, train_gan
+    from rosetta_lite.train.recipes import train
 
     planted = tmp_path / "planted"
     recipe_checkpoint = checkpoints.checkpoint_path(tmp_path, "lite-resnet-sup")
     torch.save({"step": 1, "payload": _Planted(planted)}, recipe_checkpoint)
     with pytest.raises(ValueError, match="objects other than tensors and plain values, refused unread"):
         checkpoints.load_checkpoint(recipe_checkpoint)
-    torch.save({"step": 1, "payload": _Planted(planted)}, tmp_path / CHECKPOINT_NAME)
+    torch.save({"step": 1, "payload": _Planted(planted)}, checkpoints.checkpoint_path(tmp_path, "lite-gan"))
     with pytest.raises(ValueError, match="refused unread"):
-        train_gan(tmp_path, steps=1, config=GANConfig(batch=2, feature_member=""), progress=False)
+        train("lite-gan", tmp_path, steps=1, batch=2, feature_member="", progress=False)
     assert not planted.exists()
     checkpoints.save_checkpoint({"step": 3, "log": [{"loss": 0.5}], "config": {"sizes": (1, 2)},
                                  "state": {"w": torch.ones(2)}}, recipe_checkpoint)
@@ -524,20 +517,19 @@ def test_a_crafted_checkpoint_is_refused_unread(tmp_path):
 def test_a_recipe_trains_on_a_named_world_and_resumes_only_on_it(tmp_path):
     from safetensors import safe_open
 
-    from rosetta_lite.train.selfsup import train_lite_resnet_dino
-    from rosetta_lite.train.supervised import train_lite_resnet_sup
+    from rosetta_lite.train.recipes import train
     from rosetta_lite.world import world_settings
 
     textured = world_settings("textured")
-    result = train_lite_resnet_sup(tmp_path, steps=2, seed=1000, progress=False, world=textured)
+    result = train("lite-resnet-sup", tmp_path, steps=2, seed=1000, progress=False, world=textured)
     assert result["config"]["world"] == "textured" and result["config"]["arch"].endswith("num_classes=30)")
     with safe_open(result["weights"], "pt") as f:
         assert f.metadata()["world"] == "textured" and f.get_tensor("fc.weight").shape[0] == 30
-    assert train_lite_resnet_dino(tmp_path, steps=1, seed=1000, progress=False,
+    assert train("lite-resnet-dino", tmp_path, steps=1, seed=1000, progress=False,
                                   world=textured)["config"]["world"] == "textured"
-    train_lite_resnet_sup(tmp_path / "half", steps=4, seed=1000, progress=False, world=textured, stop_after=2)
+    train("lite-resnet-sup", tmp_path / "half", steps=4, seed=1000, progress=False, world=textured, stop_after=2)
     with pytest.raises(ValueError, match="trained on the 'textured' world; asked for the 'plain'"):
-        train_lite_resnet_sup(tmp_path / "half", steps=4, seed=1000, progress=False)
+        train("lite-resnet-sup", tmp_path / "half", steps=4, seed=1000, progress=False)
 
 
 def test_train_takes_the_run_lock_of_its_folder(tmp_path, capsys, lock_holder):
@@ -582,13 +574,13 @@ def test_train_all_on_the_textured_world_trains_every_member_a_few_steps(tmp_pat
 def test_textured_members_are_judged_on_their_own_world(tmp_path):
     from rosetta_lite.train import quality as ev
     from rosetta_lite.train.gan_quality import image_set_quality
-    from rosetta_lite.train.supervised import train_lite_resnet_sup
+    from rosetta_lite.train.recipes import train
     from rosetta_lite.world import ShapesWorld, world_settings
     from rosetta_lite.zoo.weights import verified_file
 
     textured = world_settings("textured")
     assert ev.shape_prompts("checks circle")[0] == "a small red checked circle"
-    train_lite_resnet_sup(tmp_path, steps=1, seed=1000, progress=False, world=textured)
+    train("lite-resnet-sup", tmp_path, steps=1, seed=1000, progress=False, world=textured)
     images = ShapesWorld(**textured).batch(16, seed=9).images
     figures = image_set_quality(images, tmp_path / "lite-resnet-sup.safetensors", **textured)
     assert len(figures["class_frequency_world"]) == 30

@@ -2,7 +2,7 @@
 
     python -m rosetta_lite bench training --members lite-resnet-dino lite-clip --steps 20
 
-Each member's recipe (its batch size and options as in ``RECIPES``) trains a few warm-up
+Each member's recipe (its batch size and options as ``train`` runs it) trains a few warm-up
 steps, then ``steps`` timed steps, once per precision, in a temporary folder; the
 precisions alternate ``repeats`` times and each keeps its fastest time, so the ratio
 comes from one run on one machine. bf16 falls back to fp32 where the device has no native
@@ -13,15 +13,13 @@ from the first step, as in all but the first 500 steps of its recipe.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import tempfile
 
 import torch
 
 from rosetta_lite.device import native_bf16, resolve_device
-from rosetta_lite.train.gan import GANConfig
-from rosetta_lite.train.recipes import ORDER, RECIPES
+from rosetta_lite.train.recipes import ORDER, train
 
 PRECISIONS = ("fp32", "bf16")
 TIMED_MEMBERS = ORDER
@@ -38,29 +36,14 @@ def seconds_per_step(member: str, precision: str, steps: int = 10, warmup: int =
         raise ValueError(f"member must be one of {list(TIMED_MEMBERS)}, got {member!r}")
     if steps < 1 or warmup < 1:
         raise ValueError(f"steps and warmup must be at least 1, got {steps} and {warmup}")
-    spec = RECIPES[member]
-    train = getattr(importlib.import_module(spec.module), spec.function)
-    if member == "lite-gan":
-        return _gan_seconds_per_step(train, precision, steps, warmup, device, spec.seed)
-    options = {**spec.options, "precision": precision}
+    # the GAN's vision-aided discriminator counts from the first step, as in all but its first 500
+    options = {"precision": precision, **({"feature_start": 0} if member == "lite-gan" else {})}
     with tempfile.TemporaryDirectory() as folder:
-        kw = dict(steps=warmup + steps, seed=spec.seed, progress=False, device=device,
-                  checkpoint_every=warmup + steps, **options)
-        first = train(folder, stop_after=warmup, **kw)
-        second = train(folder, **kw)  # resumes: its seconds add the timed steps
+        kw = dict(steps=warmup + steps, progress=False, device=device, checkpoint_every=warmup + steps, **options)
+        first = train(member, folder, stop_after=warmup, **kw)
+        second = train(member, folder, **kw)  # resumes: its seconds add the timed steps
     return {"seconds": (second["seconds"] - first["seconds"]) / steps,
             "precision": second["config"]["precision"], "batch_size": second["batch_size"]}
-
-
-def _gan_seconds_per_step(train_gan, precision: str, steps: int, warmup: int, device: str,
-                          seed: int) -> dict:
-    config = GANConfig(precision=precision, feature_start=0)
-    with tempfile.TemporaryDirectory() as folder:
-        kw = dict(seed=seed, progress=False, device=device, config=config, checkpoint_every=warmup + steps)
-        first = train_gan(folder, steps=warmup, **kw)
-        second = train_gan(folder, steps=warmup + steps, **kw)  # resumes: its seconds add the timed steps
-    return {"seconds": (second["seconds"] - first["seconds"]) / steps, "precision": second["precision"],
-            "batch_size": config.batch}
 
 
 def bench_training(members: list[str], steps: int = 10, repeats: int = 2, device: str = "cpu") -> list[dict]:

@@ -1,23 +1,21 @@
 """lite-clip: an open_clip CLIP (tiny custom config) trained on the world's captions.
 
-    from rosetta_lite.train.clip import train_lite_clip
-    result = train_lite_clip("runs/zoo", steps=500, seed=1000)
+    from rosetta_lite.train.recipes import train
+    result = train("lite-clip", "runs/zoo", steps=500, seed=1000)
 
 Images and their captions ("a large red circle and a small blue cross on green ground
 under a grey sky") are embedded by ``build_lite_clip()``'s two towers and pulled
 together with open_clip's ``ClipLoss`` (symmetric InfoNCE over the batch, learned
 temperature). Text goes through open_clip's own BPE tokenizer (``SimpleTokenizer``,
 whose vocabulary ships in the wheel: no download). Scenes in a batch differ in colours,
-ground and sky, so captions can be matched without looking at shapes (measured: top-5
-retrieval 100% but zero-shot shape accuracy 21%); each image therefore also gets six
-hard negative captions, its own caption with one shape word swapped, in an extra
-image-to-text cross-entropy: the largest object's shape set to each of the five other
-shapes, and a random object's shape changed. (With one swap of the largest object's
-shape instead of five, 2,000 steps gave zero-shot 0.72 instead of 0.798.) Half the scenes
-with several objects get a caption naming only the largest one (``main_object_captions``):
+ground and sky, so captions can be matched without looking at shapes; each image
+therefore also gets six hard negative captions, its own caption with one shape word
+swapped, in an extra image-to-text cross-entropy: the largest object's shape set to each
+of the five other shapes, and a random object's shape changed. Half the scenes with
+several objects get a caption naming only the largest one (``main_object_captions``):
 zero-shot prompts name one shape, and a scene's single-object caption should be its main
-subject; it lifted zero-shot accuracy from 0.798 to 0.842 at 2,000 steps (captions that
-name the largest object first instead: 0.780). Augmentation is horizontal flips
+subject. The variants tried and their zero-shot accuracies: the book's appendix
+(``book/zoo_training.md``). Augmentation is horizontal flips
 only: crops could cut out objects the caption names, colour changes would falsify it.
 The whole CLIP model (both towers) is saved as ``lite-clip.safetensors``.
 """
@@ -25,12 +23,13 @@ The whole CLIP model (both towers) is saved as ``lite-clip.safetensors``.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from rosetta_lite.train.augment import augment
-from rosetta_lite.train.loop import Recipe, run_recipe, seed_everything
+from rosetta_lite.train.loop import Recipe, RecipeOptions, seed_everything
 from rosetta_lite.world import object_phrase
 from rosetta_lite.zoo.lite_arch import build_lite_clip, clip_tokenizer, normalize
 
@@ -108,10 +107,34 @@ def largest_shape_swaps(batch) -> list[list[str]]:
     return [list(column) for column in zip(*rows)]
 
 
-def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 2e-3,
-                hard_negatives: float = 1.0, all_largest_swaps: bool = True,
-                main_object: float = 0.5, precision: str = "fp32", world: dict | None = None) -> Recipe:
+@dataclass(frozen=True)
+class CLIPOptions(RecipeOptions):
+    """The CLIP recipe's options: the common ones and its captions' negatives.
+
+        CLIPOptions(hard_negatives=0.0, main_object=0.0)   # plain contrastive training
+
+    ``hard_negatives``: the weight of the shape-swapped captions' cross-entropy (0: off);
+    ``all_largest_swaps``: the largest object's shape set to each other shape (else to one);
+    ``main_object``: the share of scenes captioned by their largest object alone.
+    """
+
+    hard_negatives: float = 1.0
+    all_largest_swaps: bool = True
+    main_object: float = 0.5
+
+
+OPTIONS = CLIPOptions()
+
+
+def make_recipe(options: CLIPOptions = OPTIONS, seed: int = 1000) -> Recipe:
+    """``lite-clip``'s recipe: open_clip's contrastive loss plus shape-swapped captions as hard negatives.
+
+        recipe = make_recipe(CLIPOptions(batch_size=64), seed=1000)
+    """
     from open_clip import ClipLoss
+
+    lr, hard_negatives, main_object = options.lr, options.hard_negatives, options.main_object
+    all_largest_swaps = options.all_largest_swaps
 
     seed_everything(seed)
     model = build_lite_clip()
@@ -148,13 +171,13 @@ def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 2e-3,
         out["loss"] = loss
         return out
 
-    def clamp_scale(step_index):
+    def clamp_scale(step_index, steps):
         with torch.no_grad():
             model.logit_scale.clamp_(0, 4.6052)  # temperature >= 0.01, as open_clip's training does
 
     return Recipe(member=MEMBER, modules={"clip": model}, optimizer=opt, step_fn=step,
-                  export=lambda: model, batch_size=batch_size, lr=lr, warmup=30,
-                  after_step=clamp_scale, precision=precision, world=dict(world or {}),
+                  export=lambda: model, batch_size=options.batch_size, lr=lr, warmup=30,
+                  after_step=clamp_scale, precision=options.precision, world=dict(options.world),
                   config={"method": "clip", "hard_negatives": hard_negatives,
                           "main_object_captions": main_object,
                           "loss": "open_clip.ClipLoss + weight x image-to-text CE with shape-swapped captions "
@@ -164,18 +187,3 @@ def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 2e-3,
                                   + ", and a random object's shape changed",
                           "tokenizer": "open_clip.tokenizer.SimpleTokenizer(context_length=32)"})
 
-
-def train_lite_clip(out_dir, steps: int = 500, seed: int = 1000, progress: bool = True,
-                    checkpoint_every: int = 50, resume: bool = True, batch_size: int = 128,
-                    stop_after: int | None = None, device: str = "cpu", hard_negatives: float = 1.0,
-                    precision: str = "fp32", world: dict | None = None) -> dict:
-    """Train ``lite-clip``; writes the whole CLIP model to ``<out_dir>/lite-clip.safetensors``.
-
-    ``world``: the scenes and captions it learns from (default the plain world; the textured
-    world's captions name fills, and its hard negatives swap fill words too).
-    """
-    recipe = make_recipe(seed=seed, batch_size=batch_size, hard_negatives=hard_negatives, precision=precision,
-                         world=world)
-    return run_recipe(recipe, out_dir, steps=steps, seed=seed, progress=progress,
-                      checkpoint_every=checkpoint_every, resume=resume, stop_after=stop_after,
-                      device=device)

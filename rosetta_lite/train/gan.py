@@ -1,8 +1,8 @@
-"""Train the lite GAN on the Shapes World (CPU-friendly, seeded, resumable).
+"""The lite GAN's recipe on the Shapes World (CPU-friendly, seeded, resumable through ``run_recipe``).
 
-    from rosetta_lite.train.gan import train_gan
-    figures = train_gan("runs/gan", steps=6000, seed=0)
-    # -> runs/gan/lite-gan.safetensors (EMA generator weights) and a figures dict
+    from rosetta_lite.train.recipes import train
+    summary = train("lite-gan", "runs/gan", steps=2000)
+    # -> runs/gan/lite-gan.safetensors (EMA generator weights) and runs/gan/lite-gan.json
 
 Recipe: hinge loss, spectrally normalised discriminator, Adam with betas (0, 0.9) and
 learning rates 2e-4 (generator) and 4e-4 (discriminator), one discriminator step per
@@ -10,19 +10,17 @@ generator step, batch 64, a second, vision-aided discriminator (Kumari et al. 20
 heads on ``lite-clip``'s frozen image tower, weight 0.1, from step 500), an exponential
 moving average of the generator weights (the saved model; its batch-norm statistics are
 recomputed at the end), steps in bfloat16 autocast where the device has native bf16, and
-fresh world images every step (training streams use seeds
->= 1000, disjoint from evaluation seeds < 100). Step ``t`` draws world images
-``t*B .. t*B+B-1`` of the stream ``1000 + seed`` and its latents from a generator seeded
-by ``(seed, t)``, so a run resumed from a checkpoint continues exactly as an
-uninterrupted one. An optional lazy R1 penalty (``r1_gamma``) is available.
+fresh world images every step. Seeds count from 0: step ``t`` draws world images
+``t*B .. t*B+B-1`` of the stream ``1000 + seed`` (training streams use seeds >= 1000,
+disjoint from evaluation seeds < 100) and its latents from a generator seeded by
+``(seed, t)``, so a run resumed from a checkpoint continues exactly as an uninterrupted
+one. An optional lazy R1 penalty (``r1_gamma``) is available. The variants tried: the
+book's appendix (``book/zoo_training.md``).
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import os
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,10 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rosetta_lite.device import precision_context, resolve_device
-from rosetta_lite.train.checkpoints import load_checkpoint, load_weights, save_checkpoint, trained_or_shipped
-from rosetta_lite.train.loop import training_precision
-from rosetta_lite.world import ShapesWorld
+from rosetta_lite.train.checkpoints import load_weights, trained_or_shipped
+from rosetta_lite.train.loop import Recipe
 from rosetta_lite.zoo import lite_arch
 from rosetta_lite.zoo.gan_arch import (
     FeatureDiscriminator,
@@ -44,10 +40,10 @@ from rosetta_lite.zoo.gan_arch import (
 )
 from rosetta_lite.zoo.weights import sha256
 
-__all__ = ["GANConfig", "train_gan", "save_generator", "load_generator", "WEIGHTS_NAME"]
+__all__ = ["GANConfig", "make_recipe", "save_generator", "load_generator", "WEIGHTS_NAME"]
 
+MEMBER = "lite-gan"
 WEIGHTS_NAME = "lite-gan.safetensors"
-CHECKPOINT_NAME = "checkpoint.pt"
 TRAIN_SEED_OFFSET = 1000  # world streams used for training: 1000 + seed
 
 
@@ -79,8 +75,7 @@ class GANConfig:
     feature_layers: tuple[str, ...] = ("layer2", "layer3", "layer4")  # maps read by heads (the embedding always is)
     feature_start: int = 500  # step from which the vision-aided loss counts
     # "bf16": steps under bfloat16 autocast with channels-last modules where the device has
-    # native bf16 (else fp32); weights, optimizers, losses and the EMA stay fp32. 1.9x faster
-    # per step on 2 AVX-512 BF16 cores, same figures at equal steps
+    # native bf16 (else fp32), for speed; weights, optimizers, losses and the EMA stay fp32
     precision: str = "bf16"
 
     def __post_init__(self) -> None:
@@ -139,166 +134,104 @@ def _g_loss(cfg: GANConfig, fake_logits) -> torch.Tensor:
     return F.softplus(-fake_logits).mean()
 
 
-def train_gan(out_dir: str | os.PathLike, steps: int = 6000, seed: int = 0, progress: bool = True,
-              checkpoint_every: int = 500, resume: bool = True, config: GANConfig | None = None,
-              log_every: int = 100, device: str = "cpu") -> dict:
-    """Train the lite GAN; returns a dict of figures (losses, timings, paths).
+OPTIONS = GANConfig()
 
-        figures = train_gan("runs/gan", steps=6000, seed=0)
 
-    Writes ``out_dir/checkpoint.pt`` every ``checkpoint_every`` steps (atomically) and
-    resumes from it when ``resume`` is true; writes the EMA generator to
-    ``out_dir/lite-gan.safetensors`` at the end. Uses the threads torch is set to use, or
-    ``device="cuda"``; latents and scenes are drawn on the CPU either way.
+def make_recipe(options: GANConfig, seed: int, out_dir: str | Path) -> Recipe:
+    """The lite GAN's recipe (its generator, discriminators and EMA generator, seeded by ``seed``).
+
+        run_recipe(make_recipe(GANConfig(), 0, "runs/gan"), "runs/gan", steps=2000, seed=0)
+
+    Its step steps both players' optimizers itself; the member is the EMA generator, saved
+    by ``save_generator`` with standing batch-norm statistics. ``out_dir``: where a
+    ``lite-clip`` trained for the vision-aided discriminator is looked for before the shipped one.
     """
-    from tqdm.auto import tqdm
-
-    cfg = config or GANConfig()
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
-    device = resolve_device(device)
-    precision = training_precision(cfg.precision, device)
-    memory_format = torch.channels_last if precision == "bf16" else torch.contiguous_format
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out / CHECKPOINT_NAME
-    world = ShapesWorld(size=32, **cfg.world)
-
-    g, d, feature_d, feature_path, g_ema, opt_g, opt_d = _gan_models(cfg, seed, out, device, memory_format)
-    start, elapsed, history = 0, 0.0, []
-    state = load_checkpoint(ckpt_path) if resume else None
-    if state is not None:
-        if json.dumps(state["config"]) != json.dumps(asdict(cfg)) or state["seed"] != seed:
-            raise ValueError(f"{ckpt_path} was written by another config or seed; "
-                             "delete it or pass resume=False")
-        g.load_state_dict(state["g"]); d.load_state_dict(state["d"]); g_ema.load_state_dict(state["g_ema"])
-        opt_g.load_state_dict(state["opt_g"]); opt_d.load_state_dict(state["opt_d"])
-        start, elapsed, history = state["step"], state["elapsed"], state["history"]
-
-    def checkpoint(step: int) -> None:
-        save_checkpoint({"g": g.state_dict(), "d": d.state_dict(), "g_ema": g_ema.state_dict(),
-                      "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "step": step,
-                      "elapsed": elapsed, "history": history, "config": asdict(cfg), "seed": seed},
-                     ckpt_path)
-
-    pixel_d = d["pixels"] if feature_d is not None else d
-    trainable_d = [p for p in d.parameters() if p.requires_grad]
-    g.train(); d.train()
-    bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress,
-               desc="lite-gan", unit="step")
-    run = {"d": 0.0, "g": 0.0, "r1": 0.0, "real": 0.0, "fake": 0.0, "n": 0}
-    t0 = t_session = time.perf_counter()
-    for step in bar:
-        real = world.batch(cfg.batch, seed=TRAIN_SEED_OFFSET + seed, start=step * cfg.batch).images.to(device)
-        figures = _gan_step(cfg, seed, step, real, g, d, pixel_d, feature_d, trainable_d, opt_g, opt_d, precision,
-                            device)
-        _update_ema(g_ema, g, (step + 1) * cfg.batch, cfg)
-        for key, value in figures.items():
-            run[key] += value
-        run["n"] += 1
-        done = step + 1
-        if done % log_every == 0 or done == steps:
-            n = max(run.pop("n"), 1)
-            row = {"step": done, **{k: v / n for k, v in run.items()}}
-            history.append(row)
-            bar.set_postfix(d=f"{row['d']:.3f}", g=f"{row['g']:.3f}", r1=f"{row['r1']:.3f}")
-            run = {k: 0.0 for k in row if k != "step"} | {"n": 0}
-        if done % checkpoint_every == 0 or done == steps:
-            elapsed += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            checkpoint(done)
-    bar.close()
-    elapsed += time.perf_counter() - t0
-    session = time.perf_counter() - t_session
-
-    weights = _save_ema(g_ema, cfg, steps, seed, precision, feature_path, out)
-    return {
-        "steps": steps,
-        "seed": seed,
-        "precision": precision,
-        "seconds": round(elapsed, 1),
-        "seconds_per_step": round(session / (steps - start), 4) if start < steps else None,
-        "resumed_from": start,
-        "generator_params": sum(p.numel() for p in g.parameters()),
-        "discriminator_params": sum(p.numel() for p in d.parameters()),
-        "weights": str(weights),
-        "weights_bytes": weights.stat().st_size,
-        "final": history[-1] if history else None,
-        "history": history,
-        "config": {**asdict(cfg), "precision": precision},  # the precision that ran
-        "feature_weights": str(feature_path) if feature_path is not None else None,
-    }
+    gan = _GAN(options, seed, Path(out_dir))
+    modules = {"g": gan.g, "d": gan.d, "g_ema": gan.g_ema}
+    return Recipe(member=MEMBER, modules=modules, optimizer={"g": gan.opt_g, "d": gan.opt_d}, step_fn=gan.step,
+                  export=lambda: gan.g_ema, batch_size=options.batch, after_step=gan.ema, world=dict(options.world),
+                  config=asdict(options), precision=options.precision, save=gan.save,
+                  world_seed_offset=TRAIN_SEED_OFFSET)
 
 
-def _gan_models(cfg: GANConfig, seed: int, out: Path, device: torch.device, memory_format: torch.memory_format):
-    """The seeded generator, discriminator(s), EMA copy and optimizers of a run; and the feature weights file."""
-    torch.manual_seed(seed)
-    g = _make_generator(cfg)
-    d = LiteDiscriminator(channels=tuple(cfg.d_channels))
-    feature_d, feature_path = feature_discriminator(cfg, out) if cfg.feature_member else (None, None)
-    if feature_d is not None:
-        d = torch.nn.ModuleDict({"pixels": d, "features": feature_d})
-    g, d = g.to(device, memory_format=memory_format), d.to(device, memory_format=memory_format)
-    g_ema = copy.deepcopy(g).eval().requires_grad_(False)
-    # lazy-regularisation correction of D's Adam (StyleGAN-2); it is applied whether or not
-    # R1 is on, so the default recipe's D runs at lr 4e-4 * 8/9 with beta2 = 0.9 ** (8/9)
-    r1_ratio = cfg.r1_every / (cfg.r1_every + 1)
-    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.g_lr, betas=tuple(cfg.betas))
-    opt_d = torch.optim.Adam([p for p in d.parameters() if p.requires_grad], lr=cfg.d_lr * r1_ratio,
-                             betas=tuple(b ** r1_ratio for b in cfg.betas))
-    return g, d, feature_d, feature_path, g_ema, opt_g, opt_d
+class _GAN:
+    """The players of one run: seeded generator, discriminator(s), EMA copy and optimizers."""
 
+    def __init__(self, cfg: GANConfig, seed: int, out_dir: Path) -> None:
+        self.cfg, self.seed = cfg, seed
+        torch.manual_seed(seed)
+        self.g = _make_generator(cfg)
+        d = LiteDiscriminator(channels=tuple(cfg.d_channels))
+        self.feature_d, self.feature_path = feature_discriminator(cfg, out_dir) if cfg.feature_member else (None, None)
+        self.pixel_d = d
+        self.d = torch.nn.ModuleDict({"pixels": d, "features": self.feature_d}) if self.feature_d is not None else d
+        self.g_ema = copy.deepcopy(self.g).eval().requires_grad_(False)
+        self.trainable_d = [p for p in self.d.parameters() if p.requires_grad]
+        # lazy-regularisation correction of D's Adam (StyleGAN-2); it is applied whether or not
+        # R1 is on, so the default recipe's D runs at lr 4e-4 * 8/9 with beta2 = 0.9 ** (8/9)
+        r1_ratio = cfg.r1_every / (cfg.r1_every + 1)
+        self.opt_g = torch.optim.Adam(self.g.parameters(), lr=cfg.g_lr, betas=tuple(cfg.betas))
+        self.opt_d = torch.optim.Adam(self.trainable_d, lr=cfg.d_lr * r1_ratio,
+                                      betas=tuple(b ** r1_ratio for b in cfg.betas))
 
-def _save_ema(g_ema: nn.Module, cfg: GANConfig, steps: int, seed: int, precision: str, feature_path: Path | None,
-              out: Path) -> Path:
-    """The EMA generator with standing batch-norm statistics, written as the member's weights."""
-    g_ema = g_ema.cpu()  # statistics and weights file made on the CPU, as on any machine
-    standing_bn_stats(g_ema, cfg.bn_stat_batches, cfg.batch, seed=seed + 12345)
-    extra = {"steps": steps, "seed": seed, "recipe": asdict(cfg), "precision": precision}
-    if feature_path is not None:
-        extra["feature_weights_sha256"] = sha256(Path(feature_path))
-    return save_generator(g_ema, out / WEIGHTS_NAME, extra=extra)
+    def step(self, batch, step: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """One discriminator step (with lazy R1 on real images), then one generator step; the step's figures.
 
-
-def _gan_step(cfg: GANConfig, seed: int, step: int, real: torch.Tensor, g: nn.Module, d: nn.Module,
-              pixel_d: nn.Module, feature_d: nn.Module | None, trainable_d: list, opt_g, opt_d, precision: str,
-              device: torch.device) -> dict[str, float]:
-    """One discriminator step (with lazy R1 on real images), then one generator step; the step's figures."""
-    do_r1 = cfg.r1_gamma > 0 and step % cfg.r1_every == 0
-    real.requires_grad_(do_r1)
-    aided = feature_d is not None and step >= cfg.feature_start
-    with precision_context(precision, device):
+        The loop runs it under the recipe's autocast: the losses, gradients and optimizer
+        steps leave it, so that only the players' forward passes run in bf16.
+        """
+        cfg, g, pixel_d, feature_d = self.cfg, self.g, self.pixel_d, self.feature_d
+        real, device = batch.images, batch.images.device
+        do_r1 = cfg.r1_gamma > 0 and step % cfg.r1_every == 0
+        real.requires_grad_(do_r1)
+        aided = feature_d is not None and step >= cfg.feature_start
         with torch.no_grad():
-            fake = g(_latents(cfg, seed, step, 0).to(device))
+            fake = g(_latents(cfg, self.seed, step, 0).to(device))
         real_logits, fake_logits = pixel_d(real), pixel_d(fake)
         feature_logits = list(zip(feature_d(real.detach()), feature_d(fake))) if aided else []
-    loss_d = _d_loss(cfg, real_logits, fake_logits)
-    if aided:
-        loss_d = loss_d + cfg.feature_weight * sum(_d_loss(cfg, r, f) for r, f in feature_logits)
-    r1 = torch.zeros((), device=device)
-    if do_r1:
-        (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
-        r1 = grad.pow(2).sum((1, 2, 3)).mean()
-        loss_d = loss_d + r1 * (cfg.r1_gamma / 2) * cfg.r1_every
-    opt_d.zero_grad(set_to_none=True)
-    loss_d.backward()
-    opt_d.step()
+        with torch.autocast(device.type, enabled=False):
+            loss_d = _d_loss(cfg, real_logits, fake_logits)
+            if aided:
+                loss_d = loss_d + cfg.feature_weight * sum(_d_loss(cfg, r, f) for r, f in feature_logits)
+            r1 = torch.zeros((), device=device)
+            if do_r1:
+                (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+                r1 = grad.pow(2).sum((1, 2, 3)).mean()
+                loss_d = loss_d + r1 * (cfg.r1_gamma / 2) * cfg.r1_every
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.opt_d.step()
 
-    d.requires_grad_(False)
-    with precision_context(precision, device):
-        fake = g(_latents(cfg, seed, step, 1).to(device))
+        self.d.requires_grad_(False)
+        fake = g(_latents(cfg, self.seed, step, 1).to(device))
         fake_logits_g = pixel_d(fake)
         feature_logits_g = feature_d(fake) if aided else []
-    loss_g = _g_loss(cfg, fake_logits_g)
-    if aided:
-        loss_g = loss_g + cfg.feature_weight * sum(_g_loss(cfg, f) for f in feature_logits_g)
-    opt_g.zero_grad(set_to_none=True)
-    loss_g.backward()
-    opt_g.step()
-    for p in trainable_d:
-        p.requires_grad_(True)
-    return {"d": loss_d.item(), "g": loss_g.item(), "r1": r1.item(), "real": real_logits.mean().item(),
-            "fake": fake_logits.mean().item()}
+        with torch.autocast(device.type, enabled=False):
+            loss_g = _g_loss(cfg, fake_logits_g)
+            if aided:
+                loss_g = loss_g + cfg.feature_weight * sum(_g_loss(cfg, f) for f in feature_logits_g)
+            self.opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            self.opt_g.step()
+            for p in self.trainable_d:
+                p.requires_grad_(True)
+            # "loss" is what the loop logs and watches: non-finite when either player's is
+            return {"loss": loss_d.item() + loss_g.item(), "d": loss_d.item(), "g": loss_g.item(),
+                    "r1": r1.item(), "real": real_logits.mean().item(), "fake": fake_logits.mean().item()}
+
+    def ema(self, step: int, steps: int) -> None:
+        """The EMA generator follows the generator, its half-life ramped up with the images seen."""
+        _update_ema(self.g_ema, self.g, (step + 1) * self.cfg.batch, self.cfg)
+
+    def save(self, g_ema: nn.Module, path: Path, metadata: dict) -> None:
+        """The EMA generator with standing batch-norm statistics, written as the member's weights."""
+        g_ema = g_ema.cpu()  # statistics and weights file made on the CPU, as on any machine
+        standing_bn_stats(g_ema, self.cfg.bn_stat_batches, self.cfg.batch, seed=self.seed + 12345)
+        extra = {"steps": metadata["steps"], "seed": self.seed, "recipe": asdict(self.cfg),
+                 "precision": metadata["precision"]}
+        if self.feature_path is not None:
+            extra["feature_weights_sha256"] = sha256(Path(self.feature_path))
+        save_generator(g_ema, path, extra=extra)
 
 
 @torch.no_grad()

@@ -1,7 +1,7 @@
 """lite-vit-mae: the lite ViT trained as a masked autoencoder; the encoder is the member.
 
-    from rosetta_lite.train.mae import train_lite_vit_mae
-    result = train_lite_vit_mae("runs/zoo", steps=600, seed=1000)
+    from rosetta_lite.train.recipes import train
+    result = train("lite-vit-mae", "runs/zoo", steps=600, seed=1000)
 
 MAE (He et al. 2022) at 32 px: the image is cut into 8 x 8 patches of 4 x 4 pixels; a
 random 75% of the patches are hidden, the encoder (a timm VisionTransformer, built by
@@ -14,17 +14,19 @@ as ``lite-vit-mae.safetensors``; the checkpoint keeps the decoder (``mae_psnr`` 
 Hidden patches are blanked (set to the normalised mean, 0) before the encoder's stem, so
 a convolutional stem (``stem="conv"``), whose windows overlap the patch borders, cannot
 see them; for the patch projection, whose windows are the patches, blanking changes no
-visible token.
+visible token. The variants tried and their probes: the book's appendix (``book/zoo_training.md``).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from rosetta_lite.train.augment import augment
 from rosetta_lite.train.checkpoints import checkpoint_path, load_checkpoint
-from rosetta_lite.train.loop import Recipe, run_recipe, seed_everything
+from rosetta_lite.train.loop import Recipe, RecipeOptions, seed_everything
 from rosetta_lite.zoo.lite_arch import PREPROCESS, build_lite_vit, build_member, normalize
 
 MEMBER = "lite-vit-mae"
@@ -159,39 +161,43 @@ def build_mae(stem: str = "patch", decoder_depth: int = 2, decoder_dim: int = 64
     return MaskedAutoencoder(encoder, decoder_dim=decoder_dim, decoder_depth=decoder_depth, norm_pix=norm_pix)
 
 
-def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 1.5e-3, precision: str = "fp32",
-                norm_pix: bool = False, stem: str = "patch", decoder_depth: int = 2,
-                decoder_dim: int = 64, world: dict | None = None) -> Recipe:
+@dataclass(frozen=True)
+class MAEOptions(RecipeOptions):
+    """The MAE recipe's options: the common ones, the encoder's stem and the decoder (``build_mae``).
+
+        MAEOptions(stem="conv", decoder_depth=4, decoder_dim=128, norm_pix=True)
+    """
+
+    lr: float = 1.5e-3
+    norm_pix: bool = False
+    stem: str = "patch"
+    decoder_depth: int = 2
+    decoder_dim: int = 64
+
+
+OPTIONS = MAEOptions()
+
+
+def make_recipe(options: MAEOptions = OPTIONS, seed: int = 1000) -> Recipe:
+    """``lite-vit-mae``'s recipe: the masked autoencoder on flipped, cropped world scenes.
+
+        recipe = make_recipe(MAEOptions(stem="conv"), seed=1000)
+    """
     seed_everything(seed)
-    mae = build_mae(stem, decoder_depth, decoder_dim, norm_pix)
-    opt = torch.optim.AdamW(mae.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.05)
+    mae = build_mae(options.stem, options.decoder_depth, options.decoder_dim, options.norm_pix)
+    opt = torch.optim.AdamW(mae.parameters(), lr=options.lr, betas=(0.9, 0.95), weight_decay=0.05)
 
     def step(batch, step_index, gen):
         x = augment(batch.images, gen, scale=(0.5, 1.0))
         return {"loss": mae.loss(x, gen)}
 
+    config = {"method": "mae", "mask_ratio": mae.mask_ratio, "stem": options.stem,
+              "decoder": f"dim {options.decoder_dim}, {options.decoder_depth} blocks",
+              "decoder_dim": options.decoder_dim, "decoder_depth": options.decoder_depth,
+              "norm_pix": options.norm_pix, "loss": "MSE on hidden patches (normalised pixels)"}
     return Recipe(member=MEMBER, modules={"mae": mae}, optimizer=opt, step_fn=step,
-                  export=lambda: mae.encoder, batch_size=batch_size, lr=lr, warmup=20, precision=precision,
-                  world=dict(world or {}), config={"method": "mae", "mask_ratio": mae.mask_ratio, "stem": stem,
-                          "decoder": f"dim {decoder_dim}, {decoder_depth} blocks",
-                          "decoder_dim": decoder_dim, "decoder_depth": decoder_depth, "norm_pix": norm_pix,
-                          "loss": "MSE on hidden patches (normalised pixels)"})
-
-
-def train_lite_vit_mae(out_dir, steps: int = 600, seed: int = 1000, progress: bool = True,
-                       checkpoint_every: int = 100, resume: bool = True, batch_size: int = 128,
-                       stop_after: int | None = None, device: str = "cpu", precision: str = "fp32",
-                       **options) -> dict:
-    """Train ``lite-vit-mae``; writes the encoder to ``<out_dir>/lite-vit-mae.safetensors``.
-
-        train_lite_vit_mae("runs/mae", steps=6000, stem="conv", decoder_depth=4, decoder_dim=128)
-
-    ``options``: ``make_recipe``'s ``norm_pix``, ``stem``, ``decoder_depth``, ``decoder_dim``, ``world``.
-    """
-    recipe = make_recipe(seed=seed, batch_size=batch_size, precision=precision, **options)
-    return run_recipe(recipe, out_dir, steps=steps, seed=seed, progress=progress,
-                      checkpoint_every=checkpoint_every, resume=resume, stop_after=stop_after,
-                      device=device)
+                  export=lambda: mae.encoder, batch_size=options.batch_size, lr=options.lr, warmup=20,
+                  precision=options.precision, world=dict(options.world), config=config)
 
 
 def load_mae(out_dir) -> MaskedAutoencoder:

@@ -1,6 +1,7 @@
 """The lite zoo's recipes: train a member, measure its quality gates, install its weights.
 
-    report = train_member("lite-resnet-sup", "runs/zoo", install=True)
+    report = train_member("lite-resnet-sup", "runs/zoo", install_weights=True)
+    summary = train("lite-clip", "runs/zoo", steps=10, batch_size=32)   # the recipe alone, no figures
 
 ``python -m rosetta_lite train NAME`` and ``train --all`` call this. Training draws world
 seeds >= 1000; every quality figure is measured on world seed 7, never trained on.
@@ -9,16 +10,21 @@ Encoders are trained before the generators: their gates are judged in ``lite-res
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from safetensors.torch import load_file
 
+from rosetta_lite.device import resolve_device
 from rosetta_lite.files import run_lock
 from rosetta_lite.train import quality as ev
 from rosetta_lite.train.checkpoints import load_weights, trained_or_shipped
 from rosetta_lite.train.gan_quality import generator_quality
+from rosetta_lite.train.loop import Recipe, RunOptions, run_recipe
 from rosetta_lite.train.mae import load_mae
 from rosetta_lite.world import world_settings
 from rosetta_lite.zoo import lite_arch
@@ -51,33 +57,77 @@ ORDER = ("lite-resnet-sup", "lite-resnet-dino", "lite-vit-dino", "lite-vit-mae",
 
 @dataclass(frozen=True)
 class RecipeSpec:
-    """How to train one member: the module function, its default steps and options."""
+    """Where one member's recipe is built, its default options, steps, seed and checkpoint interval.
+
+    ``function(options, seed)`` in ``module`` builds the ``Recipe`` (``function(options, seed,
+    out_dir)`` when ``reads_out_dir``: the recipe reads another member's weights trained in the
+    run's folder); ``options`` names the module's default options, a dataclass.
+    """
 
     module: str
     function: str
     steps: int
     seed: int = 1000
-    options: dict = field(default_factory=dict)
+    checkpoint_every: int = 100
+    options: str = "OPTIONS"
+    reads_out_dir: bool = False
 
-    def train(self, out_dir: Path, steps: int, seed: int, progress: bool, device: str = "cpu",
-              world: dict | None = None) -> dict:
-        import importlib
+    def default_options(self) -> Any:
+        """The member's options dataclass as its recipe trains it.
 
-        train = getattr(importlib.import_module(self.module), self.function)
-        extra = {"world": world} if world else {}  # lite-gan's recipe knows only the plain world
-        return train(out_dir, steps=steps, seed=seed, progress=progress, device=device, **self.options, **extra)
+            RECIPES["lite-vit-mae"].default_options().batch_size   # 128
+        """
+        return getattr(importlib.import_module(self.module), self.options)
+
+    def recipe(self, options: Any, seed: int, out_dir: Path) -> Recipe:
+        """The member's recipe with ``options``, seeded by ``seed``.
+
+            recipe = RECIPES["lite-clip"].recipe(RECIPES["lite-clip"].default_options(), 1000, Path("runs/zoo"))
+        """
+        build = getattr(importlib.import_module(self.module), self.function)
+        return build(options, seed, out_dir) if self.reads_out_dir else build(options, seed)
 
 
 RECIPES: dict[str, RecipeSpec] = {
-    "lite-resnet-sup": RecipeSpec("rosetta_lite.train.supervised", "train_lite_resnet_sup", 2000),
-    "lite-resnet-dino": RecipeSpec("rosetta_lite.train.selfsup", "train_lite_resnet_dino", 3500,
-                                   options={"batch_size": 128, "precision": "bf16"}),
-    "lite-vit-dino": RecipeSpec("rosetta_lite.train.selfsup", "train_lite_vit_dino", 5000),
-    "lite-vit-mae": RecipeSpec("rosetta_lite.train.mae", "train_lite_vit_mae", 600),
-    "lite-clip": RecipeSpec("rosetta_lite.train.clip", "train_lite_clip", 2000),
-    "lite-renderer": RecipeSpec("rosetta_lite.train.renderer", "train_lite_renderer", 8000),
-    "lite-gan": RecipeSpec("rosetta_lite.train.gan", "train_gan", 2000, seed=0),
+    "lite-resnet-sup": RecipeSpec("rosetta_lite.train.supervised", "make_recipe", 2000, checkpoint_every=50),
+    "lite-resnet-dino": RecipeSpec("rosetta_lite.train.selfsup", "lite_resnet_dino", 3500, checkpoint_every=50,
+                                   options="RESNET_DINO"),
+    "lite-vit-dino": RecipeSpec("rosetta_lite.train.selfsup", "lite_vit_dino", 5000, checkpoint_every=250,
+                                options="VIT_DINO"),
+    "lite-vit-mae": RecipeSpec("rosetta_lite.train.mae", "make_recipe", 600),
+    "lite-clip": RecipeSpec("rosetta_lite.train.clip", "make_recipe", 2000, checkpoint_every=50),
+    "lite-renderer": RecipeSpec("rosetta_lite.train.renderer", "make_recipe", 8000, checkpoint_every=200),
+    "lite-gan": RecipeSpec("rosetta_lite.train.gan", "make_recipe", 2000, seed=0, checkpoint_every=500,
+                           reads_out_dir=True),
 }
+
+
+def train(name: str, out_dir: str | Path = "runs/zoo", steps: int | None = None, seed: int | None = None,
+          **changes) -> dict:
+    """Train one member's recipe (resuming a checkpoint in ``out_dir``); ``run_recipe``'s summary.
+
+        train("lite-vit-mae", "runs/mae", steps=6000, stem="conv", decoder_dim=128, device="cuda")
+
+    ``changes``: fields of ``RunOptions`` (progress, checkpoint_every, resume, stop_after,
+    device) and of the member's options dataclass (``RECIPES[name].default_options()``,
+    e.g. batch_size, lr, precision, world). No quality figures: ``train_member`` adds them.
+    """
+    if name not in RECIPES:
+        raise ValueError(f"no recipe for {name!r}; recipes: {list(RECIPES)}")
+    spec = RECIPES[name]
+    run_fields = {f.name for f in dataclasses.fields(RunOptions)}
+    run = RunOptions(**{"checkpoint_every": spec.checkpoint_every,
+                        **{k: v for k, v in changes.items() if k in run_fields}})
+    resolve_device(run.device)  # a wrong device is refused before the recipe is built
+    defaults = spec.default_options()
+    unknown = set(changes) - run_fields - {f.name for f in dataclasses.fields(defaults)}
+    if unknown:
+        raise ValueError(f"{name}'s recipe has no option {sorted(unknown)}; its options: "
+                         f"{sorted(run_fields | {f.name for f in dataclasses.fields(defaults)})}")
+    options = dataclasses.replace(defaults, **{k: v for k, v in changes.items() if k not in run_fields})
+    seed = spec.seed if seed is None else seed
+    recipe = spec.recipe(options, seed, Path(out_dir))
+    return run_recipe(recipe, out_dir, spec.steps if steps is None else steps, seed, run)
 
 
 def measure_quality(name: str, out_dir: Path, seed: int | None = None, world: str = "plain") -> dict:
@@ -152,7 +202,8 @@ def train_member(name: str, out_dir: str | Path = "runs/zoo", steps: int | None 
     out_dir = Path(out_dir)
     start = time.perf_counter()
     with run_lock(out_dir):  # one trainer per folder: two would overwrite each other's checkpoints
-        figures = recipe.train(out_dir, steps, recipe.seed if seed is None else seed, progress, device, settings)
+        figures = train(name, out_dir, steps, recipe.seed if seed is None else seed, progress=progress,
+                        device=device, world=settings)
     quality = measure_quality(name, out_dir, recipe.seed if seed is None else seed, world)
     report = {"member": name, "recipe": f"python -m rosetta_lite train {name}", "steps": steps,
               "seed": recipe.seed if seed is None else seed,

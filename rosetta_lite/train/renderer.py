@@ -1,7 +1,7 @@
 """lite-renderer: a decoder trained by reconstruction to draw a world scene from its description.
 
-    from rosetta_lite.train.renderer import train_lite_renderer
-    result = train_lite_renderer("runs/zoo", steps=8000, seed=1000)
+    from rosetta_lite.train.recipes import train
+    result = train("lite-renderer", "runs/zoo", steps=8000, seed=1000)
 
 Every step renders a fresh world batch from its own scene descriptions and is told the
 truth twice: the image (L1, object pixels weighted ``object_weight`` times, so that the
@@ -15,15 +15,7 @@ same batches, by cross-entropy of every code and L1 of every uniform draw, its s
 matched to the world's in the cheapest order; its parameters are disjoint from the
 drawing ones, so the two losses are two problems sharing one loop.
 
-How it was chosen: trained without the mask term, decoders of this kind drew every object
-as a disc at the right place and size (a trial outside the project, 7,500 steps); with it,
-the shapes are told apart by step 1,200 (PSNR 27.8 dB on 16 held-out scenes). Without a
-reader, inversion from random latents recovered a renderer's own samples at 18.1 dB on
-average (8 samples, a renderer-only run at step 1,000, 150 steps, 3 restarts): the
-background always, the objects' places, shapes and colours rarely.
-
-The shipped member (seed 1000, 8,000 steps of 32 scenes, 2,428 s on 2 CPU threads) passes
-its gates with room: precision and recall ratios 0.99 and 0.98, class-frequency gap 0.007.
+Its measurements (gates, a second seed): the book's appendix (``book/zoo_training.md``).
 """
 
 from __future__ import annotations
@@ -33,13 +25,14 @@ from itertools import permutations
 import torch
 import torch.nn.functional as F
 
-from rosetta_lite.train.loop import Recipe, run_recipe, seed_everything
+from rosetta_lite.train.loop import Recipe, RecipeOptions, seed_everything
 from rosetta_lite.world import ShapesWorld
 from rosetta_lite.zoo.renderer_arch import SLOTS, SceneReader, SceneRenderer, latent_layout, reader_targets, scene_codes
 
 _PERMUTATIONS = torch.tensor(list(permutations(range(SLOTS))))  # (SLOTS!, SLOTS): predicted slot of each true one
 
 MEMBER = "lite-renderer"
+OPTIONS = RecipeOptions(batch_size=32, lr=2e-3)
 
 
 def renderer_loss(renderer: SceneRenderer, batch, object_weight: float = 5.0,
@@ -95,35 +88,24 @@ def _pair_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     return -logp.gather(-1, index)
 
 
-def make_recipe(seed: int = 1000, batch_size: int = 32, lr: float = 2e-3, precision: str = "fp32",
-                world: dict | None = None) -> Recipe:
+def make_recipe(options: RecipeOptions = OPTIONS, seed: int = 1000) -> Recipe:
+    """``lite-renderer``'s recipe: the renderer and its reader, trained together on every world batch.
+
+        recipe = make_recipe(RecipeOptions(batch_size=32, world=world_settings("textured")), seed=1000)
+    """
     seed_everything(seed)
-    world = dict(world or {})
+    world = dict(options.world)
     renderer = SceneRenderer(fills=len(ShapesWorld(**world).config.fills))
     reading = list(renderer.reader.parameters())  # a list: a resumed optimiser needs the same order
     drawing = [p for name, p in renderer.named_parameters() if not name.startswith("reader.")]
-    opt = torch.optim.Adam([{"params": drawing}, {"params": reading, "lr_scale": 0.5}], lr=lr)
+    opt = torch.optim.Adam([{"params": drawing}, {"params": reading, "lr_scale": 0.5}], lr=options.lr)
 
     def step(batch, step_index, gen):
         drawn, read = renderer_loss(renderer, batch), reader_loss(renderer.reader, batch, fills=renderer.fills)
         return {**drawn, **read, "loss": drawn["loss"] + read["loss"]}  # disjoint parameters: two problems
 
     return Recipe(member=MEMBER, modules={"renderer": renderer}, optimizer=opt, step_fn=step,
-                  export=lambda: renderer, batch_size=batch_size, lr=lr, warmup=50, grad_clip=None, precision=precision,
-                  world=world, config={"arch": f"SceneRenderer(fills={renderer.fills})",
+                  export=lambda: renderer, batch_size=options.batch_size, lr=options.lr, warmup=50, grad_clip=None,
+                  precision=options.precision, world=world, config={"arch": f"SceneRenderer(fills={renderer.fills})",
                           "loss": "L1 (object pixels x5) + slot-mask BCE; reader: code CE + 10 x L1 of draws"})
 
-
-def train_lite_renderer(out_dir, steps: int = 8000, seed: int = 1000, progress: bool = True,
-                        checkpoint_every: int = 200, resume: bool = True, batch_size: int = 32,
-                        stop_after: int | None = None, device: str = "cpu", precision: str = "fp32",
-                        world: dict | None = None) -> dict:
-    """Train ``lite-renderer``; writes ``<out_dir>/lite-renderer.safetensors``.
-
-    ``world``: the scenes it learns to draw (default the plain world; the textured world's
-    renderer takes each object's fill in its latent too).
-    """
-    recipe = make_recipe(seed=seed, batch_size=batch_size, precision=precision, world=world)
-    return run_recipe(recipe, out_dir, steps=steps, seed=seed, progress=progress,
-                      checkpoint_every=checkpoint_every, resume=resume, stop_after=stop_after,
-                      device=device)

@@ -1,7 +1,9 @@
 """lite-resnet-sup: the lite ResNet trained to name the shape of the largest object.
 
-    from rosetta_lite.train.supervised import train_lite_resnet_sup
-    result = train_lite_resnet_sup("runs/zoo", steps=1000, seed=1000)
+    from rosetta_lite.train.recipes import train
+    result = train("lite-resnet-sup", "runs/zoo", steps=1000, seed=1000)
+
+The recipe's measurements: the book's appendix (``book/zoo_training.md``).
 """
 
 from __future__ import annotations
@@ -10,20 +12,24 @@ import torch
 import torch.nn.functional as F
 
 from rosetta_lite.train.augment import augment
-from rosetta_lite.train.loop import Recipe, run_recipe, seed_everything
+from rosetta_lite.train.loop import Recipe, RecipeOptions, seed_everything
 from rosetta_lite.world import ShapesWorld
 from rosetta_lite.zoo.lite_arch import build_lite_resnet, normalize
 
 MEMBER = "lite-resnet-sup"
+OPTIONS = RecipeOptions(batch_size=128, lr=2e-3)
 
 
-def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 2e-3, precision: str = "fp32",
-                world: dict | None = None) -> Recipe:
+def make_recipe(options: RecipeOptions = OPTIONS, seed: int = 1000) -> Recipe:
+    """``lite-resnet-sup``'s recipe: cross-entropy on the largest object's shape (fill and shape when textured).
+
+        recipe = make_recipe(RecipeOptions(batch_size=64), seed=1000)
+    """
     seed_everything(seed)
-    world = dict(world or {})
+    world = dict(options.world)
     classes = len(ShapesWorld(**world).class_names)  # a textured world's class is fill and shape
     net = build_lite_resnet(num_classes=classes)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.05)
+    opt = torch.optim.AdamW(net.parameters(), lr=options.lr, weight_decay=0.05)
 
     def step(batch, step_index, gen):
         # flips only: every step draws fresh scenes, and crops could change the label
@@ -34,19 +40,7 @@ def make_recipe(seed: int = 1000, batch_size: int = 128, lr: float = 2e-3, preci
         return {"loss": loss, "acc": acc.detach()}
 
     return Recipe(member=MEMBER, modules={"net": net}, optimizer=opt, step_fn=step,
-                  export=lambda: net, batch_size=batch_size, lr=lr, warmup=20, precision=precision, world=world,
+                  export=lambda: net, batch_size=options.batch_size, lr=options.lr, warmup=20,
+                  precision=options.precision, world=world,
                   config={"arch": f"build_lite_resnet(num_classes={classes})", "loss": "cross-entropy"})
 
-
-def train_lite_resnet_sup(out_dir, steps: int = 1000, seed: int = 1000, progress: bool = True,
-                          checkpoint_every: int = 50, resume: bool = True, batch_size: int = 128,
-                          stop_after: int | None = None, device: str = "cpu", precision: str = "fp32",
-                          world: dict | None = None) -> dict:
-    """Train ``lite-resnet-sup``; writes ``<out_dir>/lite-resnet-sup.safetensors``.
-
-    ``world``: ``ShapesWorld`` settings of the training scenes (default the plain world).
-    """
-    recipe = make_recipe(seed=seed, batch_size=batch_size, precision=precision, world=world)
-    return run_recipe(recipe, out_dir, steps=steps, seed=seed, progress=progress,
-                      checkpoint_every=checkpoint_every, resume=resume, stop_after=stop_after,
-                      device=device)
