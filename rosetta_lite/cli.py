@@ -26,7 +26,7 @@ from rosetta_lite.book.notebooks import refresh, repository_url, stamp_repositor
 from rosetta_lite.capture import list_layers
 from rosetta_lite.device import PRECISIONS
 from rosetta_lite.dictionary.rosetta import RosettaDictionary
-from rosetta_lite.dictionary.runs import load_dictionaries, mine_zoo, save_dictionaries
+from rosetta_lite.dictionary.runs import ZooOptions, load_dictionaries, mine_zoo, save_dictionaries
 from rosetta_lite.evaluation.census import CensusOptions, census, format_census
 from rosetta_lite.evaluation.concepts import concept_report, format_report
 from rosetta_lite.evaluation.editing import evaluate_editing
@@ -197,8 +197,9 @@ def _print_summary(summary: dict) -> None:
 
 def _mine(args: argparse.Namespace) -> int:
     try:  # under torchrun every process mines its share; rank 0 writes and prints
-        summary = mine_zoo(args.zoo, args.images, args.out, k=args.k, mode=args.mode, control=not args.no_control,
-                           generator=args.generator, encoders=args.encoders, batch_size=args.batch_size,
+        zoo_options = ZooOptions(k=args.k, mode=args.mode, control=not args.no_control, generator=args.generator,
+                                 encoders=args.encoders)
+        summary = mine_zoo(args.zoo, args.images, args.out, zoo_options=zoo_options, batch_size=args.batch_size,
                            seed=args.seed, start=args.start, grid=args.grid, device=args.device,
                            progress=not args.json, similarity=args.similarity, quantile=args.quantile,
                            calibration_images=args.calibration_images, precision=args.precision,

@@ -13,6 +13,7 @@ from rosetta_lite.dictionary.rosetta import Cluster, RosettaDictionary
 from rosetta_lite.dictionary.runs import load_dictionaries
 from rosetta_lite.evaluation.concepts import (
     ConceptIoU,
+    UnitIoUOptions,
     cluster_order,
     concept_names,
     concept_report,
@@ -106,6 +107,17 @@ def test_unit_ious_follows_the_flat_unit_order_of_the_dictionary(world):
     assert got.concepts == NAMES
     assert torch.allclose(got.score, expected.score, atol=1e-6)
     assert torch.equal(unit_ious(member, [200, 3], images, few).score[1], got.score[1])
+
+
+def test_unit_ious_takes_its_options_as_an_object_or_as_keywords(world):
+    batch, masks = world
+    member = zoo.load("lite-resnet-sup", pretrained=False, seed=3)
+    images, few = batch.images[:48], {n: m[:48] for n, m in batch.masks.items()}
+    coarse = unit_ious(member, [3, 20], images, few, options=UnitIoUOptions(fractions=(0.3,), batch_size=16))
+    assert torch.equal(coarse.score, unit_ious(member, [3, 20], images, few, fractions=(0.3,)).score)
+    assert not torch.equal(coarse.score, unit_ious(member, [3, 20], images, few).score)  # all fractions: others
+    with pytest.raises(TypeError, match="n_scenes"):
+        unit_ious(member, [3], images, few, n_scenes=10)
 
 
 class _ColourUnits(nn.Module):

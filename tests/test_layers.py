@@ -209,13 +209,7 @@ def test_the_check_catches_a_private_name(source, expected):
 
 MOST_PARAMETERS = 8
 #: public functions allowed more than MOST_PARAMETERS for now, each with why it is not folded yet
-TOO_MANY_PARAMETERS = {
-    # the benchmark's entry points mirror its command's flags
-    "rosetta_lite.bench.mining.peak_memory_mb": "issue 44: to be folded into an options object",
-    "rosetta_lite.bench.mining.run": "issue 44: to be folded into an options object",
-    "rosetta_lite.dictionary.runs.mine_zoo": "issue 44: to be folded into an options object",
-    "rosetta_lite.evaluation.concepts.unit_ious": "issue 44: to be folded into an options object",
-}
+TOO_MANY_PARAMETERS: dict[str, str] = {}
 
 
 def parameter_counts(source: str, module: str) -> dict[str, int]:

@@ -544,6 +544,23 @@ def test_a_folder_of_one_zoo_refuses_the_other_zoo(tmp_path):
     mine_zoo("lite", **common)  # the same zoo resumes
 
 
+def test_mine_zoo_sends_each_keyword_to_its_options_and_refuses_an_unknown_one(tmp_path):
+    from rosetta_lite.dictionary.runs import ZooOptions, mine_zoo
+    from rosetta_lite.mining.loop import MiningOptions
+
+    common = dict(images=8, out=tmp_path / "run")
+    with pytest.raises(ValueError, match="k must be an integer"):  # k reached ZooOptions, batch_size MiningOptions
+        mine_zoo("lite-untrained", k=100_000, batch_size=8, encoders=["lite-resnet-sup"], **common)
+    with pytest.raises(ValueError, match="k must be an integer"):
+        mine_zoo("lite-untrained", zoo_options=ZooOptions(k=100_000, encoders=["lite-resnet-sup"]),
+                 options=MiningOptions(batch_size=8), **common)
+    with pytest.raises(ValueError, match=r"images \(8\) must be at least one batch \(32\)"):
+        mine_zoo("lite-untrained", k=1, **common)  # refused before any model loads
+    with pytest.raises(TypeError, match="colour"):
+        mine_zoo("lite-untrained", colour="red", **common)
+    assert not (tmp_path / "run").exists()  # no refused run leaves a folder
+
+
 def test_a_control_from_another_run_is_refused(reference_run, tmp_path):
     import dataclasses
 

@@ -21,12 +21,14 @@ process; GPU memory on CUDA). ``tables`` places the float64 tables of every mini
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import resource
 import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +40,7 @@ from rosetta_lite.dictionary.match import best_buddies
 from rosetta_lite.mining.loop import mine
 from rosetta_lite.mining.plan import plan, size_groups, table_bytes
 from rosetta_lite.mining.reference import float64_error, latent_batches
-from rosetta_lite.mining.settings import check_tables
+from rosetta_lite.mining.settings import MiningResult, check_tables
 from rosetta_lite.zoo.member import Member
 from rosetta_lite.zoo.registry import ZOOS, split_zoo, zoo_members
 
@@ -197,18 +199,44 @@ def jaccard(a: set, b: set) -> float:
     return len(a & b) / max(len(a | b), 1)
 
 
-def peak_memory_mb(zoo: str, images: int, batch_size: int, device: str = "cpu", precision: str = "fp32",
-                   generator: str | None = None, encoders: list[str] | None = None,
-                   grid: int | None = None, tables: str = "auto") -> dict[str, float]:
+@dataclass
+class BenchOptions:
+    """How to benchmark, beside the zoo and the image count; checked as a whole by :meth:`check`.
+
+        run("full-untrained", 64, options=BenchOptions(device="cuda", precision="bf16", tables="host"))
+    """
+
+    batch_size: int = 32
+    exact_images: int = 64  # images of the float64 check
+    rss_images: int = 64  # peak memory at this count and 10x it
+    device: str = "cpu"
+    precision: str = "fp32"
+    repeats: int = 3  # rounds; each ratio is taken within one
+    generator: str | None = None  # None: the zoo's (or a stand-in, see bench_members)
+    encoders: list[str] | None = None  # None: all the zoo's
+    grid: int | None = None
+    tables: str = "auto"
+
+    def check(self) -> None:
+        """Refuse settings the benchmark cannot run, saying what is allowed."""
+        check_precision(self.precision)
+        check_tables(self.tables)
+        if self.repeats < 1:
+            raise ValueError(f"repeats must be at least 1, got {self.repeats}")
+        resolve_device(self.device)
+
+
+def peak_memory_mb(zoo: str, images: int, options: BenchOptions | None = None) -> dict[str, float]:
     """Peak memory of a mining run in a fresh process: resident (VmHWM; getrusage keeps the parent's peak) and GPU.
 
-        peak_memory_mb("lite", 64, 32)   # {"rss": 1113.0}
+        peak_memory_mb("lite", 64, BenchOptions(batch_size=32))   # {"rss": 1113.0}
     """
+    o = options or BenchOptions()
     code = ("import json, torch; torch.set_num_threads(2)\n"
             "from rosetta_lite.bench.mining import bench_members\nfrom rosetta_lite.mining.loop import mine\n"
-            f"gan, enc, _ = bench_members({zoo!r}, {generator!r}, {encoders!r})\n"
-            f"mine(gan, enc, {images}, batch_size={batch_size}, progress=False, device={device!r}, "
-            f"precision={precision!r}, grid={grid!r}, tables={tables!r})\n"
+            f"gan, enc, _ = bench_members({zoo!r}, {o.generator!r}, {o.encoders!r})\n"
+            f"mine(gan, enc, {images}, batch_size={o.batch_size}, progress=False, device={o.device!r}, "
+            f"precision={o.precision!r}, grid={o.grid!r}, tables={o.tables!r})\n"
             "peak = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
             "out = {'rss': int(peak.split()[1]) / 1024}\n"
             "if torch.cuda.is_available() and torch.cuda.is_initialized():\n"
@@ -220,58 +248,35 @@ def peak_memory_mb(zoo: str, images: int, batch_size: int, device: str = "cpu", 
     return {key: round(value, 1) for key, value in json.loads(done.stdout.strip().splitlines()[-1]).items()}
 
 
-def run(zoo: str = "lite", images: int = 256, batch_size: int = 32, exact_images: int = 64,
-        rss_images: int = 64, *, device: str = "cpu", precision: str = "fp32", repeats: int = 3,
-        generator: str | None = None, encoders: list[str] | None = None, grid: int | None = None,
-        tables: str = "auto") -> dict:
+def run(zoo: str = "lite", images: int = 256, *, options: BenchOptions | None = None, **changes) -> dict:
     """Every figure of the benchmark, measured in this one run.
 
         report = run("lite-untrained", images=64)
         report = run("full-untrained", images=64, device="cuda", precision="bf16", tables="host")
+
+    ``options`` (:class:`BenchOptions`, default: its defaults) with ``changes`` applied say how.
     """
-    check_precision(precision)
-    check_tables(tables)
-    if repeats < 1:
-        raise ValueError(f"repeats must be at least 1, got {repeats}")
-    resolve_device(device)
-    gan, members, stand_in = bench_members(zoo, generator, encoders)
+    o = dataclasses.replace(options or BenchOptions(), **changes)
+    o.check()
+    gan, members, stand_in = bench_members(zoo, o.generator, o.encoders)
     torch.manual_seed(0)
-    mine(gan, members, batch_size, batch_size=batch_size, progress=False, device=device, precision=precision,
-         grid=grid, tables=tables)  # warm-up
-    cuda = torch.device(device).type == "cuda"
-    times = {"mining": [], "forward": [], "matmul": [], "two_pass": []}
-    peak_gpu = 0.0
-    for _ in range(repeats):  # rounds: each ratio is taken within one round, where the machine's load was alike
-        if cuda:
-            torch.cuda.reset_peak_memory_stats(device)
-        seconds, result = _timed(lambda: mine(gan, members, images, batch_size=batch_size, progress=False,
-                                              device=device, precision=precision, grid=grid, tables=tables), device)
-        if cuda:
-            peak_gpu = max(peak_gpu, torch.cuda.max_memory_allocated(device) / 2 ** 20)
-        times["mining"].append(seconds)
-        times["forward"].append(forward_only(gan, members, images, batch_size, device, precision))
-        times["matmul"].append(matmul_only(gan, members, images, batch_size, device, precision, grid))
-        two_pass_s, approx = _timed(lambda: two_pass(gan, members, images, batch_size, device), device)
-        times["two_pass"].append(two_pass_s)
+    mine(gan, members, o.batch_size, batch_size=o.batch_size, progress=False, device=o.device,
+         precision=o.precision, grid=o.grid, tables=o.tables)  # warm-up
+    cuda = torch.device(o.device).type == "cuda"
+    times, peak_gpu, result, approx = _rounds(gan, members, images, o)
     mining_s, forward_s, matmul_s, two_pass_s = (min(times[k]) for k in ("mining", "forward", "matmul", "two_pass"))
     ratios = round_ratios(times)
-    overlaps = []
-    for encoder in members:
-        acc = result.pairs[encoder.name]
-        exact = set(best_buddies(result.similarity(encoder.name), 1, dead_a=acc.dead_a().cpu(),
-                                 dead_b=acc.dead_b().cpu()))
-        official = set(best_buddies(approx[encoder.name], 1))
-        overlaps.append(jaccard(exact, official))
+    overlaps = [_buddy_overlap(result, approx, encoder.name) for encoder in members]
     settings = result.settings
     del result, approx  # full scale: GBs of tables this process need not hold beside the probes' own
-    checked = tuple(PRECISIONS) if cuda else tuple(dict.fromkeys(("fp32", precision)))
-    errors = float64_error(gan, members, exact_images, batch_size, device, checked, grid, tables)
-    memory = {str(n): peak_memory_mb(zoo, n, batch_size, device, precision, generator or stand_in, encoders, grid,
-                                     tables) for n in (rss_images, 10 * rss_images)}
+    checked = tuple(PRECISIONS) if cuda else tuple(dict.fromkeys(("fp32", o.precision)))
+    errors = float64_error(gan, members, o.exact_images, o.batch_size, o.device, checked, o.grid, o.tables)
+    probe = dataclasses.replace(o, generator=o.generator or stand_in)
+    memory = {str(n): peak_memory_mb(zoo, n, probe) for n in (o.rss_images, 10 * o.rss_images)}
     report = {
-        "benchmark": "mining", "zoo": zoo, "images": images, "batch_size": batch_size, "grid": settings.grid,
-        "device": str(device), "precision": precision, "repeats": repeats,
-        "tables": tables, "tables_placed_on": settings.extra["tables"],
+        "benchmark": "mining", "zoo": zoo, "images": images, "batch_size": o.batch_size, "grid": settings.grid,
+        "device": str(o.device), "precision": o.precision, "repeats": o.repeats,
+        "tables": o.tables, "tables_placed_on": settings.extra["tables"],
         "tables_gb": round(table_bytes(settings.units, gan.name) / 1e9, 3),
         "threads": torch.get_num_threads(), "models": [gan.name] + [e.name for e in members],
         "generator_stand_in": stand_in,
@@ -285,9 +290,9 @@ def run(zoo: str = "lite", images: int = 256, batch_size: int = 32, exact_images
         "two_pass_images_per_s": round(images / two_pass_s, 2),
         "speedup_vs_two_pass": ratios["speedup"]["median"], "speedup_target": 3,
         "ratios_by_round": ratios, "ratios_trusted": all(r["trusted"] for r in ratios.values()),
-        "max_abs_err_vs_float64": errors[precision],
+        "max_abs_err_vs_float64": errors[o.precision],
         "max_abs_err_vs_float64_by_precision": errors,
-        "float64_check_images": exact_images, "error_target": 1e-5,
+        "float64_check_images": o.exact_images, "error_target": 1e-5,
         "two_pass_best_buddy_jaccard": round(sum(overlaps) / len(overlaps), 3),
         "peak_rss_mb": {n: m["rss"] for n, m in memory.items()},
         "peak_rss_mb_this_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -295,16 +300,44 @@ def run(zoo: str = "lite", images: int = 256, batch_size: int = 32, exact_images
     if cuda:
         report["peak_gpu_memory_mb"] = round(peak_gpu, 1)
         report["peak_gpu_memory_mb_fresh_process"] = {n: m.get("gpu") for n, m in memory.items()}
-        report["tf32_matmuls"] = precision != "fp32"
-        report["gpu"] = torch.cuda.get_device_name(device)
+        report["tf32_matmuls"] = o.precision != "fp32"
+        report["gpu"] = torch.cuda.get_device_name(o.device)
     return report
+
+
+def _buddy_overlap(result: MiningResult, approx: dict[str, torch.Tensor], encoder: str) -> float:
+    """Jaccard of the exact best buddies (dead units left out) and the two-pass algorithm's."""
+    acc = result.pairs[encoder]
+    exact = set(best_buddies(result.similarity(encoder), 1, dead_a=acc.dead_a().cpu(), dead_b=acc.dead_b().cpu()))
+    return jaccard(exact, set(best_buddies(approx[encoder], 1)))
+
+
+def _rounds(gan: Member, members: list[Member], images: int,
+            o: BenchOptions) -> tuple[dict[str, list[float]], float, MiningResult, dict[str, torch.Tensor]]:
+    """Each part's seconds per round, the peak GPU memory of mining, and the last round's two results."""
+    cuda = torch.device(o.device).type == "cuda"
+    times = {"mining": [], "forward": [], "matmul": [], "two_pass": []}
+    peak_gpu = 0.0
+    for _ in range(o.repeats):  # rounds: each ratio is taken within one round, where the machine's load was alike
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(o.device)
+        seconds, result = _timed(lambda: mine(gan, members, images, batch_size=o.batch_size, progress=False,
+                                              device=o.device, precision=o.precision, grid=o.grid,
+                                              tables=o.tables), o.device)
+        if cuda:
+            peak_gpu = max(peak_gpu, torch.cuda.max_memory_allocated(o.device) / 2 ** 20)
+        times["mining"].append(seconds)
+        times["forward"].append(forward_only(gan, members, images, o.batch_size, o.device, o.precision))
+        times["matmul"].append(matmul_only(gan, members, images, o.batch_size, o.device, o.precision, o.grid))
+        two_pass_s, approx = _timed(lambda: two_pass(gan, members, images, o.batch_size, o.device), o.device)
+        times["two_pass"].append(two_pass_s)
+    return times, peak_gpu, result, approx
 
 
 def main(args) -> int:
     """The ``bench mining`` action of the command line."""
     torch.set_num_threads(args.threads)
-    report = run(args.zoo, args.images, args.batch_size, args.exact_images, args.rss_images, device=args.device,
-                 precision=args.precision, repeats=args.repeats, generator=args.generator, encoders=args.encoders,
-                 grid=args.grid, tables=args.tables)
+    options = BenchOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(BenchOptions)})
+    report = run(args.zoo, args.images, options=options)
     print(json.dumps(report, indent=None if args.json else 2))
     return 0

@@ -28,30 +28,51 @@ from rosetta_lite.zoo.member import Member
 from rosetta_lite.zoo.registry import CONTROL_SUFFIX, control_members, zoo_members
 
 
-def mine_zoo(scale: str = "lite", images: int = 2000, out: str | Path = DEFAULT_RUN, *, k: int = 3,
-             mode: str = "mutual", control: bool = True, control_seed: int = 1, generator: str | None = None,
-             encoders: list[str] | None = None, **mine_options) -> dict | None:
+@dataclass
+class ZooOptions:
+    """Which members a zoo run mines and how its dictionaries are built; how it mines is a :class:`MiningOptions`.
+
+        mine_zoo("lite", 200, "runs/quick", zoo_options=ZooOptions(k=5, control=False))
+    """
+
+    k: int = 3  # best buddies kept per unit
+    mode: str = "mutual"
+    control: bool = True  # also mine untrained seeded copies of the encoders, in the same pass
+    control_seed: int = 1  # the control's seed (it overrides MiningOptions.control_seed, which only records it)
+    generator: str | None = None  # None: the zoo's
+    encoders: list[str] | None = None  # None: all the zoo's
+
+
+ZOO_OPTIONS = tuple(f.name for f in dataclasses.fields(ZooOptions))
+
+
+def mine_zoo(scale: str = "lite", images: int = 2000, out: str | Path = DEFAULT_RUN, *,
+             zoo_options: ZooOptions | None = None, options: MiningOptions | None = None, **changes) -> dict | None:
     """Mine a zoo, save its dictionary (and the control's), return their summaries.
 
         mine_zoo("lite", images=200, out="runs/quick")
-        mine_zoo("lite", images=200, out="runs/mi", similarity="mi")   # best buddies by mutual information
+        mine_zoo("lite", images=200, out="runs/mi", k=5, similarity="mi")   # best buddies by mutual information
 
-    ``mine_options`` go to :func:`rosetta_lite.mining.loop.mine` (``similarity``, ``device``,
-    ``precision``, ...). Under torchrun only rank 0 saves and returns the summary; the
-    other processes return None.
+    ``changes`` named like a field of :class:`ZooOptions` (``k``, ``mode``, ``control``,
+    ``control_seed``, ``generator``, ``encoders``) apply to ``zoo_options``, the others to
+    ``options``, which go to :func:`rosetta_lite.mining.loop.mine` (``similarity``,
+    ``device``, ``precision``, ...). Under torchrun only rank 0 saves and returns the
+    summary; the other processes return None.
     """
-    dataclasses.replace(MiningOptions(), **mine_options).check(images)  # before the models load
-    gan, trained = zoo_members(scale, generator, encoders)
-    check_k(k, plan(gan, trained)[1])
+    zoo = dataclasses.replace(zoo_options or ZooOptions(), **{n: changes.pop(n) for n in ZOO_OPTIONS if n in changes})
+    opts = dataclasses.replace(options or MiningOptions(), **changes)
+    opts.check(images)  # before the models load
+    gan, trained = zoo_members(scale, zoo.generator, zoo.encoders)
+    check_k(zoo.k, plan(gan, trained)[1])
     out = writable_dir(out)  # only once the run can start: a refused one leaves no empty folder
-    controls = control_members(trained, control_seed) if control else []
+    controls = control_members(trained, zoo.control_seed) if zoo.control else []
     with run_lock(out) if distributed.lead_process() else contextlib.nullcontext():  # mining and saving: one writer
-        result = mine(gan, trained + controls, images, out=out,
-                      control_seed=control_seed if control else None, **mine_options)
+        result = mine(gan, trained + controls, images, out=out, options=opts,
+                      control_seed=zoo.control_seed if zoo.control else None)
         result.settings.extra["zoo"] = scale
         if distributed.active() and distributed.dist.get_rank() != 0:
             return None
-        return save_dictionaries(result, out, k=k, mode=mode)
+        return save_dictionaries(result, out, k=zoo.k, mode=zoo.mode)
 
 
 def check_k(k: int, units: dict[str, list[int]]) -> None:

@@ -29,6 +29,7 @@ clusters are labeled by it (``min_iou``) and the plain IoU is reported beside it
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -262,19 +263,35 @@ def layer_maps(member: Member, images: torch.Tensor, units: list[int] | None = N
     return {layer: torch.cat(p) for layer, p in parts.items()}, where
 
 
+@dataclass
+class UnitIoUOptions:
+    """How :func:`unit_ious` draws its scenes (when given none) and scores the units.
+
+        unit_ious(member, options=UnitIoUOptions(n_images=100, size=64))
+    """
+
+    n_images: int = 300  # Shapes World scenes drawn when no images are given
+    seed: int = EVAL_SEED  # their stream
+    size: int = 32  # their side in pixels
+    fractions: Iterable[float] = TOP_FRACTIONS  # top fractions each unit is cut at (see map_ious)
+    batch_size: int = 64  # images through the encoder at once
+
+
 def unit_ious(member: Member, units: list[int] | None = None, images: torch.Tensor | None = None,
-              masks: dict[str, torch.Tensor] | None = None, *, n_images: int = 300, seed: int = EVAL_SEED,
-              size: int = 32, fractions: Iterable[float] = TOP_FRACTIONS, batch_size: int = 64) -> ConceptIoU:
+              masks: dict[str, torch.Tensor] | None = None, *, options: UnitIoUOptions | None = None,
+              **changes) -> ConceptIoU:
     """Score an encoder's units (flat indices over its layers, default all) against every concept.
 
         result = unit_ious(zoo.load("lite-vit-dino", pretrained=False), units=[5, 900]); result.score
 
-    Without ``images``: ``n_images`` Shapes World scenes of stream ``seed`` (``size``
-    pixels) and their masks. Returns a :class:`ConceptIoU`, (units, concepts) tensors in
-    the order of ``units`` and of the masks; see :func:`map_ious` for the thresholds.
+    ``options`` (:class:`UnitIoUOptions`, default: its defaults) with ``changes`` applied
+    say how. Without ``images``: ``n_images`` Shapes World scenes of stream ``seed``
+    (``size`` pixels) and their masks. Returns a :class:`ConceptIoU`, (units, concepts)
+    tensors in the order of ``units`` and of the masks; see :func:`map_ious` for the thresholds.
     """
+    o = dataclasses.replace(options or UnitIoUOptions(), **changes)
     if images is None:
-        batch = ShapesWorld(size=size).batch(n_images, seed=seed)
+        batch = ShapesWorld(size=o.size).batch(o.n_images, seed=o.seed)
         images, masks = batch.images, batch.masks
     if masks is None:
         raise ValueError("give the masks of the images: a dict name -> (N, H, W) bool")
@@ -282,14 +299,14 @@ def unit_ious(member: Member, units: list[int] | None = None, images: torch.Tens
     stacked = stack_masks(masks, names)
     if images.shape[0] != stacked.shape[0]:
         raise ValueError(f"{images.shape[0]} images but {stacked.shape[0]} masks")
-    per_layer, where = layer_maps(member, images, units, batch_size=batch_size)
+    per_layer, where = layer_maps(member, images, units, batch_size=o.batch_size)
     if not where:
         empty = torch.zeros(0, len(names))
         return ConceptIoU(empty, empty.clone(), empty.clone(), names)
     layers = list(per_layer)
     first = {layer: sum(per_layer[k].shape[1] for k in layers[:i]) for i, layer in enumerate(layers)}
     order = torch.tensor([first[layer] + pos for layer, pos in where])  # requested unit -> row of the result
-    result = map_ious([per_layer[layer] for layer in layers], stacked, fractions, names)
+    result = map_ious([per_layer[layer] for layer in layers], stacked, o.fractions, names)
     return ConceptIoU(result.score[order], result.iou[order], result.fraction[order], names)
 
 
