@@ -11,6 +11,7 @@ one way.
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
@@ -47,6 +48,50 @@ _EXPORTS = {
     "linear_probe_by_scene": "rosetta_lite.train.quality",
 }
 __all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # what __getattr__ resolves, for editors and type checkers ("X as X": a re-export)
+    from rosetta_lite import zoo as zoo
+    from rosetta_lite.applications.edit import Edit as Edit
+    from rosetta_lite.applications.edit import add as add
+    from rosetta_lite.applications.edit import edit as edit
+    from rosetta_lite.applications.edit import paste as paste
+    from rosetta_lite.applications.edit import record_maps as record_maps
+    from rosetta_lite.applications.edit import remove as remove
+    from rosetta_lite.applications.edit import scale_unit as scale_unit
+    from rosetta_lite.applications.edit import shift as shift
+    from rosetta_lite.applications.edit import zoom as zoom
+    from rosetta_lite.applications.invert import invert as invert
+    from rosetta_lite.capture import Trace as Trace
+    from rosetta_lite.capture import list_layers as list_layers
+    from rosetta_lite.capture import record_encoder as record_encoder
+    from rosetta_lite.capture import record_generator as record_generator
+    from rosetta_lite.dictionary.match import best_buddies as best_buddies
+    from rosetta_lite.dictionary.match import cluster_units as cluster_units
+    from rosetta_lite.dictionary.match import rosetta_units as rosetta_units
+    from rosetta_lite.dictionary.rosetta import RosettaDictionary as RosettaDictionary
+    from rosetta_lite.dictionary.rosetta import above_chance as above_chance
+    from rosetta_lite.dictionary.rosetta import build_dictionary as build_dictionary
+    from rosetta_lite.dictionary.rosetta import chance_report as chance_report
+    from rosetta_lite.dictionary.runs import mine_zoo as mine_zoo
+    from rosetta_lite.dictionary.runs import open_run as open_run
+    from rosetta_lite.dictionary.units import unit_maps as unit_maps
+    from rosetta_lite.evaluation.concepts import concept_report as concept_report
+    from rosetta_lite.evaluation.concepts import label_clusters as label_clusters
+    from rosetta_lite.evaluation.editing import evaluate_editing as evaluate_editing
+    from rosetta_lite.evaluation.editing import masked_psnr as masked_psnr
+    from rosetta_lite.evaluation.editing import measure_removal as measure_removal
+    from rosetta_lite.evaluation.editing import pixel_transform as pixel_transform
+    from rosetta_lite.evaluation.editing import transform_fidelity as transform_fidelity
+    from rosetta_lite.evaluation.inversion import evaluate_inversion as evaluate_inversion
+    from rosetta_lite.evaluation.metrics import psnr as psnr
+    from rosetta_lite.mining.loop import mine as mine
+    from rosetta_lite.mining.reference import float64_error as float64_error
+    from rosetta_lite.mining.settings import MiningResult as MiningResult
+    from rosetta_lite.train.quality import linear_probe_by_scene as linear_probe_by_scene
+    from rosetta_lite.world import EVAL_SEED as EVAL_SEED
+    from rosetta_lite.world import ShapesWorld as ShapesWorld
+    from rosetta_lite.zoo.preprocess import Preprocess as Preprocess
+    from rosetta_lite.zoo.registry import zoo_members as zoo_members
 
 
 def __getattr__(name: str):

@@ -1,6 +1,9 @@
 """The tutorial API: the names the chapters import from ``rosetta_lite``, ``open_run``, the CLI's
 shared run folder, and the one latent-optimisation loop."""
 
+import ast
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -16,6 +19,35 @@ from rosetta_lite.files import DEFAULT_RUN
 @pytest.mark.parametrize("name", rosetta_lite.__all__)
 def test_every_tutorial_name_resolves(name):
     assert getattr(rosetta_lite, name) is not None and name in dir(rosetta_lite)
+
+
+def type_checking_imports(source: str) -> tuple[dict[str, str], dict[str, str]]:
+    """(_EXPORTS, {name: module} of the ``if TYPE_CHECKING:`` block) of the package's __init__ source."""
+    tree = ast.parse(source)
+    exports = next(ast.literal_eval(node.value) for node in tree.body
+                   if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "_EXPORTS")
+    imported = {}
+    for node in tree.body:
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            for statement in node.body:
+                assert isinstance(statement, ast.ImportFrom), ast.unparse(statement)
+                for alias in statement.names:
+                    assert alias.asname == alias.name, f"{alias.name}: import it 'as' itself, a re-export"
+                    imported[alias.name] = statement.module
+    return exports, imported
+
+
+def test_the_type_checking_block_names_every_export_from_its_module():
+    exports, imported = type_checking_imports(Path(rosetta_lite.__file__).read_text())
+    assert imported == exports
+
+
+def test_the_type_checking_check_sees_a_missing_or_misplaced_name():
+    source = ('_EXPORTS = {"mine": "rosetta_lite.mining.loop", "zoo": "rosetta_lite"}\n'
+              "if TYPE_CHECKING:\n"
+              "    from rosetta_lite.mining.settings import mine as mine\n")
+    exports, imported = type_checking_imports(source)
+    assert imported == {"mine": "rosetta_lite.mining.settings"} and imported != exports
 
 
 def test_an_unknown_name_lists_the_api():
