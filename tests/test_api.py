@@ -71,6 +71,32 @@ def test_open_run_mines_a_folder_without_a_dictionary(tmp_path):
     assert (tmp_path / "new" / "dictionary.json").exists() and not run.generator.pretrained
 
 
+def test_a_runs_members_are_rebuilt_with_the_weights_that_were_mined():
+    from types import SimpleNamespace
+
+    from rosetta_lite.dictionary.runs import mined_members
+    from rosetta_lite.evaluation.concepts import dictionary_members
+    from rosetta_lite.zoo.registry import control_members, load, zoo_members
+
+    names = ["lite-resnet-sup", "lite-resnet-dino"]
+    settings = {"mined_encoders": names + [f"{n}@untrained" for n in names], "control_seed": 5,
+                "extra": {"zoo": "lite-untrained"}}
+    trained = SimpleNamespace(encoders=names, settings=settings)
+    control = SimpleNamespace(encoders=[f"{n}@untrained" for n in names], settings=settings)
+    _, mined = zoo_members("lite-untrained", None, names)  # what mine_zoo mined: seeds by place
+    mined += control_members(mined, 5)
+
+    def same(a, b):
+        return all(torch.equal(a.model.state_dict()[k], v) for k, v in b.model.state_dict().items())
+
+    for dictionary in (trained, control):
+        rebuilt, through_evaluation = mined_members(dictionary), dictionary_members(dictionary)
+        assert list(rebuilt) == dictionary.encoders == list(through_evaluation)
+        for member in (m for m in mined if m.name in dictionary.encoders):
+            assert same(rebuilt[member.name], member) and same(through_evaluation[member.name], member)
+    assert not same(load("lite-resnet-dino", pretrained=False), mined[1])  # seed 0: not what was mined
+
+
 def test_mine_and_eval_share_one_run_folder_and_unused_options_are_refused(capsys):
     parser = build_parser()
     assert parser.parse_args(["mine"]).out == DEFAULT_RUN

@@ -15,6 +15,7 @@ import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 from rosetta_lite.device import resolve_device
 from rosetta_lite.dictionary.rosetta import DictionaryError, RosettaDictionary, build_dictionary
@@ -24,8 +25,8 @@ from rosetta_lite.mining.loop import MiningOptions, mine
 from rosetta_lite.mining.plan import plan
 from rosetta_lite.mining.ranges import missing_ranges
 from rosetta_lite.mining.settings import MiningResult
-from rosetta_lite.zoo.member import Member
-from rosetta_lite.zoo.registry import CONTROL_SUFFIX, control_members, zoo_members
+from rosetta_lite.zoo.member import Member, ZooError
+from rosetta_lite.zoo.registry import CONTROL_SUFFIX, ZOOS, control_members, load, split_zoo, zoo_members
 
 
 @dataclass
@@ -170,8 +171,50 @@ def open_run(folder: str | Path = DEFAULT_RUN, zoo: str = "lite", *, images: int
     if mine_always or not (folder / "dictionary.json").exists():
         summary = mine_zoo(zoo, images, folder, k=k, **mine_options)
     trained, control = load_dictionaries(folder)
-    generator, encoders = zoo_members(zoo, trained.generator, trained.encoders)
+    if zoo not in ZOOS:
+        raise ValueError(f"zoo must be one of {list(ZOOS)}, got {zoo!r}")
+    pretrained = split_zoo(zoo)[1]
+    generator = load(trained.generator, pretrained=pretrained)
+    members = mined_members(trained, pretrained)
+    encoders = [members[name] for name in trained.encoders]
     device = resolve_device(mine_options.get("device", "cpu"))  # the chapters invert and edit there too
     for member in [generator, *encoders]:
         member.to(device)
     return Run(folder, trained, control, generator, encoders, summary)
+
+
+def mined_members(dictionary: RosettaDictionary, pretrained: bool | None = None) -> dict[str, Member]:
+    """The encoders a dictionary was mined with, rebuilt with the weights that were mined.
+
+        members = mined_members(RosettaDictionary.load("runs/lite/control"))   # {"lite-clip@untrained": ...}
+
+    ``pretrained`` defaults to the zoo the run recorded ("lite-untrained": untrained).
+    Trained-zoo encoders get the seed :func:`~rosetta_lite.zoo.registry.zoo_members` gave
+    them when mining (their place among the run's encoders), which is what an untrained
+    zoo's weights depend on. Control encoders (``<encoder>@untrained``) are rebuilt with
+    :func:`~rosetta_lite.zoo.registry.control_members` and the run's ``control_seed``, in
+    the run's encoder order. The one place a run's members are rebuilt: ``open_run`` and
+    the evaluations' ``dictionary_members`` both come here.
+    """
+    settings = dictionary.settings
+    if pretrained is None:  # the run records its zoo, e.g. "lite" or "lite-untrained"
+        pretrained = split_zoo(str(settings.get("extra", {}).get("zoo", "lite")))[1]
+    mined = list(settings.get("mined_encoders", dictionary.encoders))
+    members: dict[str, Member] = {}
+    controls = [e for e in dictionary.encoders if e.endswith(CONTROL_SUFFIX)]
+    if controls:
+        seed = settings.get("control_seed")
+        if seed is None:
+            raise ValueError("the dictionary has control encoders but no control_seed in its settings")
+        stand_ins = [SimpleNamespace(name=e.removesuffix(CONTROL_SUFFIX)) for e in mined if e.endswith(CONTROL_SUFFIX)]
+        members.update({m.name: m for m in control_members(stand_ins, seed) if m.name in controls})
+    order = [e for e in mined if not e.endswith(CONTROL_SUFFIX)]
+    for name in dictionary.encoders:
+        if name in members:
+            continue
+        try:
+            members[name] = load(name, pretrained=pretrained, seed=order.index(name) if name in order else 0)
+        except ZooError as error:
+            raise ZooError(f"{error} (if the run mined an untrained zoo, e.g. mine --zoo lite-untrained, "
+                           "rebuild it with pretrained=False / --untrained)") from None
+    return members

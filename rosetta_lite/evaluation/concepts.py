@@ -33,17 +33,15 @@ import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
 
-from rosetta_lite import zoo
 from rosetta_lite.capture import Trace
 from rosetta_lite.dictionary.rosetta import Cluster, RosettaDictionary
+from rosetta_lite.dictionary.runs import mined_members
 from rosetta_lite.world import EVAL_SEED, ShapesWorld
-from rosetta_lite.zoo.member import Member, ZooError
-from rosetta_lite.zoo.registry import CONTROL_SUFFIX, control_members, split_zoo
+from rosetta_lite.zoo.member import Member
 
 TOP_FRACTIONS: tuple[float, ...] = (0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.055, 0.075, 0.1, 0.13, 0.17,
                                     0.22, 0.3, 0.4, 0.5, 0.6)
@@ -398,31 +396,11 @@ def dictionary_members(dictionary: RosettaDictionary, pretrained: bool | None = 
 
         members = dictionary_members(RosettaDictionary.load("runs/lite/control"))
 
-    Control encoders (named ``<encoder>@untrained``) are rebuilt with
-    :func:`rosetta_lite.zoo.registry.control_members` and the run's ``control_seed``, in the
-    run's encoder order, so they have exactly the untrained weights that were mined.
+    Rebuilt by :func:`rosetta_lite.dictionary.runs.mined_members`, with exactly the weights
+    that were mined: control encoders (named ``<encoder>@untrained``) from the run's
+    ``control_seed``, untrained zoos' encoders from the seeds mining gave them.
     """
-    settings = dictionary.settings
-    if pretrained is None:  # the run records its zoo, e.g. "lite" or "lite-untrained"
-        pretrained = split_zoo(str(settings.get("extra", {}).get("zoo", "lite")))[1]
-    members: dict[str, Member] = {}
-    controls = [e for e in dictionary.encoders if e.endswith(CONTROL_SUFFIX)]
-    if controls:
-        seed = settings.get("control_seed")
-        if seed is None:
-            raise ValueError("the dictionary has control encoders but no control_seed in its settings")
-        mined = [e for e in settings.get("mined_encoders", dictionary.encoders) if e.endswith(CONTROL_SUFFIX)]
-        stand_ins = [SimpleNamespace(name=e.removesuffix(CONTROL_SUFFIX)) for e in mined]
-        members.update({m.name: m for m in control_members(stand_ins, seed) if m.name in controls})
-    for name in dictionary.encoders:
-        if name in members:
-            continue
-        try:
-            members[name] = zoo.load(name, pretrained=pretrained)
-        except ZooError as error:
-            raise ZooError(f"{error} (if the run mined an untrained zoo, e.g. mine --zoo lite-untrained, "
-                           "label it with pretrained=False / --untrained)") from None
-    return members
+    return mined_members(dictionary, pretrained)
 
 
 def concept_report(trained: RosettaDictionary, control: RosettaDictionary | None = None, *,
