@@ -273,3 +273,63 @@ def test_the_parameter_count_leaves_out_self_varargs_and_private_names():
               "    def inner(b, c): pass\n")
     assert parameter_counts(source, "m") == {"m.f": 3, "m.C.__init__": 2, "m.C.make": 1, "m.C.free": 2,
                                              "m.outer": 1}
+
+
+README = PACKAGE.parent / "README.md"
+#: rows of the README's stage table that serve the data flow without being a step of it: no stage number
+BESIDE_THE_FLOW = {"helpers", "train", "bench", "figures", "command line"}
+
+
+def readme_stages(text: str) -> list[tuple[str, str]]:
+    """(stage, modules cell) of every row of the README's stage table, in its order."""
+    rows, in_table = [], False
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[:2] == ["stage", "modules"]:
+            in_table = True
+        elif in_table and line.startswith("|") and not set(cells[0]) <= {"-"}:
+            rows.append((cells[0], cells[1]))
+        elif in_table and not line.startswith("|"):
+            break
+    return rows
+
+
+def stage_numbers(rows: list[tuple[str, str]], docstrings: dict[str, str]) -> list[str]:
+    """What disagrees between the README's order of stages and the "Stage N, name:" of the folders' docstrings.
+
+    The flow's stages are numbered from 1 in the README's order, rows beside the flow left
+    out; every folder of the flow (a modules cell like ``zoo/``) opens its docstring with
+    its number and name, and no other folder claims a number.
+    """
+    flow = [(stage, cell) for stage, cell in rows if stage not in BESIDE_THE_FLOW]
+    expected = {cell.strip("`").rstrip("/"): f"Stage {n}, {stage}" for n, (stage, cell) in enumerate(flow, 1)
+                if cell.startswith("`") and cell.strip("`").endswith("/")}
+    errors = []
+    for folder, doc in sorted(docstrings.items()):
+        head = doc.split(":")[0].replace(", the ", ", ")
+        if folder in expected and head != expected[folder]:
+            errors.append(f"{folder}/__init__.py opens {head!r}; the README's order makes it {expected[folder]!r}")
+        elif folder not in expected and head.startswith("Stage "):
+            errors.append(f"{folder}/__init__.py claims {head!r}, but {folder} is no numbered stage of the README")
+    errors += [f"{folder}/ is a README stage without a folder" for folder in sorted(set(expected) - set(docstrings))]
+    return errors
+
+
+def test_the_folders_number_their_stages_in_the_readmes_order():
+    rows = readme_stages(README.read_text())
+    assert [s for s, _ in rows if s not in BESIDE_THE_FLOW] == ["world", "zoo", "capture", "statistics", "mining",
+                                                               "dictionary", "applications", "evaluation", "book"]
+    docstrings = {path.parent.name: ast.get_docstring(ast.parse(path.read_text())) or ""
+                  for path in sorted(PACKAGE.glob("*/__init__.py"))}
+    assert not stage_numbers(rows, docstrings)
+
+
+def test_the_stage_number_check_sees_a_wrong_a_missing_and_a_stray_number():
+    rows = [("helpers", "`files.py`"), ("world", "`world.py`"), ("zoo", "`zoo/`"), ("mining", "`mining/`"),
+            ("train", "`train/`")]
+    right = {"zoo": "Stage 2, the zoo: members", "mining": "Stage 3, mining: one pass", "train": "Recipes"}
+    assert stage_numbers(rows, right) == []
+    wrong = right | {"mining": "Stage 4, mining: one pass", "train": "Stage 5, train: recipes"}
+    assert len(stage_numbers(rows, wrong)) == 2
+    assert stage_numbers(rows, {"zoo": "The model zoo: members", "mining": right["mining"]}) == [
+        "zoo/__init__.py opens 'The model zoo'; the README's order makes it 'Stage 2, zoo'"]

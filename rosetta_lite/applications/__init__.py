@@ -1,1 +1,1 @@
-"""Stage 6, applications: inversion into the generator and edits of its units, on one latent-optimisation loop."""
+"""Stage 7, applications: inversion into the generator and edits of its units, on one latent-optimisation loop."""

@@ -1,1 +1,1 @@
-"""Stage 5, the dictionary: best buddies, Rosetta neurons, clusters, the saved dictionary, standardised unit maps, whole runs."""
+"""Stage 6, the dictionary: best buddies, Rosetta neurons, clusters, the saved dictionary, standardised unit maps, whole runs."""

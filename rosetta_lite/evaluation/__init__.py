@@ -1,1 +1,1 @@
-"""Stage 7, evaluation: metrics, concept labels, trust scores, mutual information, the inversion and editing tables."""
+"""Stage 8, evaluation: metrics, concept labels, trust scores, mutual information, the inversion and editing tables."""

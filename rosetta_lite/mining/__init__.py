@@ -1,1 +1,1 @@
-"""Stage 4, mining: settings and result, the plan of a run, the one-pass loop, processes under torchrun, the float64 reference."""
+"""Stage 5, mining: settings and result, the plan of a run, the one-pass loop, processes under torchrun, the float64 reference."""

@@ -1,4 +1,4 @@
-"""The model zoo: one API for every member, lite or full scale, generator or encoder.
+"""Stage 2, the zoo: one API for every member, lite or full scale, generator or encoder.
 
     member = zoo.load("lite-resnet-sup"); maps = member.encode(images)  # images in [0, 1]
 
