@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass
+from types import TracebackType
 
 import torch
 import torch.nn.functional as F
@@ -112,7 +113,8 @@ class Trace:
     def __enter__(self) -> "Trace":
         return self
 
-    def __exit__(self, kind, value, traceback) -> bool:
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> bool:
         self.close()
         return kind is not None and issubclass(kind, _StopForward)
 

@@ -10,10 +10,13 @@ on a static page.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from tqdm.auto import tqdm
 
 
-def progress_bar(iterable=None, *, enabled: bool = True, **options) -> tqdm:
+def progress_bar(iterable: Iterable | None = None, *, enabled: bool = True, **options: Any) -> tqdm:
     """A ``tqdm.auto`` bar, hidden when not ``enabled`` or when the environment says so.
 
         bar = progress_bar(total=2000, enabled=True, desc="mining", unit="img")

@@ -17,9 +17,12 @@ Determinism: sample ``i`` of seed ``s`` is drawn from ``numpy.random.default_rng
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
+
+Draws = float | np.ndarray | torch.Tensor  # one formula serves numpy scenes, torch batches and single values
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "diamond", "ring", "cross")
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -64,12 +67,12 @@ _OBJECT_DRAWS = 5
 _TEXTURE_LEVELS = 9  # ground noise in [-4, 4] grey levels: a mild texture
 
 
-def horizon_height(u):
+def horizon_height(u: Draws) -> Draws:
     """The horizon's height (a fraction of the image, from the top) for a uniform draw ``u``; numpy or torch."""
     return 0.35 + 0.4 * u
 
 
-def place_object(ux, uy, ur, min_radius: float, max_radius: float):
+def place_object(ux: Draws, uy: Draws, ur: Draws, min_radius: float, max_radius: float) -> tuple[Draws, Draws, Draws]:
     """(cx, cy, radius) in the unit square from three uniform draws; numpy or torch.
 
     The centre keeps half a radius from every edge, so an object is never more than half cut off.
@@ -79,7 +82,8 @@ def place_object(ux, uy, ur, min_radius: float, max_radius: float):
     return margin + (1 - 2 * margin) * ux, margin + (1 - 2 * margin) * uy, radius
 
 
-def object_draws(cx, cy, radius, min_radius: float, max_radius: float):
+def object_draws(cx: Draws, cy: Draws, radius: Draws, min_radius: float,
+                 max_radius: float) -> tuple[Draws, Draws, Draws]:
     """The uniform draws (ux, uy, ur) that ``place_object`` turns into (cx, cy, radius); numpy or torch."""
     margin = 0.5 * radius
     return (cx - margin) / (1 - 2 * margin), (cy - margin) / (1 - 2 * margin), \
@@ -165,7 +169,7 @@ class ShapesWorld:
         world = ShapesWorld(size=32); batch = world.batch(16, seed=0); batch.images.shape
     """
 
-    def __init__(self, size: int = 32, **settings) -> None:
+    def __init__(self, size: int = 32, **settings: Any) -> None:
         self.config = WorldConfig(size=size, **settings)
         coords = (np.arange(size, dtype=np.float64) + 0.5) / size
         self._xs = coords[None, None, None, :]  # (1, 1, 1, S)
@@ -457,7 +461,7 @@ class ShapesDataset(torch.utils.data.Dataset):
         loader = DataLoader(ShapesDataset(10_000, seed=1000), batch_size=64)
     """
 
-    def __init__(self, length: int, seed: int = 0, size: int = 32, **settings) -> None:
+    def __init__(self, length: int, seed: int = 0, size: int = 32, **settings: Any) -> None:
         if length < 1:
             raise ValueError(f"length must be at least 1, got {length}")
         self.world = ShapesWorld(size=size, **settings)

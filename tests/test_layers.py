@@ -333,3 +333,76 @@ def test_the_stage_number_check_sees_a_wrong_a_missing_and_a_stray_number():
     assert len(stage_numbers(rows, wrong)) == 2
     assert stage_numbers(rows, {"zoo": "The model zoo: members", "mining": right["mining"]}) == [
         "zoo/__init__.py opens 'The model zoo'; the README's order makes it 'Stage 2, zoo'"]
+
+
+#: modules whose public functions may still leave parameters unannotated, each with why
+UNTYPED_FOR_NOW = {
+    "rosetta_lite.train": "issue 44: another engineer's refactor of the recipes is under way there",
+    "rosetta_lite.viz": "issue 44: another engineer's figures, edited beside this change",
+    "rosetta_lite.evaluation.nulls": "issue 44: another engineer's nulls, edited beside this change",
+}
+
+
+def untyped_parameters(source: str, module: str) -> dict[str, list[str]]:
+    """{"module.function": [parameters without a type hint]} of every public function of a source.
+
+    Every parameter counts, ``*args`` and ``**kwargs`` too, but not a method's self or cls;
+    functions inside functions and everything in a private class are not public.
+    """
+    found = {}
+
+    def walk(node: ast.AST, prefix: str, in_class: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef) and not is_private(child.name):
+                walk(child, f"{prefix}.{child.name}", True)
+            elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) and not is_private(child.name):
+                args = child.args
+                params = args.posonlyargs + args.args + args.kwonlyargs + [a for a in (args.vararg, args.kwarg) if a]
+                if in_class and params[:1] and params[0].arg in ("self", "cls"):
+                    params = params[1:]
+                missing = [a.arg for a in params if a.annotation is None]
+                if missing:
+                    found[f"{prefix}.{child.name}"] = missing
+
+    walk(ast.parse(source), module, False)
+    return found
+
+
+def package_untyped_parameters() -> dict[str, list[str]]:
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        found.update(untyped_parameters(path.read_text(), module_name(path)))
+    return found
+
+
+def allowed_untyped(name: str) -> bool:
+    return any(name == module or name.startswith(module + ".") for module in UNTYPED_FOR_NOW)
+
+
+def test_every_public_functions_parameters_have_type_hints():
+    missing = sorted(f"{name}: {', '.join(params)}" for name, params in package_untyped_parameters().items()
+                     if not allowed_untyped(name))
+    assert not missing, "public functions with parameters that have no type hint:\n" + "\n".join(missing)
+
+
+def test_the_untyped_allow_list_holds_only_modules_still_untyped():
+    untyped = package_untyped_parameters()
+    stale = sorted(m for m in UNTYPED_FOR_NOW if not any(n.startswith(m + ".") for n in untyped))
+    assert not stale, "every parameter typed there: take them off UNTYPED_FOR_NOW:\n" + "\n".join(stale)
+
+
+def test_the_type_hint_check_sees_every_kind_of_parameter():
+    source = ("def f(a, /, b: int, *args, c, **kwargs): pass\n"
+              "def typed(a: int, *args: int, **kwargs: str) -> None: pass\n"
+              "def _private(a): pass\n"
+              "class C:\n"
+              "    def __init__(self, a): pass\n"
+              "    @classmethod\n"
+              "    def make(cls, a: int): pass\n"
+              "    def __exit__(self, kind, value, traceback): pass\n"
+              "class _Private:\n"
+              "    def method(self, a): pass\n"
+              "def outer(a: int):\n"
+              "    def inner(b): pass\n")
+    assert untyped_parameters(source, "m") == {"m.f": ["a", "c", "args", "kwargs"], "m.C.__init__": ["a"],
+                                               "m.C.__exit__": ["kind", "value", "traceback"]}

@@ -23,8 +23,9 @@ plain tensor functions, usable and tested on hand-made maps.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -251,7 +252,7 @@ def record_maps(generator: Member, z: torch.Tensor) -> dict[str, torch.Tensor]:
         return dict(record_generator(generator, z)[1])
 
 
-def unit_channels(dictionary: RosettaDictionary, generator: str, units) -> dict[str, list[int]]:
+def unit_channels(dictionary: RosettaDictionary, generator: str, units: str | Sequence[int]) -> dict[str, list[int]]:
     """Flat unit indices (or "rosetta") grouped as {layer: [channels]}.
 
         unit_channels(d, "lite-gan", "rosetta")   # {"b16": [49], "b4": [...], ...}
@@ -302,7 +303,7 @@ class EditResult:
 
 
 def edit(generator: Member, z: torch.Tensor, edit_fn: Edit, dictionary: RosettaDictionary, *,
-         units="rosetta", options: EditOptions | None = None, **changes) -> EditResult:
+         units: str | Sequence[int] = "rosetta", options: EditOptions | None = None, **changes: Any) -> EditResult:
     """Edit the chosen units' maps of G(z) and re-optimise z to match them.
 
         result = edit(gan, gan.sample_latents(4, 0), shift(0.25, 0), d, units="all")

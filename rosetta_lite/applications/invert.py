@@ -35,6 +35,7 @@ import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -198,7 +199,7 @@ class Objective:
 
     def __init__(self, generator: Member, targets: torch.Tensor, dictionary: RosettaDictionary | None,
                  encoders: list[Member] = (), perceptual: Member | None = None, *,
-                 options: InversionOptions | None = None, **changes) -> None:
+                 options: InversionOptions | None = None, **changes: Any) -> None:
         # an objective on its own scores one latent per target; invert passes its restarts
         opts = dataclasses.replace(options or InversionOptions(restarts=1), **changes)
         restarts = opts.restarts
@@ -263,7 +264,7 @@ class Objective:
 
 def invert(generator: Member, targets: torch.Tensor, dictionary: RosettaDictionary | None = None, *,
            encoders: list[Member] = (), perceptual: Member | None = None, options: InversionOptions | None = None,
-           **changes) -> InversionResult:
+           **changes: Any) -> InversionResult:
     """Invert targets into the generator's latent space; the best of ``restarts`` is kept per target.
 
         result = invert(gan, targets, d, encoders=[zoo.load("lite-clip")], perceptual=zoo.load("lite-resnet-sup"))

@@ -21,6 +21,7 @@ process; GPU memory on CUDA). ``tables`` places the float64 tables of every mini
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import resource
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -248,7 +250,7 @@ def peak_memory_mb(zoo: str, images: int, options: BenchOptions | None = None) -
     return {key: round(value, 1) for key, value in json.loads(done.stdout.strip().splitlines()[-1]).items()}
 
 
-def run(zoo: str = "lite", images: int = 256, *, options: BenchOptions | None = None, **changes) -> dict:
+def run(zoo: str = "lite", images: int = 256, *, options: BenchOptions | None = None, **changes: Any) -> dict:
     """Every figure of the benchmark, measured in this one run.
 
         report = run("lite-untrained", images=64)
@@ -334,7 +336,7 @@ def _rounds(gan: Member, members: list[Member], images: int,
     return times, peak_gpu, result, approx
 
 
-def main(args) -> int:
+def main(args: argparse.Namespace) -> int:
     """The ``bench mining`` action of the command line."""
     torch.set_num_threads(args.threads)
     options = BenchOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(BenchOptions)})

@@ -18,6 +18,7 @@ typo never passes silently.
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 from typing import Callable
@@ -183,7 +184,7 @@ def run_chapters(params_file: str | Path | None = None, out: str | Path = "runs/
     return report
 
 
-def main(args) -> int:
+def main(args: argparse.Namespace) -> int:
     """The ``chapters`` action of the command line."""
     overrides = {}
     for item in args.set or []:

@@ -17,8 +17,13 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rosetta_lite.files import atomic_path
+
+if TYPE_CHECKING:  # Sphinx loads only in a book build
+    from sphinx.application import Sphinx
+    from sphinx.environment import BuildEnvironment
 
 MATHJAX_SCRIPT = "tex-chtml.js"  # TeX in, HTML+CSS out: the smallest combined component
 MATHJAX_FONTS = Path("output/chtml/fonts/woff-v2")
@@ -52,7 +57,7 @@ def copy_mathjax(static_dir: Path) -> Path:
     return target / MATHJAX_SCRIPT
 
 
-def chapter_times(env) -> dict[str, float]:
+def chapter_times(env: BuildEnvironment) -> dict[str, float]:
     """``chapter_times(app.env)``: seconds each chapter took to execute in this build, by page."""
     from myst_nb.sphinx_ import NbMetadataCollector
 
@@ -136,7 +141,7 @@ def _launch_only_from_notebooks(app, pagename, templatename, context, doctree) -
         buttons[:] = [b for b in buttons if b.get("label") != "launch-buttons"]
 
 
-def setup(app) -> dict:
+def setup(app: Sphinx) -> dict:
     """Sphinx entry point (``extra_extensions: [rosetta_lite.book.build]`` in ``_config.yml``)."""
     app.connect("builder-inited", _use_local_mathjax)
     app.connect("builder-inited", _serve_student_notebooks)

@@ -11,6 +11,7 @@ report.
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from collections.abc import Callable
@@ -348,7 +349,7 @@ def _against_nulls(trained: dict, control: dict, learned: list[str], nulls: dict
     return (fig1_text, fig1), (fig2_text, fig2)
 
 
-def main(args) -> int:
+def main(args: argparse.Namespace) -> int:
     """The ``results`` action of the command line."""
     make_results(args.out, only=args.only, progress=not args.quiet)
     return 0

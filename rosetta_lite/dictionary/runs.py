@@ -16,6 +16,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 from rosetta_lite.device import resolve_device
 from rosetta_lite.dictionary.rosetta import DictionaryError, RosettaDictionary, build_dictionary
@@ -48,7 +49,8 @@ ZOO_OPTIONS = tuple(f.name for f in dataclasses.fields(ZooOptions))
 
 
 def mine_zoo(scale: str = "lite", images: int = 2000, out: str | Path = DEFAULT_RUN, *,
-             zoo_options: ZooOptions | None = None, options: MiningOptions | None = None, **changes) -> dict | None:
+             zoo_options: ZooOptions | None = None, options: MiningOptions | None = None,
+             **changes: Any) -> dict | None:
     """Mine a zoo, save its dictionary (and the control's), return their summaries.
 
         mine_zoo("lite", images=200, out="runs/quick")
@@ -155,7 +157,7 @@ class Run:
 
 
 def open_run(folder: str | Path = DEFAULT_RUN, zoo: str = "lite", *, images: int = 2000, k: int = 3,
-             mine_always: bool = False, **mine_options) -> Run:
+             mine_always: bool = False, **mine_options: Any) -> Run:
     """The run in ``folder`` (relative to the project), mined first if it has no dictionary yet.
 
         run = open_run("runs/lite"); run.trained.clusters; run.members["lite-clip"]

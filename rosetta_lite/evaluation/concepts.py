@@ -33,6 +33,7 @@ import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -277,7 +278,7 @@ class UnitIoUOptions:
 
 def unit_ious(member: Member, units: list[int] | None = None, images: torch.Tensor | None = None,
               masks: dict[str, torch.Tensor] | None = None, *, options: UnitIoUOptions | None = None,
-              **changes) -> ConceptIoU:
+              **changes: Any) -> ConceptIoU:
     """Score an encoder's units (flat indices over its layers, default all) against every concept.
 
         result = unit_ious(zoo.load("lite-vit-dino", pretrained=False), units=[5, 900]); result.score

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +30,8 @@ from rosetta_lite.dictionary.rosetta import Cluster, RosettaDictionary
 from rosetta_lite.evaluation.metrics import check_eval_images, mean_ci, paired_difference, rounded
 from rosetta_lite.zoo.member import Member
 
+Amount = float | tuple[float, float]  # a zoom's scale, a shift's (dx, dy)
+
 
 def masked_psnr(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR over the pixels where ``mask`` (B, 1, H, W) is true.
@@ -40,7 +43,7 @@ def masked_psnr(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.T
     return 10 * torch.log10(1 / mse.clamp_min(1e-10))
 
 
-def pixel_transform(images: torch.Tensor, kind: str, amount) -> tuple[torch.Tensor, torch.Tensor]:
+def pixel_transform(images: torch.Tensor, kind: str, amount: Amount) -> tuple[torch.Tensor, torch.Tensor]:
     """The same geometric transform applied to pixels: (transformed images, mask of covered pixels).
 
         pixel_transform(images, "shift", (0.25, 0.0))
@@ -53,7 +56,7 @@ def pixel_transform(images: torch.Tensor, kind: str, amount) -> tuple[torch.Tens
     raise ValueError(f"kind is 'shift' or 'zoom', got {kind!r}")
 
 
-def transform_fidelity(result: EditResult, kind: str, amount) -> tuple[torch.Tensor, torch.Tensor]:
+def transform_fidelity(result: EditResult, kind: str, amount: Amount) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image PSNR of the edited and of the unedited image against the transformed original.
 
         edited, unedited = transform_fidelity(edit(gan, z, shift(0.25, 0), d), "shift", (0.25, 0.0))
@@ -66,7 +69,7 @@ def transform_fidelity(result: EditResult, kind: str, amount) -> tuple[torch.Ten
 
 def evaluate_editing(dictionary: RosettaDictionary, images: int = 16, *, seed: int = 11,
                      change_threshold: float = 0.1, region_z: float = 1.0, baselines: bool = True,
-                     device: str = "cpu", options: EditOptions | None = None, **changes) -> dict:
+                     device: str = "cpu", options: EditOptions | None = None, **changes: Any) -> dict:
     """Edit fidelity: shift and zoom against the pixel transform; concept removal inside vs outside its region.
 
         report = evaluate_editing(RosettaDictionary.load("runs/lite"))
@@ -145,7 +148,7 @@ def _geometry_rows(gan: Member, z: torch.Tensor, dictionary: RosettaDictionary, 
 
 def measure_removal(gan: Member, z: torch.Tensor, dictionary: RosettaDictionary, cluster: Cluster,
                     fn: Edit | None = None, preserve: float | None = None, region_z: float = 1.0,
-                    change_threshold: float = 0.1, **edit_options) -> dict:
+                    change_threshold: float = 0.1, **edit_options: Any) -> dict:
     """One cluster removed (``fn``, default ``remove()``): where the pixels changed against its region.
 
         measure_removal(gan, z, d, d.clusters[0], preserve=0, steps=20)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import torch
 
@@ -25,7 +26,7 @@ from rosetta_lite.world import EVAL_SEED, ShapesWorld
 
 def evaluate_inversion(dictionary: RosettaDictionary, images: int = 50, *, seed: int = EVAL_SEED,
                        perceptual: str = "lite-resnet-sup", encoders: list[str] | None = None, device: str = "cpu",
-                       options: InversionOptions | None = None, **changes) -> dict:
+                       options: InversionOptions | None = None, **changes: Any) -> dict:
     """The paper's Table 1 in the lite world: one row per objective on held-out Shapes World images.
 
         report = evaluate_inversion(RosettaDictionary.load("runs/lite"), images=50)

@@ -7,9 +7,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
+
+Values = Sequence[float] | np.ndarray | torch.Tensor  # numbers torch.as_tensor reads
 
 
 def psnr(a_bchw: torch.Tensor, b_bchw: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
@@ -36,7 +39,7 @@ def ssim(a_bchw: torch.Tensor, b_bchw: torch.Tensor) -> torch.Tensor:
                          for x, y in zip(a, b)])
 
 
-def mean_ci(values, confidence: float = 0.95) -> dict:
+def mean_ci(values: Values, confidence: float = 0.95) -> dict:
     """Mean with a Student-t confidence interval.
 
         mean_ci([1.0, 2.0, 3.0])   # {"mean": 2.0, "ci95": [-0.48, 4.48], "n": 3}
@@ -52,7 +55,7 @@ def mean_ci(values, confidence: float = 0.95) -> dict:
     return {"mean": mean, "ci95": [mean - half, mean + half], "n": n}
 
 
-def paired_difference(values, baseline, confidence: float = 0.95) -> dict:
+def paired_difference(values: Values, baseline: Values, confidence: float = 0.95) -> dict:
     """Mean of ``values - baseline`` (same images, paired) with its confidence interval.
 
         paired_difference(psnr_guided, psnr_perceptual)   # {"mean": 0.4, "ci95": [...], "n": 50}

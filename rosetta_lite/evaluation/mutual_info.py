@@ -9,9 +9,10 @@ from __future__ import annotations
 import torch
 
 from rosetta_lite.dictionary.match import best_buddies
+from rosetta_lite.dictionary.rosetta import RosettaDictionary
 
 
-def buddy_overlap(dictionary, tables: dict[str, torch.Tensor], k: int | None = None) -> dict[str, dict]:
+def buddy_overlap(dictionary: RosettaDictionary, tables: dict[str, torch.Tensor], k: int | None = None) -> dict[str, dict]:
     """Per encoder, how the MI best buddies overlap the dictionary's Pearson best buddies.
 
         buddy_overlap(d, {e: mi.similarity(e) for e in mi.pairs})   # mi = mine(..., similarity="mi")

@@ -26,6 +26,7 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -123,7 +124,7 @@ class MiningOptions:
 
 
 def mine(generator: Member, encoders: list[Member], images: int, *, out: str | Path | None = None,
-         options: MiningOptions | None = None, **changes) -> MiningResult:
+         options: MiningOptions | None = None, **changes: Any) -> MiningResult:
     """Mine the generator against every encoder (and itself) in one pass.
 
         result = mine(gan, encoders, images=2000, out="runs/lite")

@@ -19,6 +19,7 @@ import os
 import torch
 import torch.distributed as dist
 
+from rosetta_lite.mining.settings import MiningResult
 from rosetta_lite.stats.binary import BinaryMoments
 from rosetta_lite.stats.reduce import reduce_binary_moments, reduce_comoments
 
@@ -120,7 +121,7 @@ def broadcast_tensors(tensors: dict[str, torch.Tensor], source: int = 0) -> dict
     return tensors
 
 
-def reduce_result(result) -> None:
+def reduce_result(result: MiningResult) -> None:
     """All-reduce every accumulator of a :class:`~rosetta_lite.mining.settings.MiningResult`, in place.
 
         reduce_result(result)   # after each process mined its share

@@ -11,6 +11,9 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
+from rosetta_lite.stats.binary import BinaryMoments
+from rosetta_lite.stats.moments import CoMoments
+
 
 def _sum(tensor: torch.Tensor) -> torch.Tensor:
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
@@ -29,7 +32,7 @@ def _reduce_moments(n: int, total: int, mean: torch.Tensor, m2: torch.Tensor) ->
     return global_mean, _sum(m2 + n * shift.square()), shift
 
 
-def reduce_comoments(acc) -> None:
+def reduce_comoments(acc: CoMoments) -> None:
     """Sum :class:`~rosetta_lite.stats.moments.CoMoments` of disjoint rows over all processes, in place.
 
         reduce_comoments(result.pairs["lite-clip"])
@@ -46,7 +49,7 @@ def reduce_comoments(acc) -> None:
     acc.mean_a, acc.m2_a, acc.mean_b, acc.m2_b, acc.count = mean_a, m2_a, mean_b, m2_b, total
 
 
-def reduce_binary_moments(acc) -> None:
+def reduce_binary_moments(acc: BinaryMoments) -> None:
     """Sum :class:`~rosetta_lite.stats.binary.BinaryMoments` over all processes, in place (counts are exact)."""
     device = acc.both.device
     for name in ("both", "on_a", "on_b"):

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import difflib
+from typing import Any
 
 from rosetta_lite.zoo import full, lite
 from rosetta_lite.zoo.member import Member, Spec, ZooError
@@ -30,7 +31,7 @@ def _spec(name: str) -> Spec:
     return _SPECS[name]
 
 
-def load(name: str, pretrained: bool = True, seed: int = 0, weights: str | None = None, **options) -> Member:
+def load(name: str, pretrained: bool = True, seed: int = 0, weights: str | None = None, **options: Any) -> Member:
     """Build a member in eval mode; ``pretrained=False`` gives seeded untrained weights.
 
         gan = load("lite-gan"); control = load("lite-vit-dino", pretrained=False, seed=1)
