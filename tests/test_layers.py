@@ -212,14 +212,14 @@ MOST_PARAMETERS = 8
 TOO_MANY_PARAMETERS: dict[str, str] = {}
 
 
-def parameter_counts(source: str, module: str) -> dict[str, int]:
-    """{"module.function" or "module.Class.method": parameters} of every public function of a source.
+def public_parameters(source: str, module: str) -> dict[str, tuple[list[ast.arg], list[ast.arg]]]:
+    """{"module.function" or "module.Class.method": (named, starred) parameters} of every public function.
 
-    Parameters are the positional and keyword-only ones, without a method's self or cls
-    and without ``*args`` and ``**kwargs``. Functions inside functions and everything in
-    a private class are not public.
+    Named: the positional and keyword-only ones, without a method's self or cls; starred:
+    ``*args`` and ``**kwargs``. Functions inside functions and everything in a private
+    class are not public.
     """
-    counts = {}
+    found = {}
 
     def walk(node: ast.AST, prefix: str, in_class: bool) -> None:
         for child in ast.iter_child_nodes(node):
@@ -227,13 +227,18 @@ def parameter_counts(source: str, module: str) -> dict[str, int]:
                 walk(child, f"{prefix}.{child.name}", True)
             elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) and not is_private(child.name):
                 args = child.args
-                names = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
-                if in_class and names[:1] in (["self"], ["cls"]):
-                    names = names[1:]
-                counts[f"{prefix}.{child.name}"] = len(names)
+                named = args.posonlyargs + args.args + args.kwonlyargs
+                if in_class and named[:1] and named[0].arg in ("self", "cls"):
+                    named = named[1:]
+                found[f"{prefix}.{child.name}"] = (named, [a for a in (args.vararg, args.kwarg) if a])
 
     walk(ast.parse(source), module, False)
-    return counts
+    return found
+
+
+def parameter_counts(source: str, module: str) -> dict[str, int]:
+    """{"module.function": parameters} of every public function, ``*args`` and ``**kwargs`` left out."""
+    return {name: len(named) for name, (named, _) in public_parameters(source, module).items()}
 
 
 def package_parameter_counts() -> dict[str, int]:
@@ -344,28 +349,10 @@ UNTYPED_FOR_NOW = {
 
 
 def untyped_parameters(source: str, module: str) -> dict[str, list[str]]:
-    """{"module.function": [parameters without a type hint]} of every public function of a source.
-
-    Every parameter counts, ``*args`` and ``**kwargs`` too, but not a method's self or cls;
-    functions inside functions and everything in a private class are not public.
-    """
-    found = {}
-
-    def walk(node: ast.AST, prefix: str, in_class: bool) -> None:
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.ClassDef) and not is_private(child.name):
-                walk(child, f"{prefix}.{child.name}", True)
-            elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) and not is_private(child.name):
-                args = child.args
-                params = args.posonlyargs + args.args + args.kwonlyargs + [a for a in (args.vararg, args.kwarg) if a]
-                if in_class and params[:1] and params[0].arg in ("self", "cls"):
-                    params = params[1:]
-                missing = [a.arg for a in params if a.annotation is None]
-                if missing:
-                    found[f"{prefix}.{child.name}"] = missing
-
-    walk(ast.parse(source), module, False)
-    return found
+    """{"module.function": [parameters without a type hint]} of every public function that has some."""
+    found = {name: [a.arg for a in named + starred if a.annotation is None]
+             for name, (named, starred) in public_parameters(source, module).items()}
+    return {name: missing for name, missing in found.items() if missing}
 
 
 def package_untyped_parameters() -> dict[str, list[str]]:
