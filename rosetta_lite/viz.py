@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import textwrap
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -14,8 +15,12 @@ import torch
 from rosetta_lite import zoo
 from rosetta_lite.dictionary.units import strongest_latents, unit_maps
 from rosetta_lite.evaluation.concepts import cluster_order
-from rosetta_lite.world import EVAL_SEED, WorldBatch
+from rosetta_lite.world import EVAL_SEED, ShapesWorld, WorldBatch
 from rosetta_lite.zoo.weights import read_manifest
+
+if TYPE_CHECKING:
+    from rosetta_lite.dictionary.rosetta import Cluster, RosettaDictionary
+    from rosetta_lite.zoo.member import Member
 
 
 def _label_map(batch: WorldBatch, index: int) -> np.ndarray:
@@ -160,7 +165,8 @@ def unit_grid(images_bchw: torch.Tensor, columns: dict[str, torch.Tensor], row_l
     return fig
 
 
-def cluster_maps(dictionary, generator, encoders: dict, z: torch.Tensor, cluster, size: int = 64):
+def cluster_maps(dictionary: RosettaDictionary, generator: Member, encoders: dict, z: torch.Tensor, cluster: Cluster,
+                 size: int = 64):
     """A cluster's heat maps on generated images: (images, one (B, size, size) map per model, their unit names).
 
         images, maps, names = cluster_maps(d, gan, run.members, gan.sample_latents(3, seed=0), d.clusters[0])
@@ -191,8 +197,8 @@ def _cluster_label(cluster) -> str:
     return f"{label}\n" + (f"IoU {cluster.iou:.2f}" if cluster.iou is not None else f"r {cluster.score:.2f}")
 
 
-def dictionary_figure(dictionary, generator, encoders: dict, z: torch.Tensor, clusters: list[int] | None = None,
-                      size: int = 64) -> plt.Figure:
+def dictionary_figure(dictionary: RosettaDictionary, generator: Member, encoders: dict, z: torch.Tensor,
+                      clusters: list[int] | None = None, size: int = 64) -> plt.Figure:
     """The paper's Figure 2: one row per concept, one column per model, heat maps on one image.
 
         dictionary_figure(d, gan, {e.name: e for e in encoders}, gan.sample_latents(1, seed=3))
@@ -207,8 +213,9 @@ def dictionary_figure(dictionary, generator, encoders: dict, z: torch.Tensor, cl
     return unit_grid(images, columns, [_cluster_label(dictionary.clusters[i]) for i in chosen])
 
 
-def dictionary_sheet(dictionary, generator, encoders: dict, control=None, images: int = 2, size: int = 48,
-                     pool: int = 64, other: str = "control") -> plt.Figure:
+def dictionary_sheet(dictionary: RosettaDictionary, generator: Member, encoders: dict,
+                     control: RosettaDictionary | None = None, images: int = 2, size: int = 48, pool: int = 64,
+                     other: str = "control") -> plt.Figure:
     """Every cluster of a labelled dictionary, learned concepts first, each on the images that drive it hardest.
 
         dictionary_sheet(run.trained, run.generator, run.members, control=run.control)
@@ -235,7 +242,8 @@ def dictionary_sheet(dictionary, generator, encoders: dict, control=None, images
     return unit_grid(torch.cat([shown for shown, _, _ in per_cluster]), columns, labels)
 
 
-def cluster_figure(dictionary, generator, encoders: dict, z: torch.Tensor, cluster, size: int = 64) -> plt.Figure:
+def cluster_figure(dictionary: RosettaDictionary, generator: Member, encoders: dict, z: torch.Tensor, cluster: Cluster,
+                   size: int = 64) -> plt.Figure:
     """One concept on several generated images: a row per image of ``z``, a column per model.
 
         cluster_figure(d, gan, run.members, gan.sample_latents(3, seed=3), d.clusters[0])
@@ -245,7 +253,7 @@ def cluster_figure(dictionary, generator, encoders: dict, z: torch.Tensor, clust
     return unit_grid(images, columns, [f"image {i}" for i in range(len(images))])
 
 
-def best_correlation_figure(trained, control=None) -> plt.Figure:
+def best_correlation_figure(trained: RosettaDictionary, control: RosettaDictionary | None = None) -> plt.Figure:
     """Per encoder, the distribution of each generator unit's best correlation, trained vs untrained.
 
         best_correlation_figure(*load_dictionaries("runs/lite"))
@@ -264,8 +272,8 @@ def best_correlation_figure(trained, control=None) -> plt.Figure:
     return fig
 
 
-def best_buddy_figure(dictionary, generator, encoder, pairs: int = 4, images: int = 3, seed: int = 0,
-                      size: int = 64) -> plt.Figure:
+def best_buddy_figure(dictionary: RosettaDictionary, generator: Member, encoder: Member, pairs: int = 4,
+                      images: int = 3, seed: int = 0, size: int = 64) -> plt.Figure:
     """The strongest best-buddy pairs of one encoder: each pair's two maps on the same images.
 
         best_buddy_figure(d, gan, clip, pairs=4)
@@ -284,7 +292,8 @@ def best_buddy_figure(dictionary, generator, encoder, pairs: int = 4, images: in
     return unit_grid(shown, columns)
 
 
-def samples_figure(generators, world, n: int = 32, seed: int = 0) -> plt.Figure:
+def samples_figure(generators: Member | list[Member] | tuple[Member, ...], world: ShapesWorld, n: int = 32,
+                   seed: int = 0) -> plt.Figure:
     """Samples of one or more generators beside Shapes World images, one grid each.
 
         samples_figure([zoo.load("lite-renderer"), zoo.load("lite-gan")], ShapesWorld())

@@ -341,11 +341,7 @@ def test_the_stage_number_check_sees_a_wrong_a_missing_and_a_stray_number():
 
 
 #: modules whose public functions may still leave parameters unannotated, each with why
-UNTYPED_FOR_NOW = {
-    "rosetta_lite.train": "issue 44: another engineer's refactor of the recipes is under way there",
-    "rosetta_lite.viz": "issue 44: another engineer's figures, edited beside this change",
-    "rosetta_lite.evaluation.nulls": "issue 44: another engineer's nulls, edited beside this change",
-}
+UNTYPED_FOR_NOW: dict[str, str] = {}
 
 
 def untyped_parameters(source: str, module: str) -> dict[str, list[str]]:

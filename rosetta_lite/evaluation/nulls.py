@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rosetta_lite.dictionary.rosetta import RosettaDictionary, build_dictionary, chance_levels
 from rosetta_lite.dictionary.runs import check_k
@@ -71,7 +72,7 @@ class NullOptions:
 
 
 def mine_run(folder: str | Path, zoo: str = "lite", images: int = 2000, *, control_seed: int | None = 1,
-             **mining) -> MiningResult:
+             **mining: Any) -> MiningResult:
     """Mine a zoo (with its control copies unless ``control_seed`` is None) into ``folder``, or resume it there.
 
         result = mine_run("runs/lite/second", "lite", 2000, start=2000)

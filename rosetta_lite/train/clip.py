@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from rosetta_lite.train.augment import augment
 from rosetta_lite.train.loop import Recipe, RecipeOptions, seed_everything
-from rosetta_lite.world import object_phrase
+from rosetta_lite.world import WorldBatch, object_phrase
 from rosetta_lite.zoo.lite_arch import build_lite_clip, clip_tokenizer, normalize
 
 MEMBER = "lite-clip"
@@ -48,7 +48,7 @@ def _kinds(batch) -> tuple[list[str], list[str]]:
     return list(dict.fromkeys(n[-1] for n in names)), list(dict.fromkeys(n[0] for n in names if len(n) == 2))
 
 
-def shape_swapped_captions(batch, gen: torch.Generator, largest: bool = True) -> list[str]:
+def shape_swapped_captions(batch: WorldBatch, gen: torch.Generator, largest: bool = True) -> list[str]:
     """Each caption with one object's shape word changed (the largest object's, or a random one's).
 
         negatives = shape_swapped_captions(batch, torch.Generator().manual_seed(0), largest=False)
@@ -68,7 +68,7 @@ def shape_swapped_captions(batch, gen: torch.Generator, largest: bool = True) ->
     return out
 
 
-def main_object_captions(batch, gen: torch.Generator, share: float = 0.5):
+def main_object_captions(batch: WorldBatch, gen: torch.Generator, share: float = 0.5):
     """The batch with a random ``share`` of its captions cut to the largest object alone.
 
         batch = main_object_captions(batch, torch.Generator().manual_seed(0), share=0.5)
@@ -89,7 +89,7 @@ def main_object_captions(batch, gen: torch.Generator, share: float = 0.5):
     return dataclasses.replace(batch, captions=captions, objects=objects)
 
 
-def largest_shape_swaps(batch) -> list[list[str]]:
+def largest_shape_swaps(batch: WorldBatch) -> list[list[str]]:
     """Every caption with its largest object's shape word set to each other shape in turn, and in a
     textured world its fill word set to each other fill.
 

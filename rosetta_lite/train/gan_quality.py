@@ -17,6 +17,7 @@ k-th nearest neighbour within the same set.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +39,7 @@ def _as_tensor(x) -> torch.Tensor:
     return t.detach().to(torch.float64).cpu()
 
 
-def knn_radii(feats, k: int = 3, chunk: int = 1024) -> torch.Tensor:
+def knn_radii(feats: np.ndarray | torch.Tensor, k: int = 3, chunk: int = 1024) -> torch.Tensor:
     """Distance from each point to its k-th nearest neighbour in the same set (self excluded)."""
     x = _as_tensor(feats)
     n = x.shape[0]
@@ -52,7 +53,8 @@ def knn_radii(feats, k: int = 3, chunk: int = 1024) -> torch.Tensor:
     return out
 
 
-def manifold_coverage(support, radii: torch.Tensor, queries, chunk: int = 1024) -> float:
+def manifold_coverage(support: np.ndarray | torch.Tensor, radii: torch.Tensor, queries: np.ndarray | torch.Tensor,
+                      chunk: int = 1024) -> float:
     """Fraction of ``queries`` that lie inside at least one ball (support[i], radii[i])."""
     s, q = _as_tensor(support), _as_tensor(queries)
     if s.shape[1] != q.shape[1]:
@@ -64,7 +66,8 @@ def manifold_coverage(support, radii: torch.Tensor, queries, chunk: int = 1024) 
     return inside / q.shape[0]
 
 
-def knn_precision_recall(real_feats, fake_feats, k: int = 3) -> tuple[float, float]:
+def knn_precision_recall(real_feats: np.ndarray | torch.Tensor, fake_feats: np.ndarray | torch.Tensor,
+                         k: int = 3) -> tuple[float, float]:
     """Improved precision and recall (Kynkaanniemi et al. 2019).
 
     precision: fraction of fake points inside the real manifold;
@@ -82,7 +85,7 @@ def _sqrt_psd(c: np.ndarray) -> np.ndarray:
     return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
 
 
-def frechet_distance(a, b) -> float:
+def frechet_distance(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
     """Frechet distance between Gaussians fitted to two (N, D) feature sets.
 
     ``|mu_a - mu_b|^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2))``; the trace of the matrix
@@ -119,7 +122,7 @@ def generator_quality(name: str, generator_weights: Path, classifier_weights: Pa
 
 
 def image_set_quality(images_bchw: torch.Tensor, classifier_weights: Path, seed: int = EVAL_SEED,
-                      **world_settings) -> dict:
+                      **world_settings: Any) -> dict:
     """The GAN's gate figures for any set of 32 x 32 images in [0, 1], judged in
     ``lite-resnet-sup``'s penultimate features against as many world images.
 

@@ -33,7 +33,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -167,7 +167,7 @@ class RunOptions:
 
 
 def run_recipe(recipe: Recipe, out_dir: str | os.PathLike, steps: int, seed: int = MIN_TRAIN_SEED,
-               options: RunOptions = RunOptions(), **changes) -> dict:
+               options: RunOptions = RunOptions(), **changes: Any) -> dict:
     """Train ``recipe`` for ``steps`` steps (resuming from its checkpoint); save the member.
 
         run_recipe(recipe, "runs/zoo", steps=400, seed=1000, device="cuda", stop_after=100)

@@ -20,6 +20,7 @@ visible token. The variants tried and their probes: the book's appendix (``book/
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -200,7 +201,7 @@ def make_recipe(options: MAEOptions = OPTIONS, seed: int = 1000) -> Recipe:
                   precision=options.precision, world=dict(options.world), config=config)
 
 
-def load_mae(out_dir) -> MaskedAutoencoder:
+def load_mae(out_dir: str | Path) -> MaskedAutoencoder:
     """The full masked autoencoder (encoder + decoder) from a recipe's checkpoint."""
     ckpt = load_checkpoint(checkpoint_path(out_dir, MEMBER))
     if ckpt is None:

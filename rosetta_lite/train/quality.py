@@ -11,7 +11,7 @@ normalise them per member (``rosetta_lite.zoo.lite_arch.normalize``).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +51,7 @@ def encode(model: nn.Module, member: str, images: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def classification_accuracy(model: nn.Module, member: str = "lite-resnet-sup", n: int = 2000,
-                            seed: int = EVAL_SEED, batch_size: int = 250, **world_settings) -> float:
+                            seed: int = EVAL_SEED, batch_size: int = 250, **world_settings: Any) -> float:
     """Fraction of held-out scenes whose label (largest object's shape) ``model`` predicts.
 
     ``world_settings`` (e.g. ``max_objects=1``) go to ``ShapesWorld``.
@@ -102,7 +102,7 @@ PROBE_LABELS = ("class", "shape", "fill")
 @torch.no_grad()
 def linear_probe_accuracy(model: nn.Module, member: str, n_train: int = 4000, n_test: int = 2000,
                           seed: int = EVAL_SEED, batch_size: int = 250,
-                          feature_fn: Optional[Callable] = None, label: str = "class", **world_settings) -> float:
+                          feature_fn: Optional[Callable] = None, label: str = "class", **world_settings: Any) -> float:
     """Accuracy of a linear probe on frozen features (``encode``) of held-out scenes.
 
         linear_probe_accuracy(net, "lite-resnet-dino", label="fill", fills=FILLS, max_objects=1)
@@ -136,7 +136,7 @@ def class_parts(class_names: Sequence[str], label: str) -> torch.Tensor:
 
 @torch.no_grad()
 def shape_probes(model: nn.Module, member: str, init_seed: int, n_train: int = 4000,
-                 n_test: int = 2000, **world_settings) -> dict[str, float]:
+                 n_test: int = 2000, **world_settings: Any) -> dict[str, float]:
     """The probes every encoder's gates read: trained on all and on one-object scenes, untrained.
 
         shape_probes(zoo.load("lite-vit-dino").model, "lite-vit-dino", init_seed=1000)
@@ -244,7 +244,7 @@ def shape_prompts(shape: str, templates: Sequence[str] = SHAPE_TEMPLATES) -> lis
 
 
 @torch.no_grad()
-def clip_text_classifier(model: nn.Module, tokenizer, class_names: Sequence[str],
+def clip_text_classifier(model: nn.Module, tokenizer: Callable[[list[str]], torch.Tensor], class_names: Sequence[str],
                          prompts: Optional[Callable[[str], list[str]]] = None) -> torch.Tensor:
     """(C, D) unit class embeddings: mean of the normalised embeddings of each class's prompts."""
     prompts = prompts or shape_prompts
@@ -256,9 +256,9 @@ def clip_text_classifier(model: nn.Module, tokenizer, class_names: Sequence[str]
 
 
 @torch.no_grad()
-def zero_shot_accuracy(model: nn.Module, tokenizer, member: str = "lite-clip", n: int = 2000,
-                       seed: int = EVAL_SEED, batch_size: int = 250,
-                       prompts: Optional[Callable[[str], list[str]]] = None, **world_settings) -> float:
+def zero_shot_accuracy(model: nn.Module, tokenizer: Callable[[list[str]], torch.Tensor], member: str = "lite-clip",
+                       n: int = 2000, seed: int = EVAL_SEED, batch_size: int = 250,
+                       prompts: Optional[Callable[[str], list[str]]] = None, **world_settings: Any) -> float:
     """Zero-shot classification of held-out scenes (their label: shape, and fill if textured) from text
     prompts (no labels used)."""
     model.eval()
@@ -272,8 +272,9 @@ def zero_shot_accuracy(model: nn.Module, tokenizer, member: str = "lite-clip", n
 
 
 @torch.no_grad()
-def retrieval_top_k(model: nn.Module, tokenizer, member: str = "lite-clip", n: int = 1000,
-                    group: int = 100, k: int = 5, seed: int = EVAL_SEED, **world_settings) -> dict[str, float]:
+def retrieval_top_k(model: nn.Module, tokenizer: Callable[[list[str]], torch.Tensor], member: str = "lite-clip",
+                    n: int = 1000, group: int = 100, k: int = 5, seed: int = EVAL_SEED,
+                    **world_settings: Any) -> dict[str, float]:
     """Caption-to-image (and image-to-caption) top-k retrieval within groups of ``group`` scenes.
 
     Returns {"text_to_image": ..., "image_to_text": ...}: the fraction of queries whose
@@ -298,7 +299,7 @@ def psnr_from_mse(mse: float, peak: float = 1.0) -> float:
 
 @torch.no_grad()
 def mae_psnr(mae: nn.Module, n: int = 1000, seed: int = EVAL_SEED, batch_size: int = 250,
-             mask_seed: int = 0, **world_settings) -> dict[str, float]:
+             mask_seed: int = 0, **world_settings: Any) -> dict[str, float]:
     """PSNR (pixels in [0, 1]) of a masked autoencoder's reconstruction of the masked patches.
 
     ``mae`` is a ``rosetta_lite.train.mae.MaskedAutoencoder``. Baselines on the same

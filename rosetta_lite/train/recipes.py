@@ -103,7 +103,7 @@ RECIPES: dict[str, RecipeSpec] = {
 
 
 def train(name: str, out_dir: str | Path = "runs/zoo", steps: int | None = None, seed: int | None = None,
-          **changes) -> dict:
+          **changes: Any) -> dict:
     """Train one member's recipe (resuming a checkpoint in ``out_dir``); ``run_recipe``'s summary.
 
         train("lite-vit-mae", "runs/mae", steps=6000, stem="conv", decoder_dim=128, device="cuda")

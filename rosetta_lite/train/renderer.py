@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from rosetta_lite.train.loop import Recipe, RecipeOptions, seed_everything
-from rosetta_lite.world import ShapesWorld
+from rosetta_lite.world import ShapesWorld, WorldBatch
 from rosetta_lite.zoo.renderer_arch import SLOTS, SceneReader, SceneRenderer, latent_layout, reader_targets, scene_codes
 
 _PERMUTATIONS = torch.tensor(list(permutations(range(SLOTS))))  # (SLOTS!, SLOTS): predicted slot of each true one
@@ -35,7 +35,7 @@ MEMBER = "lite-renderer"
 OPTIONS = RecipeOptions(batch_size=32, lr=2e-3)
 
 
-def renderer_loss(renderer: SceneRenderer, batch, object_weight: float = 5.0,
+def renderer_loss(renderer: SceneRenderer, batch: WorldBatch, object_weight: float = 5.0,
                   mask_weight: float = 1.0) -> dict[str, torch.Tensor]:
     """The loss of one world batch: weighted L1 of the image plus the slots' mask cross-entropy.
 
@@ -53,7 +53,8 @@ def renderer_loss(renderer: SceneRenderer, batch, object_weight: float = 5.0,
             "psnr": -10 * torch.log10(mse.clamp_min(1e-10))}
 
 
-def reader_loss(reader: SceneReader, batch, place_weight: float = 10.0, fills: int = 1) -> dict[str, torch.Tensor]:
+def reader_loss(reader: SceneReader, batch: WorldBatch, place_weight: float = 10.0,
+                fills: int = 1) -> dict[str, torch.Tensor]:
     """The reader's loss on one world batch: cross-entropy of every code, L1 of every uniform draw.
 
         reader_loss(SceneReader(), ShapesWorld().batch(8))["loss"]
