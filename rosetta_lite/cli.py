@@ -486,6 +486,16 @@ def _add_book(commands) -> None:
     made.set_defaults(run=results.main)
 
 
+def _add_labelling(command) -> None:
+    """The options of commands that mine, then label clusters on held-out scenes (eval nulls, eval stability)."""
+    command.add_argument("--label-images", type=_int_in(16, 5000), default=300,
+                         help="held-out scenes the clusters are labelled on (default 300)")
+    command.add_argument("--seed", type=SEED, default=EVAL_SEED, help=f"their world stream (default {EVAL_SEED})")
+    command.add_argument("--min-iou", type=_float_in(0, 1, open_ends=True), default=0.2,
+                         help="label a cluster when its mean IoU above chance >= this (default 0.2)")
+    command.add_argument("--batch-size", type=POSITIVE, default=32, help="images a mining batch (default 32)")
+
+
 def _add_eval(commands) -> None:
     kinds = commands.add_parser("eval", help="evaluate a mining run against the Shapes World's ground truth") \
         .add_subparsers(dest="eval", required=True)
@@ -521,14 +531,9 @@ def _add_eval(commands) -> None:
                        help="images mined (default 2000; resumes the run in --run and its shuffled null)")
     nulls.add_argument("--k", type=_int_in(1, 50), nargs="+", default=[1, 2, 3, 4, 5],
                        help="best-buddy K values (default 1 2 3 4 5)")
-    nulls.add_argument("--label-images", type=_int_in(16, 5000), default=300,
-                       help="held-out scenes the clusters are labelled on (default 300)")
-    nulls.add_argument("--seed", type=SEED, default=EVAL_SEED, help=f"their world stream (default {EVAL_SEED})")
-    nulls.add_argument("--min-iou", type=_float_in(0, 1, open_ends=True), default=0.2,
-                       help="label a cluster when its mean IoU above chance >= this (default 0.2)")
+    _add_labelling(nulls)
     nulls.add_argument("--quantile", type=_float_in(0, 1, open_ends=True), default=0.99,
                        help="of the shuffled best buddies' correlations, the level a cluster must pass (default 0.99)")
-    nulls.add_argument("--batch-size", type=POSITIVE, default=32, help="images a mining batch (default 32)")
     nulls.add_argument("--figure", default=None, help="also write the null figure to this PNG")
     nulls.add_argument("--json", action="store_true", help="print the report as one JSON line")
     nulls.set_defaults(run=_eval_nulls)
@@ -538,12 +543,7 @@ def _add_eval(commands) -> None:
     stable.add_argument("--images", type=_int_in(16), default=2000,
                         help="images a set (default 2000: the run's latents, then as many more in <run>/second)")
     stable.add_argument("--k", type=_int_in(1, 50), default=3, help="best-buddy K (default 3)")
-    stable.add_argument("--label-images", type=_int_in(16, 5000), default=300,
-                        help="held-out scenes the clusters are labelled on (default 300)")
-    stable.add_argument("--seed", type=SEED, default=EVAL_SEED, help=f"their world stream (default {EVAL_SEED})")
-    stable.add_argument("--min-iou", type=_float_in(0, 1, open_ends=True), default=0.2,
-                        help="label a cluster when its mean IoU above chance >= this (default 0.2)")
-    stable.add_argument("--batch-size", type=POSITIVE, default=32, help="images a mining batch (default 32)")
+    _add_labelling(stable)
     stable.add_argument("--json", action="store_true", help="print the report as one JSON line")
     stable.set_defaults(run=_eval_stability)
 
