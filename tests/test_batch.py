@@ -137,3 +137,17 @@ def test_a_chapter_key_read_as_a_number_keeps_its_two_digits(tmp_path):
     params.write_text("chapters:\n  02:\n    k: 1\n")
     assert load_params(params)["chapters"] == {"02": {"k": 1}}
 
+
+@pytest.mark.parametrize("params_file", ["params/full.yaml", None])
+def test_only_two_chapters_run_from_the_command_line_with_any_parameter_file(tmp_path, monkeypatch, params_file):
+    """`chapters --params params/full.yaml --only 02 03` runs 02 and 03 with their values; 01's settings are checked."""
+    import papermill
+
+    ran = []
+    monkeypatch.setattr(papermill, "execute_notebook",
+                        lambda source, target, parameters, **_: ran.append((Path(source).stem, parameters)))
+    argv = ["chapters", "--out", str(tmp_path / "out"), "--only", "02", "03"]
+    assert main(argv + (["--params", str(ROOT / params_file)] if params_file else [])) == 0
+    assert [stem for stem, _ in ran] == ["02_correlation", "03_best_buddies"]
+    expected = load_params(ROOT / params_file)["common"] if params_file else {}
+    assert all(values == expected for _, values in ran)
