@@ -30,6 +30,12 @@ from rosetta_lite.dictionary.runs import ZooOptions, load_dictionaries, mine_zoo
 from rosetta_lite.evaluation.census import CensusOptions, census, format_census
 from rosetta_lite.evaluation.concepts import concept_report, format_report
 from rosetta_lite.evaluation.editing import evaluate_editing
+from rosetta_lite.evaluation.generators import (
+    GENERATOR_PAIR_RUN,
+    PairOptions,
+    format_generator_pair,
+    generator_pair_report,
+)
 from rosetta_lite.evaluation.inversion import evaluate_inversion
 from rosetta_lite.evaluation.metrics import MAX_EVAL_IMAGES
 from rosetta_lite.evaluation.nulls import NullOptions, format_nulls, null_report
@@ -250,14 +256,26 @@ def _eval_census(args: argparse.Namespace) -> int:
 
 
 def _eval_nulls(args: argparse.Namespace) -> int:
-    options = NullOptions(images=args.images, ks=tuple(args.k), label_images=args.label_images, seed=args.seed,
-                          min_iou=args.min_iou, quantile=args.quantile,
-                          mining={"batch_size": args.batch_size, "progress": not args.json})
     _check_figure(args.figure)
-    report = null_report(args.folder, options)
+    report = null_report(args.folder, _null_options(args, NullOptions))
     _save_figure(args.figure, null_figure, report)
     print(json.dumps(report) if args.json else format_nulls(report))
     return 0
+
+
+def _eval_generators(args: argparse.Namespace) -> int:
+    _check_figure(args.figure)
+    options = _null_options(args, PairOptions, generator=args.generator, redrawer=args.redrawer)
+    report = generator_pair_report(args.folder, options)
+    _save_figure(args.figure, null_figure, report)
+    print(json.dumps(report) if args.json else format_generator_pair(report))
+    return 0
+
+
+def _null_options(args: argparse.Namespace, kind: type[NullOptions], **more: str) -> NullOptions:
+    return kind(images=args.images, ks=tuple(args.k), label_images=args.label_images, seed=args.seed,
+                min_iou=args.min_iou, quantile=args.quantile,
+                mining={"batch_size": args.batch_size, "progress": not args.json}, **more)
 
 
 def _eval_stability(args: argparse.Namespace) -> int:
@@ -486,6 +504,20 @@ def _add_book(commands) -> None:
     made.set_defaults(run=results.main)
 
 
+def _add_null_options(command) -> None:
+    """The options of commands that count Rosetta neurons against the nulls (eval nulls, eval generators)."""
+    command.add_argument("--images", type=_int_in(16), default=2000,
+                         help="images mined (default 2000; resumes the run in --run and its shuffled null)")
+    command.add_argument("--k", type=_int_in(1, 50), nargs="+", default=[1, 2, 3, 4, 5],
+                         help="best-buddy K values (default 1 2 3 4 5)")
+    _add_labelling(command)
+    command.add_argument("--quantile", type=_float_in(0, 1, open_ends=True), default=0.99,
+                         help="of the shuffled best buddies' correlations, the level a cluster must pass "
+                              "(default 0.99)")
+    command.add_argument("--figure", default=None, help="also write the null figure to this PNG")
+    command.add_argument("--json", action="store_true", help="print the report as one JSON line")
+
+
 def _add_labelling(command) -> None:
     """The options of commands that mine, then label clusters on held-out scenes (eval nulls, eval stability)."""
     command.add_argument("--label-images", type=_int_in(16, 5000), default=300,
@@ -527,16 +559,18 @@ def _add_eval(commands) -> None:
 
     nulls = kinds.add_parser("nulls", help="Rosetta neurons and concepts: trained vs untrained, shuffled, K = 1-5")
     _add_run_folder(nulls)
-    nulls.add_argument("--images", type=_int_in(16), default=2000,
-                       help="images mined (default 2000; resumes the run in --run and its shuffled null)")
-    nulls.add_argument("--k", type=_int_in(1, 50), nargs="+", default=[1, 2, 3, 4, 5],
-                       help="best-buddy K values (default 1 2 3 4 5)")
-    _add_labelling(nulls)
-    nulls.add_argument("--quantile", type=_float_in(0, 1, open_ends=True), default=0.99,
-                       help="of the shuffled best buddies' correlations, the level a cluster must pass (default 0.99)")
-    nulls.add_argument("--figure", default=None, help="also write the null figure to this PNG")
-    nulls.add_argument("--json", action="store_true", help="print the report as one JSON line")
+    _add_null_options(nulls)
     nulls.set_defaults(run=_eval_nulls)
+
+    pair = kinds.add_parser("generators", help="one generator's units against another's (redrawing its images "
+                                               "through its reader), against the same nulls")
+    pair.add_argument("--run", dest="folder", default=GENERATOR_PAIR_RUN,
+                      help=f"folder of the pair's runs (default {GENERATOR_PAIR_RUN})")
+    pair.add_argument("--generator", default="lite-gan", help="the generator whose images are mined (default lite-gan)")
+    pair.add_argument("--redrawer", default="lite-renderer",
+                      help="the generator that reads and redraws them (default lite-renderer; it needs a reader)")
+    _add_null_options(pair)
+    pair.set_defaults(run=_eval_generators)
 
     stable = kinds.add_parser("stability", help="clusters of two disjoint image sets matched: do they come back?")
     _add_run_folder(stable)

@@ -364,13 +364,17 @@ def unit_tables(members: dict[str, Member], wanted: dict[str, list[int]], n_imag
 
 
 def dictionaries_unit_tables(dictionaries: Iterable[RosettaDictionary], n_images: int = 300,
-                             seed: int = EVAL_SEED) -> UnitTables:
+                             seed: int = EVAL_SEED, members: dict[str, Member] | None = None) -> UnitTables:
     """:func:`unit_tables` of every unit that a cluster of any of ``dictionaries`` holds, each scored once.
 
         tables = dictionaries_unit_tables([trained, control])   # then label_with_tables(trained, tables)
+
+    The encoders are rebuilt from each dictionary's run (:func:`dictionary_members`),
+    except those given in ``members`` by their mined names (models the registry cannot
+    rebuild by name, such as a generator seen through its reader).
     """
     wanted: dict[str, set[int]] = {}
-    members: dict[str, Member] = {}
+    members = dict(members or {})
     for dictionary in dictionaries:
         for encoder in dictionary.encoders:
             wanted.setdefault(encoder, set()).update(cluster_units_of(dictionary, encoder))

@@ -36,6 +36,7 @@ from rosetta_lite.files import DEFAULT_RUN
 from rosetta_lite.mining.loop import mine
 from rosetta_lite.mining.settings import MiningResult
 from rosetta_lite.world import EVAL_SEED
+from rosetta_lite.zoo.member import Member
 from rosetta_lite.zoo.registry import CONTROL_SUFFIX, control_members, zoo_members
 
 NULLS = ("trained", "control", "shuffled")
@@ -134,9 +135,32 @@ def null_report(folder: str | Path = DEFAULT_RUN, options: NullOptions | None = 
     """
     options = options or NullOptions()
     result, shuffled = mine_nulls(folder, options)
+    return null_summary(folder, options, result, null_rows(result, shuffled, options))
+
+
+def null_summary(folder: str | Path, options: NullOptions, result: MiningResult, rows: list[dict]) -> dict:
+    """A null report: the options and run behind it, its rows and the operating point read from them.
+
+        report = null_summary("runs/lite", options, result, null_rows(result, shuffled, options))
+    """
+    settings = {key: value for key, value in asdict(options).items() if key != "mining"}
+    return {"settings": settings | {"images_counted": result.images_counted, "folder": str(folder)},
+            "rows": rows, **operating_point(rows)}
+
+
+def null_rows(result: MiningResult, shuffled: MiningResult, options: NullOptions,
+              members: dict[str, Member] | None = None) -> list[dict]:
+    """One row per K of ``options.ks``: each null's :func:`dictionary_counts` and the shuffle's chance levels.
+
+        rows = null_rows(*mine_nulls("runs/lite"), NullOptions())
+
+    The clusters' units are scored once for every K and null; ``members`` (by mined name)
+    are used as they are, the others rebuilt from the run (see
+    :func:`~rosetta_lite.evaluation.concepts.dictionaries_unit_tables`).
+    """
     per_k = {k: null_dictionaries(result, shuffled, k) for k in options.ks}
     tables = dictionaries_unit_tables([d for ds in per_k.values() for d in ds.values()], options.label_images,
-                                      options.seed)
+                                      options.seed, members=members)
     rows = []
     for k, dictionaries in per_k.items():
         levels = chance_levels(dictionaries["trained"], dictionaries["shuffled"], options.quantile)
@@ -145,9 +169,7 @@ def null_report(folder: str | Path = DEFAULT_RUN, options: NullOptions | None = 
             labels = label_with_tables(dictionary, tables, options.min_iou)
             row[null] = dictionary_counts(dictionary, labels, levels)
         rows.append(row)
-    settings = {key: value for key, value in asdict(options).items() if key != "mining"}
-    return {"settings": settings | {"images_counted": result.images_counted, "folder": str(folder)},
-            "rows": rows, **operating_point(rows)}
+    return rows
 
 
 def dictionary_counts(dictionary: RosettaDictionary, labels: list[dict], levels: dict[str, float]) -> dict:
