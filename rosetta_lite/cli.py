@@ -54,7 +54,7 @@ from rosetta_lite.mining.settings import (
 from rosetta_lite.train.recipes import ORDER, train_member
 from rosetta_lite.viz import census_figure, null_figure, world_figure
 from rosetta_lite.world import EVAL_SEED, WORLDS, ShapesWorld
-from rosetta_lite.zoo.registry import ZOOS
+from rosetta_lite.zoo.registry import ZOOS, parse_weights, use_weights
 
 
 def _int_in(low: int, high: int | None = None):
@@ -202,6 +202,7 @@ def _print_summary(summary: dict) -> None:
 
 
 def _mine(args: argparse.Namespace) -> int:
+    use_weights(parse_weights(args.weights or []))
     try:  # under torchrun every process mines its share; rank 0 writes and prints
         zoo_options = ZooOptions(k=args.k, mode=args.mode, control=not args.no_control, generator=args.generator,
                                  encoders=args.encoders)
@@ -439,6 +440,7 @@ def _add_mine(commands) -> None:
                       help=f"mi: thresholds from the first N latents of the stream (default {DEFAULT_CALIBRATION_IMAGES})")
     _add_precision_and_tables(mine)
     mine.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_weights(mine)
     mine.set_defaults(run=_mine)
 
     merge = commands.add_parser("merge", help="merge mining runs over disjoint latent ranges")
@@ -446,6 +448,11 @@ def _add_mine(commands) -> None:
     merge.add_argument("--out", type=_path, required=True)
     _add_matching(merge)
     merge.set_defaults(run=_merge)
+
+
+def _add_weights(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", nargs="+", default=None, metavar="NAME=PATH",
+                        help="local weights files of pretrained members instead of the hub, e.g. resnet50=r50.pth")
 
 
 def _add_matching(parser: argparse.ArgumentParser) -> None:
@@ -495,6 +502,7 @@ def _add_book(commands) -> None:
     chapters.add_argument("--only", nargs="+", default=None, help="chapters to run (stem or number, e.g. 01)")
     chapters.add_argument("--set", nargs="+", default=None, metavar="NAME=VALUE", help="extra common parameters")
     chapters.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
+    _add_weights(chapters)
     chapters.set_defaults(run=batch.main)
 
     made = commands.add_parser("results", help="run the commands whose JSON the book's results page shows")

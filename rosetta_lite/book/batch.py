@@ -2,7 +2,7 @@
 
     python -m rosetta_lite chapters --params params/full.yaml --out runs/chapters
 
-The parameter file has two optional sections::
+The parameter file has three optional sections::
 
     common:              # given to every chapter whose parameters cell declares the name
       zoo: full
@@ -10,6 +10,8 @@ The parameter file has two optional sections::
     chapters:            # per chapter (file stem or its number, e.g. "02"); must be declared
       01_world_and_capture:
         size: 64
+    weights:             # local weights files of pretrained members, for every chapter
+      resnet50: /content/resnet50.pth
 
 A common parameter is skipped for a chapter that does not declare it (chapter 01 has no
 ``zoo``); a per-chapter parameter that the chapter does not declare is an error, so a
@@ -24,10 +26,12 @@ from pathlib import Path
 from typing import Callable
 
 from rosetta_lite.files import writable_dir
+from rosetta_lite.zoo.member import ZooError
+from rosetta_lite.zoo.registry import parse_weights, use_weights
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
-SECTIONS = ("common", "chapters")
+SECTIONS = ("common", "chapters", "weights")
 
 
 class ChapterError(RuntimeError):
@@ -37,10 +41,10 @@ class ChapterError(RuntimeError):
 def load_params(path: str | Path | None) -> dict:
     """Read and check a parameter file; ``None`` gives empty parameters (every chapter's defaults).
 
-        params = load_params("params/full.yaml")   # {"common": {...}, "chapters": {...}}
+        params = load_params("params/full.yaml")   # {"common": {...}, "chapters": {...}, "weights": {...}}
     """
     if path is None:
-        return {"common": {}, "chapters": {}}
+        return {"common": {}, "chapters": {}, "weights": {}}
     import yaml
 
     path = Path(path)
@@ -67,7 +71,14 @@ def load_params(path: str | Path | None) -> dict:
     chapters = {f"{k:02d}" if isinstance(k, int) else str(k): dict(v or {}) for k, v in chapters.items()}
     for where, values in [("common", common), *((f"chapter {k}", v) for k, v in chapters.items())]:
         _check_counts(path, where, values)
-    return {"common": dict(common), "chapters": chapters}
+    weights = data.get("weights") or {}
+    if not isinstance(weights, dict) or not all(isinstance(v, str) for v in weights.values()):
+        raise ValueError(f"parameter file {str(path)!r}: 'weights' must map zoo members to weights files")
+    try:
+        parse_weights([f"{name}={file}" for name, file in weights.items()])
+    except ZooError as error:
+        raise ValueError(f"parameter file {str(path)!r}, weights: {error}") from None
+    return {"common": dict(common), "chapters": chapters, "weights": dict(weights)}
 
 
 #: the chapters' whole-number parameters and the largest value each may take: one parameter
@@ -145,9 +156,10 @@ def run_chapters(params_file: str | Path | None = None, out: str | Path = "runs/
 
         run_chapters("params/full.yaml", "runs/chapters", only=["01"])
 
-    ``overrides`` are extra common parameters (applied after the file's). Each chapter runs
-    with its own folder as working directory, as in the book build. The first failing
-    chapter stops the batch with a ``ChapterError`` that names it.
+    ``overrides`` are extra common parameters (applied after the file's). The file's
+    ``weights`` go to every chapter's kernel through the environment (:func:`use_weights`).
+    Each chapter runs with its own folder as working directory, as in the book build. The
+    first failing chapter stops the batch with a ``ChapterError`` that names it.
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -161,6 +173,7 @@ def run_chapters(params_file: str | Path | None = None, out: str | Path = "runs/
     if only:
         chosen = {_chapter_key(key, books, source="--only") for key in only}
         jobs = [job for job in jobs if job[0] in chosen]
+    use_weights(params["weights"])
     out = writable_dir(out)
     report = []
     for index, (notebook, values) in enumerate(jobs, 1):
@@ -194,6 +207,7 @@ def main(args: argparse.Namespace) -> int:
         import yaml
 
         overrides[name] = yaml.safe_load(value)
+    use_weights(parse_weights(args.weights or []))
     start = time.perf_counter()
     report = run_chapters(args.params, args.out, only=args.only, overrides=overrides, kernel=args.kernel)
     print(f"ran {len(report)} chapter(s) in {time.perf_counter() - start:.0f} s into {args.out}")

@@ -73,7 +73,10 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise ZooError(f"weights file {path!r} holds objects other than tensors and plain values, so it was not "
-                       f"unpickled (loading it could run code): {str(error).splitlines()[0]}") from None
+                       f"unpickled (loading it could run code): {str(error).splitlines()[0]}. If you trust the file, "
+                       "save its weights alone and load that file: state = torch.load(path, weights_only=False); "
+                       "torch.save(state.get('teacher', state), 'weights.pth') (a DINO checkpoint's 'teacher')"
+                       ) from None
     for key in ("state_dict", "model", "teacher"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]

@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import difflib
+import os
+from pathlib import Path
 from typing import Any
 
 from rosetta_lite.zoo import full, lite
@@ -38,13 +40,61 @@ def load(name: str, pretrained: bool = True, seed: int = 0, weights: str | None 
         biggan = load("biggan-deep-256", classes=["goldfish"], truncation=0.5)
 
     ``options`` are member-specific settings (the BigGAN members take ``truncation`` and ``classes``).
+    A pretrained member without ``weights`` reads the local file that :data:`WEIGHTS_VARIABLE`
+    names for it (see :func:`use_weights`), else its hub weights.
     """
     spec = _spec(name)
     unknown = sorted(set(options) - set(spec.options))
     if unknown:
         accepted = f"it accepts {list(spec.options)}" if spec.options else "it takes none"
         raise ZooError(f"{name} has no option {unknown}: {accepted}")
+    if weights is None and pretrained:
+        weights = weights_files().get(name)
     return spec.build(pretrained=pretrained, seed=seed, weights=weights, **options)
+
+
+#: the environment variable that names local weights files for pretrained members, e.g.
+#: ``resnet50=/content/r50.pth:dino-vitb16=/content/dino.pth`` (entries split by ``os.pathsep``);
+#: kept in the environment so that chapter kernels started by papermill see it too
+WEIGHTS_VARIABLE = "ROSETTA_LITE_WEIGHTS"
+
+
+def parse_weights(entries: list[str]) -> dict[str, str]:
+    """``NAME=PATH`` entries as {member: path}, names checked: what ``--weights`` and the variable hold.
+
+        parse_weights(["resnet50=/content/r50.pth"])   # {"resnet50": "/content/r50.pth"}
+    """
+    files = {}
+    for entry in entries:
+        name, sep, path = entry.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise ZooError(f"weights are given as NAME=PATH (a zoo member and its weights file), got {entry!r}")
+        _spec(name.strip())
+        files[name.strip()] = path.strip()
+    return files
+
+
+def weights_files() -> dict[str, str]:
+    """Local weights files the environment names for pretrained members: {member: path}.
+
+        os.environ[WEIGHTS_VARIABLE] = "resnet50=/content/r50.pth"; weights_files()   # {"resnet50": ...}
+
+    ``load(name)`` with ``pretrained=True`` and no ``weights=`` reads the file named here
+    instead of the hub; untrained members (controls included) never do.
+    """
+    text = os.environ.get(WEIGHTS_VARIABLE, "")
+    return parse_weights([entry for entry in text.split(os.pathsep) if entry.strip()])
+
+
+def use_weights(files: dict[str, str]) -> None:
+    """Add local weights files for pretrained members to the environment (this process and the kernels it starts).
+
+        use_weights({"resnet50": "/content/r50.pth"})   # zoo.load("resnet50") reads that file
+    """
+    given = parse_weights([f"{name}={path}" for name, path in files.items()])
+    # absolute: the chapters' kernels run in the notebooks' folder, not where the path was typed
+    merged = weights_files() | {name: str(Path(path).expanduser().absolute()) for name, path in given.items()}
+    os.environ[WEIGHTS_VARIABLE] = os.pathsep.join(f"{name}={path}" for name, path in merged.items())
 
 
 def describe(scale: str | None = None) -> list[dict]:
