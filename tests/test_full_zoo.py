@@ -247,3 +247,39 @@ def test_a_timm_model_in_the_hugging_face_cache_loads_offline(tmp_path, monkeypa
     assert loaded.pretrained and torch.equal(loaded.model.conv1.weight, reference.conv1.weight)
     with pytest.raises(zoo.ZooError, match=r"HF_HUB_OFFLINE is set, and vit_base_patch16_224.dino is not in the"):
         zoo.load("dino-vitb16")
+
+
+def test_the_official_gan_settings_are_options_with_their_values():
+    """One class per run, noise truncated to [-1, 1], truncation 1 and every convolution: the official code's."""
+    assert biggan.OFFICIAL == {"truncation": 1.0, "noise_bound": 1.0, "layers": "conv"}
+    gan = zoo.load("biggan-deep-128", pretrained=False, classes=["goldfish"], **biggan.OFFICIAL)
+    assert gan.layers == biggan.conv_layers(gan.model) and len(gan.layers) > len(biggan.block_layers(gan.model))
+    noise, classes = gan.split_latents(gan.sample_latents(256, seed=0))
+    assert 0.9 < noise.abs().max() <= 1.0 and set(classes.argmax(1).tolist()) == {1}
+    plain = biggan.truncated_noise(256, 1.0, torch.Generator().manual_seed(0))
+    assert 1.0 < plain.abs().max() <= 2.0  # the package's default bound is BigGAN's 2
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"layers": "convs"}, r"layers must be one of \['blocks', 'conv'\]"),
+    ({"noise_bound": 0}, r"noise_bound must be a number in \(0, 10\]"),
+    ({"classes": "goldfish"}, r"classes must be a list of ImageNet classes, e.g. \['goldfish'\]"),
+    ({"classes": ["goldfsh"]}, "no ImageNet class named 'goldfsh'"),
+    ({"truncation": 0}, r"truncation must be in \(0, 1\]"),
+])
+def test_bad_gan_options_are_refused_before_the_model_is_built(options, message):
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=message):
+        zoo.load("biggan-deep-256", pretrained=False, **options)
+    assert time.perf_counter() - start < 1.0  # building BigGAN-deep-256 alone takes seconds
+
+
+@pytest.mark.parametrize("name", ["dino-vitb16", "mae-vitb16"])
+def test_vits_normalise_with_imagenet_statistics_untrained_and_from_a_file(name, tmp_path):
+    from rosetta_lite.zoo.preprocess import IMAGENET_MEAN, IMAGENET_STD
+
+    untrained = zoo.load(name, pretrained=False)
+    path = tmp_path / "vit.pth"
+    torch.save(untrained.model.state_dict(), path)
+    for member in (untrained, zoo.load(name, weights=str(path))):
+        assert (member.preprocess.mean, member.preprocess.std) == (IMAGENET_MEAN, IMAGENET_STD)

@@ -12,21 +12,25 @@ so that mining, inversion and editing handle it as any other ``(B, z_dim)`` late
 The truncation also picks BigGAN's standing batch-norm statistics, so it is a
 setting of the member (``gan.truncation = 0.4``), used both when sampling and when
 generating. Mined layers are the outputs of the generator's residual blocks
-(:func:`conv_layers` lists every convolution, the official code's choice).
+(``layers="blocks"``) or every convolution (``layers="conv"``, the official code's choice).
 
 The paper's official runs used biggan-deep-256, one ImageNet class per run
-(``classes=[c]``), noise drawn from a normal truncated to [-1, 1] and truncation 1;
-here the default is the package's convention (truncated to [-2, 2], times ``truncation``,
-default 1.0) with classes drawn at random unless given.
+(``classes=[c]``, its ``--classidx``), noise drawn from a normal truncated to [-1, 1]
+(``truncnorm.rvs(-1, 1)``) and truncation 1, and recorded every convolution: that is
+``zoo.load("biggan-deep-256", classes=[c], **OFFICIAL)``. The defaults here are the
+package's convention (truncated to [-2, 2], times ``truncation``, default 1.0), classes
+drawn at random unless given, and the 12 residual blocks' outputs (far fewer units).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -38,6 +42,10 @@ from rosetta_lite.zoo.weights import check_finite
 NOISE_DIM = 128
 NUM_CLASSES = 1000
 TRUNCATION_BOUND = 2.0  # BigGAN's noise is a normal truncated to [-2, 2] before scaling
+#: which generator layers are mined: the residual blocks' outputs, or every convolution
+LAYER_SETS = ("blocks", "conv")
+#: the official code's settings (with one ImageNet class per run, ``classes=[c]``)
+OFFICIAL = {"truncation": 1.0, "noise_bound": 1.0, "layers": "conv"}
 WEIGHTS_URL = "https://s3.amazonaws.com/models.huggingface.co/biggan/{name}-pytorch_model.bin"
 
 # (up-sample?, input width, output width) in units of channel_width = 128, per residual block,
@@ -94,17 +102,18 @@ def class_index(name_or_index: int | str) -> int:
                      f"See rosetta_lite.zoo.biggan.class_names()")
 
 
-def truncated_noise(n: int, truncation: float, generator: torch.Generator, dim: int = NOISE_DIM) -> torch.Tensor:
-    """BigGAN's noise: a normal truncated to [-2, 2], times ``truncation``; (n, dim), seeded.
+def truncated_noise(n: int, truncation: float, generator: torch.Generator, dim: int = NOISE_DIM,
+                    bound: float = TRUNCATION_BOUND) -> torch.Tensor:
+    """BigGAN's noise: a normal truncated to [-bound, bound], times ``truncation``; (n, dim), seeded.
 
         z = truncated_noise(4, 0.5, torch.Generator().manual_seed(0))
     """
     noise = torch.randn(n, dim, generator=generator)
     # redraw the out-of-range values (rejection sampling): exact, and deterministic given the generator
-    outside = noise.abs() > TRUNCATION_BOUND
+    outside = noise.abs() > bound
     while outside.any():
         noise[outside] = torch.randn(int(outside.sum()), generator=generator)
-        outside = noise.abs() > TRUNCATION_BOUND
+        outside = noise.abs() > bound
     return noise * truncation
 
 
@@ -117,12 +126,14 @@ class ConditionalGenerator(Member):
 
     ``classes``: the classes to sample from (indices or names; None for all 1000).
     ``truncation`` in (0, 1]: scales the truncated noise and picks the standing statistics.
+    ``noise_bound``: the noise is a normal truncated to [-noise_bound, noise_bound].
     """
 
     noise_dim: int = NOISE_DIM
     num_classes: int = NUM_CLASSES
     truncation: float = 1.0
     classes: tuple[int | str, ...] | None = None
+    noise_bound: float = TRUNCATION_BOUND
 
     def sample_latents(self, n: int, seed: int = 0, classes: Sequence[int | str] | None = None) -> torch.Tensor:
         """``n`` seeded latents (n, noise_dim + num_classes): truncated noise and one-hot classes.
@@ -141,7 +152,7 @@ class ConditionalGenerator(Member):
         if indices.numel() == 0:
             raise ValueError("classes is empty; give at least one ImageNet class, or None for all")
         generator = torch.Generator().manual_seed(seed)
-        noise = truncated_noise(n, truncation, generator, self.noise_dim)
+        noise = truncated_noise(n, truncation, generator, self.noise_dim, self.noise_bound)
         chosen = indices[torch.randint(len(indices), (n,), generator=generator)]
         return self.latents_for(noise, chosen)
 
@@ -278,14 +289,57 @@ def _first_mismatch(error: RuntimeError) -> str:
     return lines[0] if lines else str(error)
 
 
+@dataclass(frozen=True)
+class GanOptions:
+    """The settings of a BigGAN member (``zoo.load``'s options): how it samples and which layers are mined.
+
+        build("biggan-deep-256", pretrained=False, options=GanOptions(classes=("goldfish",), **OFFICIAL))
+    """
+
+    truncation: float = 1.0  # in (0, 1]; scales the noise and picks the standing statistics
+    classes: Sequence[int | str] | None = None  # None: a random class per latent; the official code: one
+    noise_bound: float = TRUNCATION_BOUND  # the noise's truncation to [-bound, bound]; the official code: 1
+    layers: str = "blocks"  # one of LAYER_SETS; the official code: "conv"
+
+    def check(self) -> None:
+        """Raise a ValueError naming the setting that is out of range and what is allowed."""
+        if isinstance(self.truncation, bool) or not isinstance(self.truncation, (int, float)) \
+                or not 0 < self.truncation <= 1:
+            raise ValueError(f"truncation must be in (0, 1] (BigGAN's standing statistics cover that range), "
+                             f"got {self.truncation!r}")
+        if self.layers not in LAYER_SETS:
+            raise ValueError(f"layers must be one of {list(LAYER_SETS)} (residual block outputs or every "
+                             f"convolution), got {self.layers!r}")
+        if isinstance(self.noise_bound, bool) or not isinstance(self.noise_bound, (int, float)) \
+                or not 0 < self.noise_bound <= 10:
+            raise ValueError(f"noise_bound must be a number in (0, 10] (BigGAN: 2; the official code: 1), "
+                             f"got {self.noise_bound!r}")
+        if isinstance(self.classes, (str, int)):
+            raise ValueError(f"classes must be a list of ImageNet classes, e.g. [{self.classes!r}], "
+                             f"got {self.classes!r}")
+
+
+#: the option names ``zoo.load`` accepts for a BigGAN member
+GAN_OPTIONS = tuple(f.name for f in fields(GanOptions))
+
+
 def build(name: str, pretrained: bool = True, seed: int = 0, weights: str | None = None,
-          truncation: float = 1.0, classes: Sequence[int | str] | None = None) -> ConditionalGenerator:
+          options: GanOptions | None = None, **changes: Any) -> ConditionalGenerator:
     """Build a BigGAN-deep member in eval mode; ``pretrained=False`` gives seeded untrained weights.
 
         gan = build("biggan-deep-128", pretrained=False, seed=1, truncation=0.5, classes=["goldfish"])
+
+    ``changes`` named like a field of :class:`GanOptions` apply to ``options``.
     """
     if name not in CONFIGS:
         raise ZooError(f"unknown BigGAN member {name!r}; known: {list(CONFIGS)}")
+    unknown = sorted(set(changes) - set(GAN_OPTIONS))
+    if unknown:
+        raise ZooError(f"{name} has no option {unknown}: it accepts {list(GAN_OPTIONS)}")
+    options = dataclasses.replace(options or GanOptions(), **changes)
+    options.check()
+    # fail before seconds of building on a misspelt class
+    classes = None if options.classes is None else tuple(class_index(c) for c in options.classes)
     from pytorch_pretrained_biggan import BigGAN, BigGANConfig
 
     # fetch (or fail to fetch) the weights before spending seconds on building the model
@@ -298,13 +352,11 @@ def build(name: str, pretrained: bool = True, seed: int = 0, weights: str | None
     else:
         _settle_untrained(model)
     model.eval()
-    if classes is not None:
-        classes = tuple(class_index(c) for c in classes)  # fail at load time on a misspelt class
+    layers = conv_layers(model) if options.layers == "conv" else block_layers(model)
     member = ConditionalGenerator(
-        name, "generator", "full", model, block_layers(model), trained_for=TRAINED_FOR[name],
+        name, "generator", "full", model, layers, trained_for=TRAINED_FOR[name],
         pretrained=pretrained or weights is not None, z_dim=NOISE_DIM + NUM_CLASSES,
-        truncation=truncation, classes=classes)
-    member._checked_truncation()
+        truncation=float(options.truncation), classes=classes, noise_bound=float(options.noise_bound))
     return member
 
 

@@ -143,7 +143,7 @@ def _gan_spec(name: str) -> Spec:
     def wrapped(pretrained: bool = True, seed: int = 0, weights: str | None = None, **options) -> Member:
         return biggan.build(name, pretrained, seed, weights, **options)
 
-    return Spec(name, "generator", "full", biggan.TRAINED_FOR[name], wrapped, options=("truncation", "classes"))
+    return Spec(name, "generator", "full", biggan.TRAINED_FOR[name], wrapped, options=biggan.GAN_OPTIONS)
 
 
 # the 256 px GAN comes first: it is the one zoo="full" picks (the paper's generator)
