@@ -335,7 +335,8 @@ def _train(args: argparse.Namespace) -> int:
 def _eval_inversion(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     report = evaluate_inversion(RosettaDictionary.load(args.folder), images=args.images, steps=args.steps,
-                                restarts=args.restarts, beta=args.beta, progress=not args.json, device=args.device)
+                                restarts=args.restarts, beta=args.beta, progress=not args.json, device=args.device,
+                                batch_size=args.batch_size)
     print(json.dumps(report) if args.json else json.dumps(report, indent=1))
     return 0
 
@@ -343,7 +344,7 @@ def _eval_inversion(args: argparse.Namespace) -> int:
 def _eval_editing(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     report = evaluate_editing(RosettaDictionary.load(args.folder), images=args.images, steps=args.steps,
-                              progress=not args.json, device=args.device)
+                              progress=not args.json, device=args.device, batch_size=args.batch_size)
     print(json.dumps(report) if args.json else json.dumps(report, indent=1))
     return 0
 
@@ -617,7 +618,9 @@ def _add_run_folder(parser: argparse.ArgumentParser) -> None:
 def _add_application(parser: argparse.ArgumentParser, images: int, steps: int) -> None:
     _add_run_folder(parser)
     parser.add_argument("--images", type=_int_in(1, MAX_EVAL_IMAGES), default=images,
-                        help=f"images (default {images}, at most {MAX_EVAL_IMAGES}: all are optimised at once)")
+                        help=f"images (default {images}, at most {MAX_EVAL_IMAGES})")
+    parser.add_argument("--batch-size", type=_int_in(1, 4096), default=64,
+                        help="images optimised together (default 64); bounds the memory, not the result")
     parser.add_argument("--steps", type=POSITIVE, default=steps, help=f"optimisation steps (default {steps})")
     parser.add_argument("--threads", type=POSITIVE, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (every model runs there)")

@@ -36,6 +36,7 @@ from rosetta_lite.applications.invert import (
 from rosetta_lite.dictionary.runs import load_dictionaries
 from rosetta_lite.evaluation.editing import evaluate_editing, pixel_transform, transform_fidelity
 from rosetta_lite.evaluation.metrics import mean_ci, paired_difference, psnr, ssim
+from rosetta_lite.world import ShapesWorld
 
 torch.set_num_threads(1)
 
@@ -470,3 +471,86 @@ def test_eval_image_counts_are_bounded_before_any_model_loads(capsys, monkeypatc
     with pytest.raises(SystemExit):
         main(["eval", "inversion", "--images", "100000"])
     assert f"must be an integer from 1 to {MAX_EVAL_IMAGES}" in capsys.readouterr().err
+
+
+# ---- batches: memory bounded by batch_size, results those of one batch ----
+
+def _close(a, b, tol=2e-3):
+    """Two reports equal, numbers to ``tol`` (the reports round to 4 digits)."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k], tol) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_close(x, y, tol) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float):
+        return abs(a - b) <= tol or (a != a and b != b)
+    return a == b
+
+
+def test_row_batches_cover_every_row_once_and_joined_runs_weigh_their_rows():
+    from rosetta_lite.applications.optimise import Optimised, joined, row_batches
+
+    assert row_batches(5, 2) == [slice(0, 2), slice(2, 4), slice(4, 5)] and row_batches(3, 8) == [slice(0, 3)]
+    with pytest.raises(ValueError, match="batch_size"):
+        row_batches(3, 0)
+    a = Optimised(torch.zeros(3, 2), torch.ones(3), None, [4.0, 2.0])
+    b = Optimised(torch.ones(1, 2), torch.zeros(1), None, [0.0], stopped_at=1)
+    run = joined([a, b])
+    assert run.z.shape == (4, 2) and run.history == [3.0, 2.0] and run.stopped_at == 1  # (3 * 4 + 0) / 4
+
+
+def test_inversion_in_batches_equals_one_batch(generator, dictionary):
+    clip, judge = zoo.load("lite-clip"), zoo.load("lite-resnet-sup")
+    targets = ShapesWorld().batch(5, seed=3).images
+    runs = [invert(generator, targets, dictionary, encoders=[clip], perceptual=judge, steps=4, restarts=2,
+                   batch_size=size, progress=False) for size in (2, 5)]
+    batched, whole = runs
+    # the encoders' convolutions sum in another order at another batch size, and Adam's first steps turn a
+    # rounding-sized gradient into a full step: equal to float rounding in the objective, within 40 dB in pixels
+    assert torch.allclose(batched.loss, whole.loss, atol=2e-4) and torch.allclose(batched.z, whole.z, atol=1e-2)
+    assert psnr(batched.images, whole.images).min() > 40
+    assert batched.history == pytest.approx(whole.history, abs=1e-5)
+
+
+def test_edits_in_batches_equal_one_batch_paste_included(generator, dictionary):
+    from rosetta_lite.applications.edit import record_maps
+
+    z = generator.sample_latents(5, seed=4)
+    source = record_maps(generator, generator.sample_latents(5, seed=5))  # one source per image: sliced per batch
+    for fn, units in ((paste(source, (0.0, 0.0, 0.5, 0.5)), "all"),
+                      (remove(), dictionary.clusters[0].generator_units)):
+        batched, whole = (edit(generator, z, fn, dictionary, units=units, steps=3, batch_size=size, progress=False)
+                          for size in (2, 5))
+        assert torch.allclose(batched.after, whole.after, atol=1e-4) and torch.allclose(batched.z, whole.z, atol=1e-4)
+        assert all(torch.allclose(batched.targets[k], whole.targets[k], atol=1e-5) for k in whole.targets)
+        assert batched.history == pytest.approx(whole.history, abs=1e-5) and batched.before.shape[0] == 5
+
+
+def test_evaluations_in_batches_report_what_one_batch_reports(dictionary):
+    from rosetta_lite.evaluation.inversion import evaluate_inversion
+
+    inversion = [evaluate_inversion(dictionary, images=3, encoders=["lite-clip"], steps=2, restarts=1,
+                                    batch_size=size, progress=False) for size in (2, 3)]
+    assert _close(*inversion) and inversion[0]["rows"][0]["psnr"]["n"] == 3
+    editing = [evaluate_editing(dictionary, images=3, steps=2, baselines=False, batch_size=size, progress=False)
+               for size in (2, 3)]
+    assert _close(*editing) and editing[0]["geometry"][0]["difference"]["n"] == 3
+
+
+@pytest.mark.parametrize("change, message", [({"batch_size": 0}, "batch_size"), ({"batch_size": 2.5}, "batch_size"),
+                                             ({"precision": "fp8"}, "precision"), ({"device": "tpu"}, "device")])
+def test_bad_batch_sizes_precisions_and_devices_are_refused_at_once(change, message):
+    from rosetta_lite.applications.edit import EditOptions
+    from rosetta_lite.applications.invert import InversionOptions
+
+    for options in (InversionOptions, EditOptions):
+        with pytest.raises(ValueError, match=message):
+            options(**change)
+
+
+def test_cli_refuses_a_batch_size_of_zero(capsys):
+    from rosetta_lite.cli import main
+
+    for kind in ("inversion", "editing"):
+        with pytest.raises(SystemExit):
+            main(["eval", kind, "--batch-size", "0"])
+        assert "--batch-size" in capsys.readouterr().err

@@ -30,16 +30,25 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from rosetta_lite.applications.optimise import optimise_latents
+from rosetta_lite.applications.optimise import (
+    Optimised,
+    check_run_settings,
+    joined,
+    optimise_latents,
+    place,
+    row_batches,
+)
 from rosetta_lite.capture import record_generator
+from rosetta_lite.device import precision_context
 from rosetta_lite.dictionary.rosetta import RosettaDictionary
+from rosetta_lite.progress import progress_bar
 from rosetta_lite.zoo.member import Member
 
 Box = tuple[float, float, float, float]  # (top, left, bottom, right) as fractions of the side
 
 
 def _fill(resting: torch.Tensor | float, maps: torch.Tensor) -> torch.Tensor:
-    rest = torch.as_tensor(resting, dtype=maps.dtype)
+    rest = torch.as_tensor(resting, dtype=maps.dtype, device=maps.device)
     return rest.view(1, -1, 1, 1) if rest.dim() == 1 else rest.view(1, 1, 1, 1)
 
 
@@ -134,7 +143,8 @@ def fill_region(maps: torch.Tensor, value: torch.Tensor | float, box: Box | None
         fill_region(maps, resting + 3 * std, (0, 0, .5, .5))   # add a concept top-left
     """
     h, w = maps.shape[-2:]
-    mask = box_mask(h, w, box).to(maps.device) if box is not None else torch.ones(h, w, dtype=torch.bool)
+    mask = box_mask(h, w, box).to(maps.device) if box is not None else torch.ones(h, w, dtype=torch.bool,
+                                                                                   device=maps.device)
     return torch.where(mask, _fill(value, maps).expand_as(maps), maps)
 
 
@@ -157,12 +167,19 @@ class Edit:
     (B, C, H, W), their resting values and mining standard deviations (C,) and the
     channel indices, and returns the target maps. ``local`` edits keep the other units'
     maps by default; ``min_scale`` leaves out layers whose maps are smaller than that
-    fraction of the image's side.
+    fraction of the image's side. An edit that holds data per image (``paste``'s source
+    maps) gives ``restrict``: rows -> the same edit for those images, so that ``edit``
+    can work in batches.
     """
 
     transform: Callable[..., torch.Tensor]
     local: bool = False
     min_scale: float = 0.0
+    restrict: Callable[[slice], "Edit"] | None = None
+
+    def rows(self, rows: slice) -> "Edit":
+        """The edit for the images ``rows`` of a batch.  ``paste(maps, box).rows(slice(0, 8))``"""
+        return self if self.restrict is None else self.restrict(rows)
 
     def __call__(self, layer: str, maps: torch.Tensor, resting: torch.Tensor, std: torch.Tensor | None = None,
                  channels: list[int] | None = None) -> torch.Tensor:
@@ -242,8 +259,11 @@ def paste(source_maps: dict[str, torch.Tensor], box: Box, to: tuple[float, float
     """
     def transform(layer, maps, resting, std, channels):
         src = source_maps[layer] if channels is None else source_maps[layer][:, channels]
-        return paste_maps(maps, src.expand_as(maps) if src.shape[0] == 1 else src, box, to)
-    return Edit(transform, local=True)
+        return paste_maps(maps, src.expand_as(maps) if src.shape[0] == 1 else src.to(maps.device), box, to)
+
+    def restrict(rows: slice) -> Edit:
+        return paste({layer: m if m.shape[0] == 1 else m[rows] for layer, m in source_maps.items()}, box, to)
+    return Edit(transform, local=True, restrict=restrict)
 
 
 def record_maps(generator: Member, z: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -286,6 +306,12 @@ class EditOptions:
     preserve: float | None = None  # weight of the other units' maps kept
     min_scale: float | None = None  # layers with smaller maps (fraction of the side) are left out
     progress: bool = True
+    batch_size: int = 64  # latents optimised together: bounds the memory, not the result
+    device: str | None = None  # None: where the generator is; else the generator is moved there
+    precision: str = "fp32"  # the generator's forward passes: fp32, tf32, bf16 or fp16 (autocast)
+
+    def __post_init__(self) -> None:
+        check_run_settings(self.batch_size, self.device, self.precision)
 
 
 @dataclass
@@ -310,7 +336,8 @@ def edit(generator: Member, z: torch.Tensor, edit_fn: Edit, dictionary: RosettaD
         result.before, result.after   # images (B, 3, H, W)
 
     ``options`` (:class:`EditOptions`, default: its defaults) with ``changes`` applied
-    say how (``steps``, ``lr``, ``keep_near``, ``preserve``, ``min_scale``, ``progress``).
+    say how (``steps``, ``lr``, ``keep_near``, ``preserve``, ``min_scale``, ``progress``,
+    ``batch_size``, ``device``, ``precision``).
     ``preserve`` weighs a second target: every unit that is not edited keeps its map of
     G(z). Without it only the edited units are constrained and z is free to change the
     rest of the image; local edits (remove, add, paste, scale_unit) want it, a shift or
@@ -320,17 +347,39 @@ def edit(generator: Member, z: torch.Tensor, edit_fn: Edit, dictionary: RosettaD
     ``min_scale`` leaves out the chosen units of layers whose maps are smaller than that
     fraction of the output's side (they are neither edited nor kept). None: the edit's
     own choice (0.5 for shift and zoom, see ``GEOMETRY_MIN_SCALE``; 0 for the others).
+
+    The latents are edited ``batch_size`` at a time (they never interact: the result is
+    that of one batch); the generator runs on ``device`` (moved there; None: where it is)
+    in ``precision``, and z follows it.
     """
     opts = dataclasses.replace(options or EditOptions(), **changes)
     dictionary.check_generator(generator)
+    preserve = opts.preserve if opts.preserve is not None else 1.0 if edit_fn.local else 0.0
+    if preserve < 0 or opts.keep_near < 0:
+        raise ValueError(f"preserve and keep_near are non-negative weights, got {preserve} and {opts.keep_near}")
+    device = place(opts.device, [generator])
+    generator.model.requires_grad_(False)
+    batches = row_batches(z.shape[0], opts.batch_size)
+    parts = []
+    with precision_context(opts.precision, device):
+        for rows in progress_bar(batches, enabled=opts.progress and len(batches) > 1, desc="edit batches"):
+            parts.append(_edit_batch(generator, z[rows].to(device), edit_fn.rows(rows), dictionary, units, opts,
+                                     preserve))
+    run = joined([Optimised(part.z, part.z.new_zeros(part.z.shape[0]), None, part.history, part.stopped_at)
+                  for part in parts])
+    targets = {layer: torch.cat([part.targets[layer] for part in parts]) for layer in parts[0].targets}
+    return EditResult(torch.cat([part.z_start for part in parts]), run.z, torch.cat([part.before for part in parts]),
+                      torch.cat([part.after for part in parts]), targets, parts[0].channels, run.history,
+                      run.stopped_at)
+
+
+def _edit_batch(generator: Member, z: torch.Tensor, edit_fn: Edit, dictionary: RosettaDictionary,
+                units: str | Sequence[int], opts: EditOptions, preserve: float) -> EditResult:
+    """One batch of latents edited (see :func:`edit`)."""
     name = generator.name
     keep_near = opts.keep_near
-    preserve = opts.preserve if opts.preserve is not None else 1.0 if edit_fn.local else 0.0
     min_scale = opts.min_scale if opts.min_scale is not None else edit_fn.min_scale
-    if preserve < 0 or keep_near < 0:
-        raise ValueError(f"preserve and keep_near are non-negative weights, got {preserve} and {keep_near}")
-    mean, std = (t.to(generator.device) for t in dictionary.unit_stats(name))
-    z = z.to(generator.device)
+    mean, std = (t.to(z.device) for t in dictionary.unit_stats(name))
     offsets = _layer_offsets(dictionary, name)
     channels, kept = _edited_and_kept(dictionary, name, units, offsets, preserve > 0)
     z_start = z.detach().clone()
@@ -342,12 +391,11 @@ def edit(generator: Member, z: torch.Tensor, edit_fn: Edit, dictionary: RosettaD
     kept_targets = {layer: maps[layer][:, chans].detach() for layer, chans in kept.items()}
     kept_scales = {layer: std[[offsets[layer][0] + c for c in chans]].clamp_min(1e-6).view(1, -1, 1, 1)
                    for layer, chans in kept.items()}
-    generator.model.requires_grad_(False)
     traced = [layer for layer in offsets if layer in channels or layer in kept]
 
     def per_image(maps: dict[str, torch.Tensor], wanted: dict[str, list[int]], goal: dict, scale: dict):
         # squared error in units of each unit's mining standard deviation, each layer weighted alike
-        return sum((((maps[layer][:, chans] - goal[layer]) / scale[layer]) ** 2).flatten(1).mean(1)
+        return sum((((maps[layer][:, chans].float() - goal[layer]) / scale[layer]) ** 2).flatten(1).mean(1)
                    for layer, chans in wanted.items()) / len(wanted)
 
     def loss(z: torch.Tensor) -> tuple[torch.Tensor, None]:
@@ -360,7 +408,7 @@ def edit(generator: Member, z: torch.Tensor, edit_fn: Edit, dictionary: RosettaD
     run = optimise_latents(z_start, loss, steps=opts.steps, lr=opts.lr, label="edit", progress=opts.progress)
     with torch.no_grad():
         after = generator.generate(run.z)
-    return EditResult(z_start, run.z, before, after.clamp(0, 1), targets, channels, run.history,
+    return EditResult(z_start, run.z, before.float(), after.float().clamp(0, 1), targets, channels, run.history,
                       run.stopped_at)
 
 

@@ -23,10 +23,11 @@ Targets of another size are resized (bilinear, antialiased) to the generator's o
 size, grey (1 channel) targets are repeated to RGB, RGBA targets lose alpha, and values
 outside [0, 1] are clamped; each of these conversions emits a ``UserWarning``.
 
-All targets and restarts are optimised together as one batch (B x restarts latents) by
-:func:`~rosetta_lite.applications.optimise.optimise_latents`; per target the restart with
-the lowest objective is kept. A non-finite loss stops
-the run, warns with the step, and keeps the best results seen before it.
+Targets are optimised ``batch_size`` at a time (each with its restarts: batch_size x
+restarts latents) by :func:`~rosetta_lite.applications.optimise.optimise_latents`, which
+bounds the memory; the targets never interact, so the result is that of one batch. Per
+target the restart with the lowest objective is kept. A non-finite loss stops its batch,
+warns with the step, and keeps the best results seen before it.
 """
 
 from __future__ import annotations
@@ -40,9 +41,18 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from rosetta_lite.applications.optimise import optimise_latents
+from rosetta_lite.applications.optimise import (
+    Optimised,
+    check_run_settings,
+    joined,
+    optimise_latents,
+    place,
+    row_batches,
+)
 from rosetta_lite.capture import record_encoder, record_generator
+from rosetta_lite.device import precision_context
 from rosetta_lite.dictionary.rosetta import MismatchError, RosettaDictionary
+from rosetta_lite.progress import progress_bar
 from rosetta_lite.zoo.member import Member
 
 PERCEPTUAL_LAYERS = ("layer2", "layer3")
@@ -71,6 +81,15 @@ class InversionOptions:
     lr: float = 0.1
     seed: int = 0  # of the restarts' random latents
     progress: bool = True
+    batch_size: int = 64  # targets optimised together (x restarts latents): bounds the memory, not the result
+    warm_start: bool = True  # a generator with a reader starts each target's first restart from its guess
+    device: str | None = None  # None: where the generator is; else every model is moved there
+    precision: str = "fp32"  # the models' forward passes: fp32, tf32, bf16 or fp16 (autocast)
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.restarts < 1:
+            raise ValueError(f"steps must be >= 0 and restarts >= 1, got steps={self.steps}, restarts={self.restarts}")
+        check_run_settings(self.batch_size, self.device, self.precision)
 
 
 @dataclass
@@ -264,7 +283,7 @@ class Objective:
 
 def invert(generator: Member, targets: torch.Tensor, dictionary: RosettaDictionary | None = None, *,
            encoders: list[Member] = (), perceptual: Member | None = None, options: InversionOptions | None = None,
-           **changes: Any) -> InversionResult:
+           z0: torch.Tensor | None = None, **changes: Any) -> InversionResult:
     """Invert targets into the generator's latent space; the best of ``restarts`` is kept per target.
 
         result = invert(gan, targets, d, encoders=[zoo.load("lite-clip")], perceptual=zoo.load("lite-resnet-sup"))
@@ -273,20 +292,49 @@ def invert(generator: Member, targets: torch.Tensor, dictionary: RosettaDictiona
     ``options`` (:class:`InversionOptions`, default: its defaults) with ``changes`` applied
     say how. Adam with a cosine learning-rate schedule from ``lr`` to 0 over ``steps``. With no
     ``encoders`` the activation term is off (the perceptual-only baseline). The restarts
-    start from latents of the stream ``seed``, except that for a generator with a reader
-    (``Member.read``) the first restart of each target starts from the reader's guess.
+    start from ``z0`` (B x restarts latents, target-major; default: latents of the stream
+    ``seed``), except that for a generator with a reader (``Member.read``) and ``warm_start``
+    the first restart of each target starts from the reader's guess. Every model runs on
+    ``device`` (moved there; None: the generator's) in ``precision``; targets and latents
+    follow them.
     """
     opts = dataclasses.replace(options or InversionOptions(), **changes)
     restarts = opts.restarts
+    device = place(opts.device, [generator, *encoders, perceptual])
+    for member in [generator, *encoders] + ([perceptual] if perceptual else []):
+        member.model.requires_grad_(False)
+    with torch.no_grad():
+        size = generator.generate(generator.sample_latents(1, 0)).shape[-1]
+    prepared = prepare_target(targets, size)
+    n = prepared.shape[0]
+    if z0 is None:
+        z0 = generator.sample_latents(n * restarts, seed=opts.seed)
+    elif z0.shape[0] != n * restarts:
+        raise InversionError(f"z0 holds one latent per target and restart ({n} x {restarts} = {n * restarts}), "
+                             f"got {z0.shape[0]}")
+    batches = row_batches(n, opts.batch_size)
+    runs = []
+    with precision_context(opts.precision, device):
+        for rows in progress_bar(batches, enabled=opts.progress and len(batches) > 1, desc="inversion batches"):
+            runs.append(_invert_batch(generator, prepared[rows], dictionary, encoders, perceptual, opts,
+                                      z0[rows.start * restarts:rows.stop * restarts].to(device)))
+    run = joined(runs)
+    return InversionResult(run.z, run.kept, run.loss, run.history, run.stopped_at, restarts)
+
+
+def _invert_batch(generator: Member, targets: torch.Tensor, dictionary: RosettaDictionary | None,
+                  encoders: list[Member], perceptual: Member | None, opts: InversionOptions,
+                  z: torch.Tensor) -> Optimised:
+    """One batch of targets inverted; per target its best restart (z, loss, image)."""
+    restarts = opts.restarts
     objective = Objective(generator, targets, dictionary, encoders, perceptual, options=opts)
     n = objective.targets.shape[0]
-    for member in [generator, *objective.encoders] + ([perceptual] if perceptual else []):
-        member.model.requires_grad_(False)
-    z = generator.sample_latents(n * restarts, seed=opts.seed)
-    with torch.no_grad():
-        guess = generator.read(objective.targets)
-    if guess is not None:  # a generator that reads its scenes: the first restart of each target starts there
-        z[::restarts] = guess.to(z)
+    z = z.clone()
+    if opts.warm_start:
+        with torch.no_grad():
+            guess = generator.read(objective.targets)
+        if guess is not None:  # a generator that reads its scenes: the first restart of each target starts there
+            z[::restarts] = guess.to(z)
 
     def loss(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         terms = objective.terms(z)
@@ -294,6 +342,4 @@ def invert(generator: Member, targets: torch.Tensor, dictionary: RosettaDictiona
 
     run = optimise_latents(z, loss, steps=opts.steps, lr=opts.lr, label="inversion", progress=opts.progress)
     pick = run.loss.view(n, restarts).argmin(1) + torch.arange(n, device=run.loss.device) * restarts
-    return InversionResult(run.z[pick], run.kept[pick], run.loss[pick], run.history, run.stopped_at, restarts)
-
-
+    return Optimised(run.z[pick], run.loss[pick], run.kept[pick].float(), run.history, run.stopped_at)

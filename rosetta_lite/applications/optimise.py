@@ -5,7 +5,9 @@
 
 Adam on the latents with a cosine learning-rate schedule from ``lr`` to 0 over ``steps``;
 each latent keeps the best value it reached; a non-finite loss stops the run with a
-warning, keeping what was found before it.
+warning, keeping what was found before it. Rows never interact (Adam is element-wise, the
+loss is summed), so a large problem is optimised in batches of rows (:func:`row_batches`)
+and the runs joined (:func:`joined`) with the result of one batch.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from rosetta_lite.device import check_precision, resolve_device
 from rosetta_lite.progress import progress_bar
+from rosetta_lite.zoo.member import Member
 
 #: z -> (loss per latent (N,), a tensor (N, ...) to keep at each latent's best step, or None)
 LossFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
@@ -73,3 +77,60 @@ def optimise_latents(z0: torch.Tensor, loss_fn: LossFn, *, steps: int, lr: float
         optimiser.step()
         schedule.step()
     return Optimised(best_z, best_loss, kept, history, stopped)
+
+
+def row_batches(rows: int, batch_size: int) -> list[slice]:
+    """Consecutive slices of at most ``batch_size`` rows covering ``rows``.
+
+        row_batches(5, 2)   # [slice(0, 2), slice(2, 4), slice(4, 5)]
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    return [slice(start, min(start + batch_size, rows)) for start in range(0, rows, batch_size)]
+
+
+def joined(runs: list[Optimised]) -> Optimised:
+    """The runs of consecutive row batches as one run: rows concatenated, the history a row-weighted mean.
+
+        run = joined([optimise_latents(z[rows], loss_of(rows), ...) for rows in row_batches(len(z), 64)])
+
+    A step's mean covers the batches that reached it; ``stopped_at`` is the earliest stop
+    (a non-finite loss stops only its own batch).
+    """
+    if not runs:
+        raise ValueError("no runs to join")
+    weights = [run.loss.shape[0] for run in runs]
+    history = []
+    for step in range(max(len(run.history) for run in runs)):
+        present = [(run.history[step], w) for run, w in zip(runs, weights) if step < len(run.history)]
+        history.append(sum(h * w for h, w in present) / sum(w for _, w in present))
+    stops = [run.stopped_at for run in runs if run.stopped_at is not None]
+    kept = None if any(run.kept is None for run in runs) else torch.cat([run.kept for run in runs])
+    return Optimised(torch.cat([run.z for run in runs]), torch.cat([run.loss for run in runs]), kept, history,
+                     min(stops) if stops else None)
+
+
+def check_run_settings(batch_size: int, device: str | None, precision: str) -> None:
+    """Refuse a batch size under 1, an unknown device name or precision (before any work).
+
+        check_run_settings(64, None, "fp32")
+    """
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size is a whole number of at least 1, got {batch_size!r}")
+    check_precision(precision)
+    if device is not None:
+        resolve_device(device)
+
+
+def place(device: str | None, members: list[Member | None]) -> torch.device:
+    """Where inversion or editing runs: the first member's device (None), or ``device`` with every member moved there.
+
+        device = place("cuda", [gan, clip, judge])   # gan, clip and judge now on the GPU
+    """
+    present = [member for member in members if member is not None]
+    if device is None:
+        return present[0].device
+    where = resolve_device(device)
+    for member in present:
+        member.to(where)
+    return where
