@@ -1,8 +1,17 @@
 """The chapters' readings of their results: every case in words, "no better than chance" included."""
 
 import pytest
+import torch
 
-from rosetta_lite.book.reading import read_concepts, read_nulls, read_rosetta_neurons, read_stability, read_strict
+from rosetta_lite.book.reading import (
+    read_best_correlations,
+    read_concepts,
+    read_generators,
+    read_nulls,
+    read_rosetta_neurons,
+    read_stability,
+    read_strict,
+)
 
 
 def test_rosetta_neurons_read_against_the_control_and_chance():
@@ -45,6 +54,20 @@ def test_nulls_read_the_learned_clusters_against_control_and_shuffle():
         read_nulls(report, 2)
 
 
+def test_generator_pairs_are_read_against_the_nulls_and_the_papers_finding():
+    report = {"settings": {"quantile": 0.99, "generator": "lite-gan", "redrawer": "lite-renderer",
+                           "images_counted": 2000}, "reason": "K = 3 keeps the most",
+              "rows": [_null_row(1, (1, 1, 0)), _null_row(3, (3, 0, 1), above=1), _null_row(5, (3, 1, 0))]}
+    three = read_generators(report, 3)
+    assert three.startswith("lite-gan's units were matched with those of lite-renderer, which read each of the 2000")
+    assert "At K = 3 the trained lite-renderer has 10 Rosetta neurons" in three
+    assert "it does not fail here" in three
+    assert "not a failure and not a success" in read_generators(report, 5)
+    assert "As the paper reports for two GANs, the matching fails here" in read_generators(report, 1)
+    with pytest.raises(ValueError, match="no row for K = 2"):
+        read_generators(report, 2)
+
+
 def test_stability_reads_learned_clusters_that_come_back():
     part = {"clusters": [9, 8], "matched": 7, "same_concept": 5, "learned": 2, "learned_stable": 1,
             "learned_fraction": 0.5}
@@ -55,3 +78,23 @@ def test_stability_reads_learned_clusters_that_come_back():
         dict(report, trained=dict(part, learned_stable=2, learned_fraction=1.0)))
     report["trained"] = dict(part, learned=0)
     assert "no learned concept" in read_stability(report)
+
+
+class _Tables:
+    """What read_best_correlations reads of a dictionary: its encoders and their tables."""
+
+    def __init__(self, best: dict[str, float]):
+        self.encoders, self.best = list(best), best
+
+    def similarity(self, encoder):
+        table = torch.full((5, 7), -0.5)
+        table[:, 3] = self.best[encoder]  # every generator unit's best correlation
+        return table
+
+
+def test_best_correlations_are_read_as_raised_lowered_or_left():
+    trained = _Tables({"a": 0.40, "b": 0.10, "c": 0.30})
+    control = _Tables({"a@untrained": 0.20, "b@untrained": 0.30, "c@untrained": 0.31})
+    text = read_best_correlations(trained, control)
+    assert "a 0.40 against 0.20; b 0.10 against 0.30; c 0.30 against 0.31" in text
+    assert "training raised it for a; lowered it for b; left it within 0.02 for c." in text

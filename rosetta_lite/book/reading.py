@@ -9,11 +9,47 @@ scale) is read as truly as the default run, "no better than chance" included.
 
 from __future__ import annotations
 
+from rosetta_lite.dictionary.rosetta import RosettaDictionary
 from rosetta_lite.evaluation.concepts import learned_concept
+
+
+def _names(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+SHIFT_NIL = 0.02  # a shift of the median best correlation smaller than this is read as none
+
+
+def read_best_correlations(trained: RosettaDictionary, control: RosettaDictionary) -> str:
+    """One paragraph on each generator unit's best correlation per encoder: trained against untrained.
+
+        read_best_correlations(*load_dictionaries("runs/lite"))
+
+    Compares the medians over generator units (what the histograms of
+    :func:`~rosetta_lite.viz.best_correlation_figure` show) and says where training raised
+    them, lowered them, or left them within ``SHIFT_NIL``.
+    """
+    shifts = {}
+    for encoder in trained.encoders:
+        twin = next(e for e in control.encoders if e.startswith(encoder))
+        medians = [float(d.similarity(e).nan_to_num(-1.0).amax(1).median()) for d, e in ((trained, encoder),
+                                                                                        (control, twin))]
+        shifts[encoder] = medians
+    figures = "; ".join(f"{e} {t:.2f} against {c:.2f}" for e, (t, c) in shifts.items())
+    groups = {"raised": [], "lowered": [], "left": []}
+    for encoder, (t, c) in shifts.items():
+        groups["raised" if t - c >= SHIFT_NIL else "lowered" if c - t >= SHIFT_NIL else "left"].append(encoder)
+    said = [f"{verb} for {_names(groups[key])}" for key, verb in (
+        ("raised", "training raised it"), ("lowered", "lowered it"), ("left", f"left it within {SHIFT_NIL}"))
+        if groups[key]]
+    return (f"Median best correlation of a generator unit, trained encoder against its untrained copy: {figures}. "
+            f"So {'; '.join(said)}. A higher best correlation is not yet a shared concept: an "
+            "untrained network's units follow colours and regions too, and chapter 04 asks which concepts the "
+            "pairs hold.")
 
 
 def read_rosetta_neurons(counts: dict) -> str:
@@ -73,10 +109,12 @@ def read_strict(summary: dict) -> str:
             f"in {_plural(clusters, 'cluster')} remain: the part of the dictionary that chance does not explain.")
 
 
-def read_nulls(report: dict, k: int = 3) -> str:
+def read_nulls(report: dict, k: int = 3, subject: str = "the trained zoo") -> str:
     """One paragraph on the trained zoo against its three nulls at the chapters' ``k``, and the operating point.
 
         read_nulls(null_report("runs/lite"), k=3)
+
+    ``subject`` names what was mined against the nulls (another wording for a generator pair).
     """
     rows = {row["k"]: row for row in report["rows"]}
     if k not in rows:
@@ -85,7 +123,7 @@ def read_nulls(report: dict, k: int = 3) -> str:
     t, c, s = (row[n]["n_learned"] for n in ("trained", "control", "shuffled"))
     counts = ("counts alone do not separate them" if row["trained"]["n_rosetta"] <= row["control"]["n_rosetta"]
               else "more than the control, but a count says nothing of what the neurons hold")
-    opening = (f"At K = {k} the trained zoo has {_plural(row['trained']['n_rosetta'], 'Rosetta neuron')} in "
+    opening = (f"At K = {k} {subject} has {_plural(row['trained']['n_rosetta'], 'Rosetta neuron')} in "
                f"{_plural(row['trained']['n_clusters'], 'cluster')}, the untrained control "
                f"{row['control']['n_rosetta']} in {row['control']['n_clusters']}, the image-shuffle null "
                f"{row['shuffled']['n_rosetta']} in {row['shuffled']['n_clusters']}: {counts}.")
@@ -105,6 +143,33 @@ def read_nulls(report: dict, k: int = 3) -> str:
         strict = (f"{_plural(above, 'learned cluster')} correlate above the shuffle's "
                   f"{report['settings']['quantile']:g} quantile in every encoder: content, not layout.")
     return f"{opening} {learned} {strict} Operating point: {report['reason']}."
+
+
+def read_generators(report: dict, k: int = 3) -> str:
+    """One paragraph on two generators matched (``eval generators``), against the nulls and the paper's finding.
+
+        read_generators(generator_pair_report("runs/generators"), k=3)
+    """
+    s = report["settings"]
+    row = next((r for r in report["rows"] if r["k"] == k), None)
+    if row is None:
+        raise ValueError(f"the report has no row for K = {k}; it has K = {[r['k'] for r in report['rows']]}")
+    opening = (f"{s['generator']}'s units were matched with those of {s['redrawer']}, which read each of the "
+               f"{s['images_counted']} {s['generator']} images into a latent and redrew it.")
+    t, c, above = row["trained"]["n_learned"], row["control"]["n_learned"], row["trained"]["n_learned_above"]
+    if t > c and above > 0:
+        verdict = ("The paper reports that its matching fails between two GANs; with a reader that gives the second "
+                   "generator the first one's image, it does not fail here: shared learned concepts, above both "
+                   "nulls.")
+    elif t > c:
+        verdict = ("The paper reports that its matching fails between two GANs; here it finds more learned "
+                   "concepts than the untrained redrawer, but none correlates above the shuffle: a weak result, "
+                   "not a failure and not a success.")
+    else:
+        verdict = ("As the paper reports for two GANs, the matching fails here: the trained redrawer shares no "
+                   "more learned concepts with the generator than its untrained copy.")
+    nulls = read_nulls(report, k, subject=f"the trained {s['redrawer']}")
+    return f"{opening} {nulls} {verdict}"
 
 
 def read_stability(report: dict) -> str:
