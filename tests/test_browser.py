@@ -160,6 +160,8 @@ def test_math_is_typeset_offline(doms):
     assert "book/background" in pages_with_math, "the method chapter lost its equations"
     for page in pages_with_math:
         assert "mjx-container" in doms[page], f"{page}: equations left as raw TeX (MathJax did not load)"
+        # a TeX error (a misplaced &, an unknown macro) is typeset as an merror box, not raised
+        assert "<mjx-merror" not in doms[page] and "Math input error" not in doms[page], f"{page}: a TeX error"
 
 
 def test_internal_links_resolve(html):
