@@ -336,7 +336,7 @@ def _eval_inversion(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     report = evaluate_inversion(RosettaDictionary.load(args.folder), images=args.images, steps=args.steps,
                                 restarts=args.restarts, beta=args.beta, progress=not args.json, device=args.device,
-                                batch_size=args.batch_size)
+                                batch_size=args.batch_size, precision=args.precision)
     print(json.dumps(report) if args.json else json.dumps(report, indent=1))
     return 0
 
@@ -344,7 +344,8 @@ def _eval_inversion(args: argparse.Namespace) -> int:
 def _eval_editing(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     report = evaluate_editing(RosettaDictionary.load(args.folder), images=args.images, steps=args.steps,
-                              progress=not args.json, device=args.device, batch_size=args.batch_size)
+                              progress=not args.json, device=args.device, batch_size=args.batch_size,
+                              precision=args.precision)
     print(json.dumps(report) if args.json else json.dumps(report, indent=1))
     return 0
 
@@ -624,6 +625,8 @@ def _add_application(parser: argparse.ArgumentParser, images: int, steps: int) -
     parser.add_argument("--steps", type=POSITIVE, default=steps, help=f"optimisation steps (default {steps})")
     parser.add_argument("--threads", type=POSITIVE, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (every model runs there)")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                        help="the models' forward passes: fp32 (default), tf32, bf16 or fp16 (autocast)")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON line")
 
 

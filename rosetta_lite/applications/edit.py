@@ -110,14 +110,14 @@ def zoom_maps(maps: torch.Tensor, factor: float, resting: torch.Tensor | float =
     return _warp(maps, [[1 / factor, 0, 0], [0, 1 / factor, 0]], resting, fill)
 
 
-def box_mask(h: int, w: int, box: Box) -> torch.Tensor:
-    """Boolean (h, w) mask of a box given as (top, left, bottom, right) fractions.
+def box_mask(h: int, w: int, box: Box, device: torch.device | str | None = None) -> torch.Tensor:
+    """Boolean (h, w) mask of a box given as (top, left, bottom, right) fractions, on ``device`` (None: the CPU).
 
         box_mask(8, 8, (0, 0, 0.5, 0.5))   # the top-left quarter
     """
     top, left, bottom, right = box
-    ys = (torch.arange(h) + 0.5) / h
-    xs = (torch.arange(w) + 0.5) / w
+    ys = (torch.arange(h, device=device) + 0.5) / h
+    xs = (torch.arange(w, device=device) + 0.5) / w
     return ((ys >= top) & (ys < bottom))[:, None] & ((xs >= left) & (xs < right))[None, :]
 
 
@@ -132,7 +132,7 @@ def paste_maps(dst: torch.Tensor, src: torch.Tensor, box: Box, to: tuple[float, 
     if to is not None:
         src = shift_maps(src, to[1] - box[1], to[0] - box[0], 0.0)
         box = (to[0], to[1], to[0] + box[2] - box[0], to[1] + box[3] - box[1])
-    mask = box_mask(h, w, box).to(dst.device)
+    mask = box_mask(h, w, box, dst.device)
     return torch.where(mask, src, dst)
 
 
@@ -143,8 +143,8 @@ def fill_region(maps: torch.Tensor, value: torch.Tensor | float, box: Box | None
         fill_region(maps, resting + 3 * std, (0, 0, .5, .5))   # add a concept top-left
     """
     h, w = maps.shape[-2:]
-    mask = box_mask(h, w, box).to(maps.device) if box is not None else torch.ones(h, w, dtype=torch.bool,
-                                                                                   device=maps.device)
+    mask = box_mask(h, w, box, maps.device) if box is not None else torch.ones(h, w, dtype=torch.bool,
+                                                                                device=maps.device)
     return torch.where(mask, _fill(value, maps).expand_as(maps), maps)
 
 
@@ -244,7 +244,7 @@ def scale_unit(factor: float, box: Box | None = None) -> Edit:
         scaled = rest + factor * (maps - rest)
         if box is None:
             return scaled
-        mask = box_mask(*maps.shape[-2:], box).to(maps.device)
+        mask = box_mask(*maps.shape[-2:], box, maps.device)
         return torch.where(mask, scaled, maps)
     return Edit(transform, local=True)
 

@@ -331,7 +331,8 @@ def _invert_batch(generator: Member, targets: torch.Tensor, dictionary: RosettaD
     n = objective.targets.shape[0]
     z = z.clone()
     if opts.warm_start:
-        with torch.no_grad():
+        # the reader's guess is one pass, made in float32: a reader's last steps (normal quantiles) have no bf16 kernel
+        with torch.no_grad(), torch.autocast(z.device.type, enabled=False):
             guess = generator.read(objective.targets)
         if guess is not None:  # a generator that reads its scenes: the first restart of each target starts there
             z[::restarts] = guess.to(z)

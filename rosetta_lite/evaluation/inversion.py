@@ -95,7 +95,7 @@ def evaluate_inversion(dictionary: RosettaDictionary, images: int = 50, *, seed:
         if stopped[label]:
             row["stopped_at_step"] = min(stopped[label])
         rows.append(row)
-    return {"eval": "inversion", "generator": gan.name, "images": images, "world_seed": seed, "steps": opts.steps,
+    return {"eval": "inversion", "generator": gan.name, "device": opts.device, "precision": opts.precision, "images": images, "world_seed": seed, "steps": opts.steps,
             "restarts": opts.restarts, "lr": opts.lr, "alpha": opts.alpha, "beta": opts.beta,
             "perceptual_weight": opts.perceptual_weight,
             "perceptual_distance": f"{perceptual} {'+'.join(PERCEPTUAL_LAYERS)} channel-normalised feature distance",

@@ -36,7 +36,7 @@ def ssim(a_bchw: torch.Tensor, b_bchw: torch.Tensor) -> torch.Tensor:
     win = min(7, a.shape[1], a.shape[2])
     win -= 1 - win % 2  # odd window
     return torch.tensor([structural_similarity(x, y, channel_axis=-1, data_range=1.0, win_size=win)
-                         for x, y in zip(a, b)])
+                         for x, y in zip(a, b)], device=a_bchw.device)
 
 
 def mean_ci(values: Values, confidence: float = 0.95) -> dict:
