@@ -43,6 +43,7 @@ from rosetta_lite.evaluation.stability import StabilityOptions, format_stability
 from rosetta_lite.evaluation.trust import trust_report
 from rosetta_lite.files import DEFAULT_RUN, atomic_path, project_path, run_lock, writable_dir
 from rosetta_lite.mining import processes as distributed
+from rosetta_lite.mining.plan import MemoryRequest, estimate_memory, fit_memory
 from rosetta_lite.mining.settings import (
     ACCUMULATORS,
     DEFAULT_CALIBRATION_IMAGES,
@@ -54,7 +55,7 @@ from rosetta_lite.mining.settings import (
 from rosetta_lite.train.recipes import ORDER, train_member
 from rosetta_lite.viz import census_figure, null_figure, world_figure
 from rosetta_lite.world import EVAL_SEED, WORLDS, ShapesWorld
-from rosetta_lite.zoo.registry import ZOOS, parse_weights, use_weights
+from rosetta_lite.zoo.registry import ZOOS, control_members, parse_weights, use_weights, zoo_members
 
 
 def _int_in(low: int, high: int | None = None):
@@ -201,8 +202,23 @@ def _print_summary(summary: dict) -> None:
         print(f"  {'':8s} Rosetta neurons: {part['rosetta_neurons']}, clusters: {part['clusters']}")
 
 
+def _fit_memory(args: argparse.Namespace) -> str:
+    """The tables' place for ``mine`` within --gpu-memory / --host-memory, or a ValueError naming the figures."""
+    if args.gpu_memory is None and args.host_memory is None:
+        return args.tables
+    gan, encoders = zoo_members(args.zoo, args.generator, args.encoders)
+    members = encoders + ([] if args.no_control else control_members(encoders, ZooOptions().control_seed))
+    request = MemoryRequest(grid=args.grid, batch_size=args.batch_size)
+    for member in [gan, *members]:
+        member.to(args.device)
+    placement = fit_memory(estimate_memory(gan, members, request), args.device,
+                           *(None if gb is None else int(gb * 2**30) for gb in (args.gpu_memory, args.host_memory)))
+    return placement if args.tables == "auto" else args.tables
+
+
 def _mine(args: argparse.Namespace) -> int:
     use_weights(parse_weights(args.weights or []))
+    args.tables = _fit_memory(args)
     try:  # under torchrun every process mines its share; rank 0 writes and prints
         zoo_options = ZooOptions(k=args.k, mode=args.mode, control=not args.no_control, generator=args.generator,
                                  encoders=args.encoders)
@@ -443,6 +459,10 @@ def _add_mine(commands) -> None:
     _add_precision_and_tables(mine)
     mine.add_argument("--json", action="store_true", help="print the summary as JSON")
     _add_weights(mine)
+    for kind in ("gpu", "host"):
+        mine.add_argument(f"--{kind}-memory", type=_float_in(0, open_ends=True), default=None, metavar="GB",
+                          help=f"{kind} memory budget: the run's estimate is checked against it before mining "
+                               "(the tables go to the host when only that fits), or refused with what would fit")
     mine.set_defaults(run=_mine)
 
     merge = commands.add_parser("merge", help="merge mining runs over disjoint latent ranges")

@@ -6,13 +6,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from dataclasses import dataclass
 
 import torch
 
 from rosetta_lite.capture import record_encoder, record_generator
 from rosetta_lite.mining import processes as distributed
 from rosetta_lite.mining.settings import AUTO_HOST_FRACTION, check_tables
+from rosetta_lite.stats.moments import DEFAULT_CHUNK_BYTES
 from rosetta_lite.zoo.member import Member
 
 log = logging.getLogger(__name__)
@@ -116,3 +119,127 @@ def size_groups(layers: list[str], units: list[int], sides: list[int | None], gr
         contiguous = columns == list(range(columns[0], columns[-1] + 1))
         result.append((side, names, slice(columns[0], columns[-1] + 1) if contiguous else torch.tensor(columns)))
     return result
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes a Pearson mining run needs, by part, and where they are: see :func:`estimate_memory`.
+
+        estimate = estimate_memory(gan, encoders, MemoryRequest(grid=56, batch_size=16)); estimate.device
+    """
+
+    models: int  # every member's parameters and buffers
+    tables: int  # the float64 co-moment tables
+    batch: int  # one batch: generated images and every model's recorded maps
+    rows: int  # one batch's maps as rows on the tables' grids (the generator's kept for the whole batch)
+    products: int  # one column chunk of a table's product, float32 and float64
+    tables_on: str  # "device" or "host"
+
+    @property
+    def device(self) -> int:
+        """Bytes on the mining device (the models, a batch, its rows, a product; the tables unless on the host)."""
+        return self.models + self.batch + self.rows + self.products + (self.tables if self.tables_on == "device"
+                                                                        else 0)
+
+    @property
+    def host(self) -> int:
+        """Bytes of host memory the tables add (the process itself, Python and torch, not counted)."""
+        return self.tables if self.tables_on == "host" else 0
+
+
+@dataclass(frozen=True)
+class MemoryRequest:
+    """What :func:`estimate_memory` sizes: the run's grid, batch, table placement and product chunk."""
+
+    grid: int | None = None  # the common grid (None: each pair's largest map)
+    batch_size: int = 32
+    tables: str = "device"  # "device" or "host"
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES
+
+
+def _map_shapes(generator: Member, encoders: list[Member], device: torch.device) -> tuple[dict, int]:
+    with torch.no_grad():
+        z = generator.sample_latents(1, seed=0).to(device)
+        images, maps = record_generator(generator, z)
+        shapes = {generator.name: {layer: tuple(maps[layer].shape[1:]) for layer in generator.layers}}
+        for encoder in encoders:
+            encoded = record_encoder(encoder, images.clamp(0, 1))
+            shapes[encoder.name] = {layer: tuple(encoded[layer].shape[1:]) for layer in encoder.layers}
+    return shapes, images[0].numel()
+
+
+def estimate_memory(generator: Member, encoders: list[Member], request: MemoryRequest | None = None) -> MemoryEstimate:
+    """Bytes a Pearson mining run of these members needs, from one probe image's maps, before any mining.
+
+        estimate_memory(gan, encoders, MemoryRequest(grid=56, batch_size=16)).device / 2**30   # GiB on the GPU
+
+    Counts the models, the float64 tables, one batch's images and recorded maps, its rows on
+    the grids (the generator's on each side an encoder's layers meet, kept for the batch;
+    the rows of all models at once, as the CPU keeps their buffers between batches), and
+    one product chunk. The Python process itself (about 0.5 GB with torch) is not counted.
+    """
+    request = request or MemoryRequest()
+    check_tables(request.tables)
+    device = generator.device
+    shapes, image_numel = _map_shapes(generator, encoders, device)
+    layers, units, sides, grids = plan(generator, encoders, request.grid, device)
+    n_g = sum(units[generator.name])
+    models = sum(t.numel() * t.element_size() for m in [generator, *encoders]
+                 for t in [*m.model.parameters(), *m.model.buffers()])
+    b = request.batch_size
+    maps = sum(c * h * w for per_layer in shapes.values() for c, h, w in per_layer.values())
+    # recorded maps are copies: the forward pass holds its own activations beside them
+    batch = 4 * b * (2 * maps + image_numel)
+    rows, meets, largest = 0, set(), 0
+    for name in [e.name for e in encoders] + [generator.name]:
+        grid = grids[name]
+        own = 0
+        for side, _, columns in size_groups(layers[name], units[name], sides[name], grid):
+            width = columns.stop - columns.start if isinstance(columns, slice) else len(columns)
+            own += 4 * b * side * side * width
+            meets.add((grid, side))
+        rows, largest = rows + own, max(largest, own)
+    for grid in set(grids.values()):  # the generator's layers centred at their own sides, per grid
+        own = [grid if side is None or side > grid else side for side in sides[generator.name]]
+        rows += 4 * b * sum(s * s * c for s, c in zip(own, units[generator.name]))
+    rows += sum(4 * b * side * side * n_g for _, side in meets)
+    rows += 2 * largest  # resizing, then squaring while centring, one model's rows: two temporaries of their size
+    widest = max(sum(units[name]) for name in units)
+    products = int(1.5 * min(request.chunk_bytes, 8 * n_g * widest))
+    return MemoryEstimate(models, table_bytes(units, generator.name), batch, rows, products, request.tables)
+
+
+def fit_memory(estimate: MemoryEstimate, device: str | torch.device, gpu_bytes: int | None = None,
+               host_bytes: int | None = None) -> str:
+    """Where the tables of a run with this estimate live within the budgets ("device" or "host"), or a ValueError.
+
+        fit_memory(estimate_memory(gan, encoders, MemoryRequest(grid=56)), "cuda", 16 * 2**30, 12 * 2**30)
+
+    On CUDA the tables stay on the GPU when everything fits there, else go to the host
+    when they fit there; on the CPU everything is host memory. A budget of None is not
+    checked. The error names the figures and what to change: the grid or the batch for the
+    per-batch part, fewer encoders or no control for the tables.
+    """
+    gib = 2**30
+    cuda = torch.device(device).type == "cuda"
+    on_device = dataclasses.replace(estimate, tables_on="device")
+    if not cuda:
+        if host_bytes is None or on_device.device <= host_bytes:
+            return "device"
+        need, budget, where = on_device.device, host_bytes, "host"
+    else:
+        if gpu_bytes is None or on_device.device <= gpu_bytes:
+            return "device"
+        on_host = dataclasses.replace(estimate, tables_on="host")
+        if on_host.device <= gpu_bytes and (host_bytes is None or on_host.host <= host_bytes):
+            return "host"
+        need, budget, where = (on_host.device, gpu_bytes, "GPU") if on_host.device > gpu_bytes else \
+            (on_host.host, host_bytes, "host")
+    per_batch = estimate.batch + estimate.rows
+    levers = sorted([(per_batch, "a smaller grid or batch_size (one batch's maps and rows"),
+                     (estimate.tables, "fewer encoders or no control (the float64 tables")], reverse=True)
+    hint = " or ".join(f"{text}: {size / gib:.2f} GB)" for size, text in levers)
+    raise ValueError(f"the mining run needs about {need / gib:.2f} GB of {where} memory (models "
+                     f"{estimate.models / gib:.2f}, tables {estimate.tables / gib:.2f}, one batch "
+                     f"{per_batch / gib:.2f}, products {estimate.products / gib:.2f} GB) but the budget is "
+                     f"{budget / gib:.2f} GB; to fit, choose {hint}")
