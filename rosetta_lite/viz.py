@@ -37,8 +37,8 @@ def world_figure(batch: WorldBatch, n: int | None = None) -> plt.Figure:
         world_figure(ShapesWorld(size=64).batch(4, seed=1))
     """
     n = min(n or len(batch), len(batch))
-    rows = ("image", "regions", "contour", "class shape")
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.9 * n, 1.9 * len(rows) + 0.9), squeeze=False)
+    rows = ("image", "regions\n(sky, ground,\none per object)", "contours", "mask of the\nclass's shape")
+    fig, axes = plt.subplots(len(rows), n, figsize=(2.1 * n, 2.1 * len(rows) + 1.3), squeeze=False)
     for col in range(n):
         shape = batch.class_names[int(batch.labels[col])]
         panels = (
@@ -53,9 +53,9 @@ def world_figure(batch: WorldBatch, n: int | None = None) -> plt.Figure:
                       interpolation="nearest")
             ax.set_xticks([]), ax.set_yticks([])
             if col == 0:
-                ax.set_ylabel(title)
-        axes[0, col].set_title(f"class: {shape}", fontsize=9)
-        axes[-1, col].set_xlabel("\n".join(textwrap.wrap(batch.captions[col], 24)), fontsize=7)
+                ax.set_ylabel(title, fontsize=10)
+        axes[0, col].set_title(f"class: {shape}", fontsize=11)
+        axes[-1, col].set_xlabel("\n".join(textwrap.wrap(batch.captions[col], 26)), fontsize=9)
     fig.tight_layout()
     return fig
 
