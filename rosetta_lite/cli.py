@@ -36,7 +36,7 @@ from rosetta_lite.evaluation.generators import (
     format_generator_pair,
     generator_pair_report,
 )
-from rosetta_lite.evaluation.inversion import evaluate_inversion
+from rosetta_lite.evaluation.inversion import TARGET_KINDS, evaluate_inversion
 from rosetta_lite.evaluation.metrics import MAX_EVAL_IMAGES
 from rosetta_lite.evaluation.nulls import NullOptions, format_nulls, null_report
 from rosetta_lite.evaluation.stability import StabilityOptions, format_stability, stability_report
@@ -352,7 +352,8 @@ def _eval_inversion(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     report = evaluate_inversion(RosettaDictionary.load(args.folder), images=args.images, steps=args.steps,
                                 restarts=args.restarts, beta=args.beta, progress=not args.json, device=args.device,
-                                batch_size=args.batch_size, precision=args.precision)
+                                batch_size=args.batch_size, precision=args.precision, targets=args.targets,
+                                warm_start=not args.no_warm_start, per_encoder=not args.all_matches_only)
     print(json.dumps(report) if args.json else json.dumps(report, indent=1))
     return 0
 
@@ -625,6 +626,12 @@ def _add_eval(commands) -> None:
     _add_application(inversion, images=50, steps=100)
     inversion.add_argument("--restarts", type=POSITIVE, default=2, help="random starts per target (default 2)")
     inversion.add_argument("--beta", type=_float_in(0), default=0.5, help="weight of the Rosetta matches (default 0.5)")
+    inversion.add_argument("--targets", default="scenes", choices=list(TARGET_KINDS),
+                           help="what to invert: " + "; ".join(f"{k}: {v}" for k, v in TARGET_KINDS.items()))
+    inversion.add_argument("--no-warm-start", action="store_true",
+                           help="every restart from a random latent (default: the generator's reader guesses one)")
+    inversion.add_argument("--all-matches-only", action="store_true",
+                           help="only the rows perceptual only and + all matches (not one per encoder)")
     inversion.set_defaults(run=_eval_inversion)
     editing = kinds.add_parser("editing", help="edit fidelity: shift, zoom, concept removal")
     _add_application(editing, images=16, steps=100)

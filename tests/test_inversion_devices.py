@@ -100,8 +100,9 @@ def test_inversion_and_editing_run_on_cuda(dictionary, precision):
     result = invert(renderer, targets, dictionary, encoders=[clip], perceptual=zoo.load("lite-resnet-sup"),
                     steps=2, restarts=2, device="cuda", precision=precision, progress=False)
     assert result.images.is_cuda and result.z.is_cuda and clip.device.type == "cuda"
-    edited = edit(renderer, renderer.sample_latents(2), remove(), dictionary, units=dictionary.clusters[0].generator_units,
-                  steps=2, device="cuda", precision=precision, progress=False)
+    units = dictionary.clusters[0].generator_units
+    edited = edit(renderer, renderer.sample_latents(2), remove(), dictionary, units=units, steps=2, device="cuda",
+                  precision=precision, progress=False)
     assert edited.after.is_cuda and torch.isfinite(edited.after).all()
     report = evaluate_inversion(dictionary, images=2, encoders=["lite-clip"], steps=1, restarts=1, device="cuda",
                                 precision=precision, progress=False)

@@ -130,7 +130,8 @@ def evaluate_editing(dictionary: RosettaDictionary, images: int = 16, *, seed: i
                                     "mean_unit_z_inside_region_after": average("unit_z_inside_region_after"),
                                     "clusters": clusters})
     bar.close()
-    return {"eval": "editing", "generator": gan.name, "device": opts.device, "precision": opts.precision, "images": images, "latent_seed": seed, "steps": opts.steps,
+    return {"eval": "editing", "generator": gan.name, "device": opts.device, "precision": opts.precision,
+            "images": images, "latent_seed": seed, "steps": opts.steps,
             "lr": opts.lr, "keep_near": opts.keep_near, "geometry_min_scale": GEOMETRY_MIN_SCALE, "geometry": rows,
             "removal": removal}
 
