@@ -554,3 +554,17 @@ def test_cli_refuses_a_batch_size_of_zero(capsys):
         with pytest.raises(SystemExit):
             main(["eval", kind, "--batch-size", "0"])
         assert "--batch-size" in capsys.readouterr().err
+
+
+def test_inversion_options_refuse_no_restarts_and_negative_steps():
+    from rosetta_lite.applications.invert import InversionOptions
+
+    for change in ({"restarts": 0}, {"steps": -1}):
+        with pytest.raises(ValueError, match="steps must be >= 0 and restarts >= 1"):
+            InversionOptions(**change)
+
+
+def test_a_start_of_the_wrong_size_is_refused(generator):
+    with pytest.raises(InversionError, match="one latent per target and restart"):
+        invert(generator, torch.rand(2, 3, 32, 32), z0=generator.sample_latents(3), restarts=2, steps=1,
+               progress=False)
