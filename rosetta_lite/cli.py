@@ -19,6 +19,7 @@ import timm
 import torch
 
 from rosetta_lite import zoo
+from rosetta_lite.bench import gpu as gpu_check
 from rosetta_lite.bench import mining as bench_mining
 from rosetta_lite.bench import training as bench_training
 from rosetta_lite.book import batch, results
@@ -422,6 +423,36 @@ def _add_bench(commands) -> None:
         run=_bench_zoo)
 
 
+def _add_check(commands) -> None:
+    kinds = commands.add_parser("check", help="checks of a machine, as JSON").add_subparsers(dest="check",
+                                                                                          required=True)
+    gpu = kinds.add_parser("gpu", help="the full-scale path on a CUDA GPU, untrained weights: mining (device and host "
+                                       "tables, tf32 and bf16), float64 error, inversion, editing, torchrun")
+    defaults = gpu_check.GpuCheckOptions()
+    gpu.add_argument("--device", default=defaults.device,
+                     help="cuda or cuda:N (default cuda); cpu runs the same logic, for testing the check itself")
+    gpu.add_argument("--zoo", default=defaults.zoo, choices=ZOOS, help=f"default {defaults.zoo}: nothing to download")
+    gpu.add_argument("--generator", default=None, help="default: the zoo's (biggan-deep-256 at full scale)")
+    gpu.add_argument("--encoders", nargs="+", default=None, help="default: every encoder of the zoo")
+    gpu.add_argument("--images", type=POSITIVE, default=defaults.images,
+                     help=f"images each mining run mines (default {defaults.images})")
+    gpu.add_argument("--batch-size", type=POSITIVE, default=defaults.batch_size)
+    gpu.add_argument("--grid", type=_int_in(1, 1024), default=defaults.grid,
+                     help=f"common map side (default {defaults.grid}, the full-scale chapters')")
+    gpu.add_argument("--exact-images", type=POSITIVE, default=defaults.exact_images,
+                     help="images of the float64 check")
+    gpu.add_argument("--exact-units", type=POSITIVE, default=defaults.exact_units,
+                     help="units of each model the float64 check holds")
+    gpu.add_argument("--targets", type=POSITIVE, default=defaults.targets, help="images inverted and latents edited")
+    gpu.add_argument("--steps", type=POSITIVE, default=defaults.steps, help="steps of the inversion and of the edit")
+    gpu.add_argument("--application-precision", default=defaults.application_precision, choices=PRECISIONS,
+                     help="the inversion's and the edit's forward passes")
+    gpu.add_argument("--processes", type=NATURAL, default=defaults.processes,
+                     help="processes of the torchrun run on the one device (default 2; 0: none)")
+    gpu.add_argument("--json", action="store_true", help="one line of JSON")
+    gpu.set_defaults(run=gpu_check.main)
+
+
 def _add_precision_and_tables(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help="fp32 exact (default); tf32 matmuls; bf16/fp16 models under autocast")
@@ -669,7 +700,7 @@ def build_parser() -> argparse.ArgumentParser:
     """
     parser = argparse.ArgumentParser(prog="python -m rosetta_lite", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_world, _add_bench, _add_mine, _add_train, _add_book, _add_eval):
+    for add in (_add_world, _add_bench, _add_check, _add_mine, _add_train, _add_book, _add_eval):
         add(commands)
     return parser
 

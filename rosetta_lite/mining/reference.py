@@ -88,7 +88,7 @@ class Exactness:
         grids = sorted(set(self.grids.values()))
         found = ", ".join(f"{p} {e:.1e}" for p, e in self.errors.items())
         return (f"checked {models} on {self.images} images at grid {'/'.join(map(str, grids))} "
-                f"({self.reference_bytes / 2**20:.0f} MB of float64 rows): largest difference from float64 "
+                f"({self.reference_bytes / 2**20:.1f} MB of float64 rows): largest difference from float64 "
                 f"Pearson {found}")
 
 
