@@ -240,6 +240,10 @@ def _mine(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
+    for folder in args.folders:  # the merged run would overwrite that input, and a kill mid-save would mix the two
+        if Path(folder).resolve() == Path(args.out).resolve():
+            raise ValueError(f"--out {args.out} is one of the folders being merged ({folder}); merge into a new "
+                             "folder, e.g. --out runs/merged")
     results = []
     for folder in args.folders:
         path = Path(folder) / ACCUMULATORS

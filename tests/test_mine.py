@@ -271,6 +271,15 @@ def test_cli_mine_and_merge(tmp_path, capsys):
     assert "unknown zoo member 'lite-nothing'" in capsys.readouterr().err
 
 
+def test_merge_into_one_of_its_inputs_is_refused_before_anything_is_read(tmp_path, capsys):
+    shard = tmp_path / "a"
+    for out in (str(shard), f"{shard}/", str(tmp_path / "b" / ".." / "a")):
+        assert main(["merge", str(shard), str(tmp_path / "b"), "--out", out]) == 2
+        assert f"--out {out} is one of the folders being merged ({shard}); merge into a new folder" in \
+            capsys.readouterr().err
+    assert not shard.exists()  # nothing written
+
+
 def test_precision_context_sets_autocast_and_restores_tf32():
     from rosetta_lite.device import precision_context
 
