@@ -246,6 +246,19 @@ def test_a_dictionary_loads_only_with_its_own_tensors(reference_run, tmp_path):
         RosettaDictionary.load(tmp_path / "a")
 
 
+def test_a_dictionary_section_of_the_wrong_kind_is_named(reference_run, tmp_path):
+    build_dictionary(reference_run, k=2).save(tmp_path)
+    data = json.loads((tmp_path / "dictionary.json").read_text())
+    for key, value, said in (("clusters", 5, "'clusters' must be a JSON array, got int"),
+                             ("models", 3, "'models' must be a JSON object, got int"),
+                             ("buddies", [1], "'buddies' must be a JSON object, got list"),
+                             ("dead", "x", "'dead' must be a JSON object, got str"),
+                             ("settings", "x", "'settings' must be a JSON object, got str")):
+        (tmp_path / "dictionary.json").write_text(json.dumps(dict(data, **{key: value})))
+        with pytest.raises(DictionaryError, match=f"dictionary.json: {said}; mine it again"):
+            RosettaDictionary.load(tmp_path)
+
+
 def test_bad_mining_inputs(members, tmp_path):
     gan, encoders = members
     with pytest.raises(ValueError, match=r"images \(8\) must be at least one batch \(16\)"):

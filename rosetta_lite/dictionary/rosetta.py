@@ -256,6 +256,7 @@ class RosettaDictionary:
             raise DictionaryError(f"{tensors_path} is missing or corrupt ({error}); mine it again") from None
         _check_fields(path, "the file", data, {"schema_version", "settings", "models", "clusters", "buddies", "dead",
                                                "tensors"}, optional={"tensors"})  # older files lack "tensors"
+        _check_sections(path, data)
         _check_tensors(path, tensors_path, data.get("tensors"), tensors)
         fields = {f.name for f in dataclasses.fields(Cluster)}
         optional = {f.name for f in dataclasses.fields(Cluster)
@@ -284,6 +285,16 @@ def _check_tensors(path: Path, tensors_path: Path, recorded: dict | None, tensor
     shapes = {k: list(v.shape) for k, v in tensors.items()}
     if shapes != recorded.get("shapes"):
         raise DictionaryError(f"{tensors_path}: its tables' shapes differ from those {path.name} records; mine it again")
+
+
+def _check_sections(path: Path, data: dict) -> None:
+    """Refuse a file whose sections are not of their JSON kinds (a hand-edited or damaged file)."""
+    kinds = {"settings": dict, "models": dict, "clusters": list, "buddies": dict, "dead": dict}
+    json_name = {dict: "object", list: "array"}
+    wrong = [f"{key!r} must be a JSON {json_name[kind]}, got {type(data[key]).__name__}"
+             for key, kind in kinds.items() if not isinstance(data[key], kind)]
+    if wrong:
+        raise DictionaryError(f"{path}: {'; '.join(wrong)}; mine it again")
 
 
 def _check_cluster(path: Path, index: int, cluster: dict) -> None:
