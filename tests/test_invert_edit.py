@@ -568,3 +568,10 @@ def test_a_start_of_the_wrong_size_is_refused(generator):
     with pytest.raises(InversionError, match="one latent per target and restart"):
         invert(generator, torch.rand(2, 3, 32, 32), z0=generator.sample_latents(3), restarts=2, steps=1,
                progress=False)
+
+
+def test_no_targets_and_no_latents_are_refused(generator, dictionary):
+    with pytest.raises(InversionError, match="no targets"):
+        invert(generator, torch.rand(0, 3, 32, 32), steps=1, progress=False)
+    with pytest.raises(ValueError, match="a batch of latents"):
+        edit(generator, generator.sample_latents(1)[:0], shift(0.1, 0), dictionary, steps=1, progress=False)

@@ -357,6 +357,8 @@ def edit(generator: Member, z: torch.Tensor, edit_fn: Edit, dictionary: RosettaD
     preserve = opts.preserve if opts.preserve is not None else 1.0 if edit_fn.local else 0.0
     if preserve < 0 or opts.keep_near < 0:
         raise ValueError(f"preserve and keep_near are non-negative weights, got {preserve} and {opts.keep_near}")
+    if z.dim() != 2 or z.shape[0] == 0:
+        raise ValueError(f"z is a batch of latents (B >= 1, z_dim); got shape {tuple(z.shape)}")
     device = place(opts.device, [generator])
     generator.model.requires_grad_(False)
     batches = row_batches(z.shape[0], opts.batch_size)

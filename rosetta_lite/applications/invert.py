@@ -114,6 +114,8 @@ def prepare_target(target: torch.Tensor, size: int) -> torch.Tensor:
         x = x.unsqueeze(0)
     if x.dim() != 4:
         raise InversionError(f"a target is (B, C, H, W) or (C, H, W); got shape {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise InversionError("no targets to invert: the batch holds 0 images")
     channels = x.shape[1]
     if channels == 1:
         warnings.warn("grey target (1 channel) repeated to RGB", UserWarning, stacklevel=2)
