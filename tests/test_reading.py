@@ -6,11 +6,15 @@ import torch
 from rosetta_lite.book.reading import (
     read_best_correlations,
     read_concepts,
+    read_editing,
     read_generators,
+    read_inversion,
     read_nulls,
+    read_psnr_pair,
     read_rosetta_neurons,
     read_stability,
     read_strict,
+    read_warm_start,
 )
 
 
@@ -98,3 +102,56 @@ def test_best_correlations_are_read_as_raised_lowered_or_left():
     text = read_best_correlations(trained, control)
     assert "a 0.40 against 0.20; b 0.10 against 0.30; c 0.30 against 0.31" in text
     assert "training raised it for a; lowered it for b; left it within 0.02 for c." in text
+
+
+def _gain(mean, low, high):
+    return {"minus_perceptual_only": {"psnr": {"mean": mean, "ci95": [low, high], "n": 50}}}
+
+
+def test_inversion_reads_the_paired_gain_and_its_interval():
+    report = {"rows": [{"objective": "perceptual only"}, {"objective": "+ clip matches", **_gain(0.4, 0.1, 0.7)},
+                       {"objective": "+ all matches", **_gain(-1.65, -3.38, 0.07)}]}
+    text = read_inversion(report)
+    assert "On 50 targets, + all matches changes PSNR by -1.65 dB (95% CI -3.38 to +0.07)" in text
+    assert "is not shown either way: the interval holds 0" in text
+    assert "The best single row, + clip matches, gives +0.40 dB" in text
+    report["rows"][2] = {"objective": "+ all matches", **_gain(1.0, 0.2, 1.8)}
+    assert "adding the matches helps." in read_inversion(report)
+    report["rows"][2] = {"objective": "+ all matches", **_gain(-1.0, -1.8, -0.2)}
+    assert "adding the matches hurts." in read_inversion(report)
+    with pytest.raises(ValueError, match="no row paired"):
+        read_inversion({"rows": [{"objective": "perceptual only"}]})
+
+
+def test_psnr_pairs_and_warm_starts_are_read_from_their_numbers():
+    assert "the same within 0.1 dB" in read_psnr_pair(20.0, 20.05, "4 scenes")
+    assert "1.5 dB lower with the matches" in read_psnr_pair(20.0, 18.5, "4 scenes")
+    text = read_warm_start({"perceptual only": (14.0, 25.0), "+ all matches": (16.0, 24.5)})
+    assert "The guess adds +9.8 dB on average" in text
+    assert "+2.0 dB from a cold start, -0.5 dB from the guess" in text and "not the paper's situation" in text
+    same = read_warm_start({"perceptual only": (20.0, 20.0), "+ all matches": (20.2, 20.5)})
+    assert "does not shrink" in same
+
+
+def _edit(edit, units, mean, low, high, setting="default"):
+    return {"edit": edit, "units": units, "setting": setting, "difference": {"mean": mean, "ci95": [low, high]}}
+
+
+def test_editing_reads_the_rosetta_rows_and_where_a_removal_changes_pixels():
+    cluster = {"changed_share_inside_region": 0.3, "changed_share_outside_region": 0.1}
+    still = {"changed_share_inside_region": 0.0, "changed_share_outside_region": 0.0}
+    report = {"geometry": [_edit("shift", "rosetta", 2.0, 0.5, 3.5), _edit("shift", "all", 9.0, 8.0, 10.0),
+                           _edit("shift", "all", 9.0, 8.0, 10.0, setting="baseline"),
+                           _edit("zoom", "all", 0.2, -0.4, 0.8)],
+              "removal": {"variants": [{"variant": "default", "mean_region_area_share": 0.16,
+                                        "mean_share_of_changed_pixels_inside_region": 0.58,
+                                        "mean_unit_z_inside_region_before": 1.88,
+                                        "mean_unit_z_inside_region_after": 0.75,
+                                        "clusters": [cluster, still, still]}]}}
+    text = read_editing(report)
+    assert "shift (rosetta units) +2.00 dB (95% CI +0.50 to +3.50); zoom (all units) +0.20 dB" in text
+    assert "The interval excludes 0 for 1 of the 2 edits" in text
+    assert "covers 16% of the image on average and 58% of the changed pixels" in text and "is local" in text
+    assert "2 of 3 clusters change no pixel at all." in text
+    report["removal"]["variants"][0]["mean_share_of_changed_pixels_inside_region"] = 0.1
+    assert "the removal is not local" in read_editing(report)

@@ -48,6 +48,20 @@ def test_the_paper_table_decides_agreement_from_the_figures():
     assert results.paper_table(fewer, saved["inversion"], saved["editing"]).loc[fig1, "agrees"]
 
 
+def test_the_paper_table_reads_the_generator_pair_against_the_papers_stated_failure():
+    saved = {name: results.load_result(name) for name in ("concepts", "inversion", "editing")}
+    row = {"k": 3, "trained": {"n_learned": 4, "n_learned_above": 0}, "control": {"n_learned": 0},
+           "shuffled": {"n_learned": 0}}
+    pair = {"report": {"settings": {"generator": "lite-gan", "redrawer": "lite-renderer"}, "rows": [row]}}
+    gan = "Limitation: matching fails between two GANs"
+    table = results.paper_table(*saved.values(), generators=pair)
+    assert table.loc[gan, "agrees"] and "learned clusters 4, control 0, shuffled 0" in table.loc[gan, "lite (measured)"]
+    row["trained"]["n_learned_above"] = 1  # shared learned concepts above both nulls: the matching works
+    assert not results.paper_table(*saved.values(), generators=pair).loc[gan, "agrees"]
+    with pytest.raises(ValueError, match="no row for K = 5"):
+        results.paper_table(*saved.values(), k=5, generators=pair)
+
+
 def test_the_paper_table_also_reads_the_nulls():
     import copy
 
