@@ -37,6 +37,7 @@ BAD_ARGUMENTS = [
     (["eval", "concepts", "--min-iou", "2"], "--min-iou: must be a number in [0, 1], got 2"),
     (["layers", "resnet18", "--input-size", "0"], "--input-size: must be an integer from 8 to 4096, got 0"),
     (["world", "--n", "two"], "--n: must be an integer >= 1, got 'two'"),
+    (["world", "--dpi", "100000"], "--dpi: must be an integer from 20 to 600, got 100000"),
 ]
 
 
@@ -107,3 +108,28 @@ def test_a_huge_seed_and_a_symlink_loop_are_named(tmp_path, capsys):
     loop.symlink_to(loop)
     assert main(["world", "--out", str(loop / "w.png")]) == 2
     assert "symbolic link to nowhere" in capsys.readouterr().err
+
+
+def test_a_file_given_for_an_output_folder_is_named(tmp_path, capsys):
+    import torch
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    threads = str(torch.get_num_threads())  # train sets the process's threads
+    assert main(["train", "lite-resnet-sup", "--steps", "1", "--threads", threads, "--out", str(blocker)]) == 2
+    assert f"'{blocker}' is a file, not a folder; give a folder's path" in capsys.readouterr().err
+    assert main(["notebooks", "student", "--out", str(blocker)]) == 2
+    assert f"--out {blocker} is a file; give a folder for the student notebooks" in capsys.readouterr().err
+    assert blocker.read_text() == "not a folder"
+
+
+def test_out_of_memory_is_one_line_that_says_what_to_lower(tmp_path, capsys, monkeypatch):
+    import rosetta_lite.cli as cli
+
+    def too_big(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(cli, "mine_zoo", too_big)
+    assert main(["mine", "--images", "32", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: out of memory; run it with fewer images or a smaller --batch-size"]

@@ -520,6 +520,27 @@ def test_two_processes_never_hold_one_lock():
     assert outcomes.count(("held", "refused")) >= 100  # they did meet: most trials, one was refused
 
 
+def test_a_process_holding_a_folder_takes_it_again_and_keeps_it(tmp_path):
+    """mine_zoo holds the folder and mine takes it again inside: never "another writer" to itself."""
+    import fcntl
+    import os
+
+    from rosetta_lite.files import LOCK_NAME, run_lock
+
+    lock = tmp_path / LOCK_NAME
+    with run_lock(tmp_path):
+        with run_lock(f"{tmp_path}/."):  # another spelling of the same folder
+            pass
+        assert lock.exists()  # the inner release left the outer hold in place
+        other = os.open(lock, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(other)
+    assert not lock.exists()
+
+
 def test_an_empty_output_folder_name_is_refused():
     from rosetta_lite.files import run_lock
 
