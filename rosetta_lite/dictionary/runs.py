@@ -27,7 +27,16 @@ from rosetta_lite.mining.plan import plan
 from rosetta_lite.mining.ranges import missing_ranges
 from rosetta_lite.mining.settings import MiningResult
 from rosetta_lite.zoo.member import Member, ZooError
-from rosetta_lite.zoo.registry import CONTROL_SUFFIX, ZOOS, control_members, load, split_zoo, zoo_members
+from rosetta_lite.zoo.registry import (
+    CONTROL_SUFFIX,
+    ZOOS,
+    chosen_options,
+    control_members,
+    load,
+    split_zoo,
+    use_weights,
+    zoo_members,
+)
 
 
 @dataclass
@@ -43,6 +52,10 @@ class ZooOptions:
     control_seed: int = 1  # the control's seed (it overrides MiningOptions.control_seed, which only records it)
     generator: str | None = None  # None: the zoo's
     encoders: list[str] | None = None  # None: all the zoo's
+    #: the generator's member options (a BigGAN's classes, truncation, noise_bound, layers); None values: its defaults
+    generator_options: dict[str, Any] | None = None
+    #: local weights files of pretrained members, {member: path} (see rosetta_lite.zoo.registry.use_weights)
+    weights: dict[str, str] | None = None
 
 
 ZOO_OPTIONS = tuple(f.name for f in dataclasses.fields(ZooOptions))
@@ -65,7 +78,10 @@ def mine_zoo(scale: str = "lite", images: int = 2000, out: str | Path = DEFAULT_
     zoo = dataclasses.replace(zoo_options or ZooOptions(), **{n: changes.pop(n) for n in ZOO_OPTIONS if n in changes})
     opts = dataclasses.replace(options or MiningOptions(), **changes)
     opts.check(images)  # before the models load
-    gan, trained = zoo_members(scale, zoo.generator, zoo.encoders)
+    if zoo.weights:
+        use_weights(zoo.weights)
+    generator_options = chosen_options(zoo.generator_options)
+    gan, trained = zoo_members(scale, zoo.generator, zoo.encoders, generator_options)
     check_k(zoo.k, plan(gan, trained)[1])
     out = writable_dir(out)  # only once the run can start: a refused one leaves no empty folder
     controls = control_members(trained, zoo.control_seed) if zoo.control else []
@@ -73,6 +89,8 @@ def mine_zoo(scale: str = "lite", images: int = 2000, out: str | Path = DEFAULT_
         result = mine(gan, trained + controls, images, out=out, options=opts,
                       control_seed=zoo.control_seed if zoo.control else None)
         result.settings.extra["zoo"] = scale
+        if generator_options:  # the run's generator is rebuilt with them (open_run)
+            result.settings.extra["generator_options"] = generator_options
         if distributed.active() and distributed.dist.get_rank() != 0:
             return None
         return save_dictionaries(result, out, k=zoo.k, mode=zoo.mode)
@@ -166,9 +184,12 @@ def open_run(folder: str | Path = DEFAULT_RUN, zoo: str = "lite", *, images: int
     ``mine_always`` mines even when a dictionary is there: a finished run with the same
     settings resumes from its accumulators at once, and other settings are refused with
     what differs. ``mine_options`` go to :func:`mine_zoo` (``batch_size``, ``grid``,
-    ``device``, ...).
+    ``device``, ``encoders``, ``generator_options``, ``weights``, ...); the generator is
+    rebuilt with the options the run was mined with.
     """
     folder = project_path(folder)
+    if mine_options.get("weights"):  # the members rebuilt below read them too, whether or not this call mines
+        use_weights(mine_options["weights"])
     summary = None
     if mine_always or not (folder / "dictionary.json").exists():
         summary = mine_zoo(zoo, images, folder, k=k, **mine_options)
@@ -176,7 +197,8 @@ def open_run(folder: str | Path = DEFAULT_RUN, zoo: str = "lite", *, images: int
     if zoo not in ZOOS:
         raise ValueError(f"zoo must be one of {list(ZOOS)}, got {zoo!r}")
     pretrained = split_zoo(zoo)[1]
-    generator = load(trained.generator, pretrained=pretrained)
+    generator = load(trained.generator, pretrained=pretrained,
+                     **trained.settings.get("extra", {}).get("generator_options", {}))
     members = mined_members(trained, pretrained)
     encoders = [members[name] for name in trained.encoders]
     device = resolve_device(mine_options.get("device", "cpu"))  # the chapters invert and edit there too

@@ -117,11 +117,15 @@ def split_zoo(zoo: str) -> tuple[str, bool]:
     return zoo.removesuffix("-untrained"), not zoo.endswith("-untrained")
 
 
-def zoo_members(scale: str, generator: str | None = None,
-                encoders: list[str] | None = None) -> tuple[Member, list[Member]]:
+def zoo_members(scale: str, generator: str | None = None, encoders: list[str] | None = None,
+                generator_options: dict[str, Any] | None = None) -> tuple[Member, list[Member]]:
     """The generator and encoders of a zoo ("lite", "full", or either with "-untrained"), or the ones named.
 
         gan, encoders = zoo_members("lite-untrained")
+        gan, encoders = zoo_members("full", generator_options={"classes": ["goldfish"], "layers": "conv"})
+
+    ``generator_options`` go to ``load`` for the generator (a BigGAN's ``classes``,
+    ``truncation``, ``noise_bound``, ``layers``); an option set to None keeps the member's default.
     """
     if scale not in ZOOS:
         raise ValueError(f"zoo must be one of {list(ZOOS)}, got {scale!r}")
@@ -131,8 +135,19 @@ def zoo_members(scale: str, generator: str | None = None,
         raise ValueError(f"the {scale} zoo has no generator yet; name one with --generator")
     encoders = encoders or names(scale, "encoder")
     # untrained members get distinct seeds, so that two copies of one architecture differ
-    return (load(generator, pretrained=pretrained),
+    return (load(generator, pretrained=pretrained, **chosen_options(generator_options)),
             [load(name, pretrained=pretrained, seed=index) for index, name in enumerate(encoders)])
+
+
+def chosen_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    """The member options that are set: None values (a chapter's "the member's default") left out.
+
+        chosen_options({"classes": None, "truncation": 0.5})   # {"truncation": 0.5}
+    """
+    if options is not None and not isinstance(options, dict):
+        raise ValueError(f"generator options are a dict of option names and values, e.g. {{'truncation': 0.5}}, "
+                         f"got {options!r}")
+    return {name: value for name, value in (options or {}).items() if value is not None}
 
 
 def control_members(encoders: list[Member], seed: int) -> list[Member]:

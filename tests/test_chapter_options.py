@@ -1,0 +1,53 @@
+"""The chapters' zoo options: a generator's member options and local weights files travel in ZooOptions to the run."""
+
+import json
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest
+
+from rosetta_lite.dictionary.runs import open_run
+from rosetta_lite.zoo import biggan
+from rosetta_lite.zoo.member import ZooError
+from rosetta_lite.zoo.registry import WEIGHTS_VARIABLE, chosen_options, zoo_members
+
+NOTEBOOKS = os.path.join(os.path.dirname(__file__), "..", "notebooks")
+CHAPTERS = ["02_correlation", "03_best_buddies", "04_rosetta_dictionary"]
+
+
+def test_options_left_at_none_keep_the_members_defaults():
+    assert chosen_options({"classes": None, "truncation": 0.5, "layers": None}) == {"truncation": 0.5}
+    assert chosen_options(None) == {}
+    with pytest.raises(ValueError, match="generator options are a dict of option names and values"):
+        chosen_options(["truncation", 0.5])
+
+
+def test_a_generator_without_options_refuses_one_that_is_set():
+    with pytest.raises(ZooError, match=r"lite-renderer has no option \['truncation'\]: it accepts \['world'\]"):
+        zoo_members("lite-untrained", encoders=["lite-clip"], generator_options={"truncation": 0.5, "classes": None})
+
+
+def test_a_run_records_its_generators_options_and_open_run_rebuilds_it_with_them(tmp_path, monkeypatch):
+    monkeypatch.delenv(WEIGHTS_VARIABLE, raising=False)
+    weights = {"resnet50": str(tmp_path / "r50.pth")}  # recorded for pretrained members; this zoo is untrained
+    options = {"classes": ["goldfish"], "truncation": 0.5, "layers": None}
+    run = open_run(tmp_path / "run", "full-untrained", images=2, k=1, batch_size=2, grid=4, control=False,
+                   generator="biggan-deep-128", encoders=["resnet50"], generator_options=options, weights=weights)
+    assert run.generator.truncation == 0.5 and run.generator.classes == (biggan.class_index("goldfish"),)
+    assert run.trained.settings["extra"]["generator_options"] == {"classes": ["goldfish"], "truncation": 0.5}
+    assert os.environ[WEIGHTS_VARIABLE] == f"resnet50={weights['resnet50']}"
+    again = open_run(tmp_path / "run", "full-untrained")  # not mined again: rebuilt from what the run recorded
+    assert again.generator.truncation == 0.5 and again.generator.layers == run.generator.layers
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_the_mining_chapters_pass_every_zoo_option_to_open_run(chapter):
+    with open(os.path.join(NOTEBOOKS, chapter + ".ipynb")) as handle:
+        cells = [("".join(c["source"]), c) for c in json.load(handle)["cells"] if c["cell_type"] == "code"]
+    parameters = next(src for src, c in cells if "parameters" in c["metadata"].get("tags", []))
+    opened = next(src for src, _ in cells if "open_run(\n    run_folder" in src)
+    for name in ("encoders", "weights", "classes", "truncation", "gan_layers"):
+        assert f"\n{name} = " in parameters, f"{chapter} declares no {name!r} parameter"
+    assert "encoders=encoders" in opened and "weights=weights" in opened
+    assert "generator_options=dict(classes=classes, truncation=truncation, layers=gan_layers)" in opened
