@@ -259,6 +259,26 @@ def test_a_dictionary_section_of_the_wrong_kind_is_named(reference_run, tmp_path
             RosettaDictionary.load(tmp_path)
 
 
+def test_a_damaged_accumulator_file_is_named_with_what_it_lacks(reference_run, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    path = tmp_path / ACCUMULATORS
+    reference_run.save(path)
+    with safe_open(str(path), "pt") as handle:
+        meta = handle.metadata()
+    tensors = load_file(str(path))
+    key = next(k for k in sorted(tensors) if k.startswith("pair/"))
+    del tensors[key]
+    save_file(tensors, str(path), metadata=meta)
+    with pytest.raises(ValueError, match=rf"{path} is not a readable mining accumulator file \(it lacks '{key}'\); "
+                                         "delete it and mine that run again"):
+        MiningResult.load(path)
+    path.write_bytes(b"half a file")
+    with pytest.raises(ValueError, match="not a readable mining accumulator file .*; delete it and mine that run again"):
+        MiningResult.load(path)
+
+
 def test_bad_mining_inputs(members, tmp_path):
     gan, encoders = members
     with pytest.raises(ValueError, match=r"images \(8\) must be at least one batch \(16\)"):

@@ -177,7 +177,9 @@ class MiningResult:
             pairs = {name: kind.from_state_dict(tensors, f"pair/{name}/") for name in settings.encoders}
             self_pair = kind.from_state_dict(tensors, "self/")
         except Exception as error:  # noqa: BLE001 - any failure to parse means the file is unusable
-            raise ValueError(f"{path} is not a readable mining accumulator file ({error})") from None
+            what = f"it lacks {error}" if isinstance(error, KeyError) else str(error)  # a KeyError says only the key
+            raise ValueError(f"{path} is not a readable mining accumulator file ({what}); delete it and mine that "
+                             "run again") from None
         thresholds = {key.removeprefix("threshold/"): value for key, value in tensors.items()
                       if key.startswith("threshold/")}
         return cls(settings, pairs, self_pair, _counted(meta, settings), thresholds)
