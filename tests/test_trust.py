@@ -189,3 +189,21 @@ def test_cli_parses_eval_trust():
 
     args = build_parser().parse_args(["eval", "trust", "--run", "runs/lite", "--json", "--mi-images", "64"])
     assert args.folder == "runs/lite" and args.json and args.mi_images == 64 and args.min_ratio == 1.5
+
+
+def test_consistency_of_a_gapped_merge_mines_the_latents_it_counted(monkeypatch):
+    """A merge of [0, 96) and [192, 288) spans 288 latents but counted 192: the halves split 192."""
+    import rosetta_lite.evaluation.trust as trust
+
+    asked = []
+
+    def records(generator, encoders, images, **kwargs):
+        asked.append(images)
+        raise InterruptedError  # the count is what this test is about; no mining
+
+    monkeypatch.setattr(trust, "mine", records)
+    settings = {"generator": "toy", "encoders": [], "images": 288, "images_counted": 192, "seed": 0, "start": 0}
+    d = RosettaDictionary(settings, {"toy": {"layers": ["feat"], "units": [2]}}, [], {}, {"toy": []}, {})
+    with pytest.raises(InterruptedError):
+        input_consistency(None, [], d, batch_size=32)
+    assert asked == [96]
