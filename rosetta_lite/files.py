@@ -113,6 +113,7 @@ def run_lock(folder: str | os.PathLike) -> Iterator[Path]:
     Only the holder removes the lock file. The same process may take the lock again inside.
     (flock is per host: two machines writing one network folder are not kept apart.)
     """
+    shown = str(folder)  # messages name the folder as the caller wrote it
     folder = writable_dir(folder).resolve()
     if folder in _HELD:
         _HELD[folder] += 1
@@ -122,7 +123,7 @@ def run_lock(folder: str | os.PathLike) -> Iterator[Path]:
             _HELD[folder] -= 1
         return
     lock = folder / LOCK_NAME
-    handle = _acquire(lock)
+    handle = _acquire(lock, shown)
     _HELD[folder] = 1
     try:
         for leftover in folder.glob(f".*{TMP_SUFFIX}"):  # no other writer can be here now
@@ -134,8 +135,8 @@ def run_lock(folder: str | os.PathLike) -> Iterator[Path]:
         os.close(handle)
 
 
-def _acquire(lock: Path) -> int:
-    """Take the lock file's flock; the open descriptor that holds it."""
+def _acquire(lock: Path, shown: str) -> int:
+    """Take the lock file's flock; the open descriptor that holds it (``shown``: the folder, for messages)."""
     import fcntl
     import json
     import socket
@@ -151,7 +152,7 @@ def _acquire(lock: Path) -> int:
             holder = _read_holder(handle)
             os.close(handle)
             raise RuntimeError(
-                f"{lock.parent} is being written by process {holder.get('pid', '?')} on {holder.get('host', '?')} "
+                f"{shown} is being written by process {holder.get('pid', '?')} on {holder.get('host', '?')} "
                 f"(since {holder.get('since', '?')}); wait for it to finish or choose another --out folder") from None
         try:
             current = os.stat(lock).st_ino
@@ -162,7 +163,7 @@ def _acquire(lock: Path) -> int:
             continue
         previous = _read_holder(handle)
         if previous:
-            warnings.warn(f"{lock.parent}: taking over the lock of process {previous.get('pid', '?')}, which is gone",
+            warnings.warn(f"{shown}: taking over the lock of process {previous.get('pid', '?')}, which is gone",
                           UserWarning, stacklevel=4)
         try:
             os.ftruncate(handle, 0)
@@ -170,10 +171,10 @@ def _acquire(lock: Path) -> int:
         except OSError as error:
             lock.unlink(missing_ok=True)
             os.close(handle)
-            raise RuntimeError(f"could not take the lock of {lock.parent}: {error.strerror}"
+            raise RuntimeError(f"could not take the lock of {shown}: {error.strerror}"
                                + ("; free some space and run again" if _disk_full(error) else "")) from None
         return handle
-    raise RuntimeError(f"could not take the lock {lock}: other processes keep taking and releasing it")
+    raise RuntimeError(f"could not take the lock of {shown}: other processes keep taking and releasing it")
 
 
 def _read_holder(handle: int) -> dict:

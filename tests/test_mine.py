@@ -561,6 +561,18 @@ def test_a_process_holding_a_folder_takes_it_again_and_keeps_it(tmp_path):
     assert not lock.exists()
 
 
+def test_the_lock_names_the_folder_as_it_was_written(tmp_path, lock_holder, monkeypatch):
+    import re
+
+    from rosetta_lite.files import run_lock
+
+    monkeypatch.chdir(tmp_path.parent)
+    with pytest.raises(RuntimeError, match=rf"^{re.escape(tmp_path.name)} is being written by process "
+                                           rf"{lock_holder.pid} "):
+        with run_lock(tmp_path.name):
+            pass
+
+
 def test_an_empty_output_folder_name_is_refused():
     from rosetta_lite.files import run_lock
 
