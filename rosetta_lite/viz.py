@@ -88,15 +88,30 @@ def heatmap_figure(images_bchw: torch.Tensor, maps: dict[str, torch.Tensor], uni
     return fig
 
 
+#: set by the book's build: figures leave plotly.js out, since every page loads it once from ``_static``
+PLOTLY_FROM_PAGE = "ROSETTA_PLOTLY_FROM_PAGE"
+
+
 def setup_notebook() -> None:
-    """Make plotly figures render in the static book, offline (plotly.js embedded once, no CDN).
+    """Make plotly figures render offline (no CDN): in a notebook with plotly.js embedded once per
+    kernel, in the built book with plotly.js left to the page (:data:`PLOTLY_FROM_PAGE`).
 
         setup_notebook()
     """
+    import os
     import re
 
     import plotly.io as pio
     from plotly.io._base_renderers import NotebookRenderer
+
+    class PageRenderer(NotebookRenderer):
+        # a 4.8 MB plotly.js inlined into every figure's page made chapter 02 weigh 5 MB
+        def activate(self):
+            pass  # the notebook renderer's activation displays the whole plotly.js once
+
+        def to_mimebundle(self, fig_dict):
+            return {"text/html": pio.to_html(fig_dict, include_plotlyjs=False, include_mathjax=False,
+                                             full_html=False, validate=False)}
 
     class OfflineNotebookRenderer(NotebookRenderer):
         # plotly's notebook renderer hard-codes a CDN MathJax into every figure; these
@@ -108,7 +123,8 @@ def setup_notebook() -> None:
             return bundle
 
     pio.renderers["notebook_offline"] = OfflineNotebookRenderer()
-    pio.renderers.default = "notebook_offline"
+    pio.renderers["book_page"] = PageRenderer()
+    pio.renderers.default = "book_page" if os.environ.get(PLOTLY_FROM_PAGE) else "notebook_offline"
 
 
 def correlation_heatmap(corr_gd: torch.Tensor, generator: str, encoder: str, max_units: int = 200,

@@ -154,6 +154,13 @@ def test_pages_load_no_scripts_from_the_network(html):
         assert not remote, f"{page}: scripts loaded from the network: {remote}"
 
 
+def test_plotly_js_is_served_once_not_inlined(html):
+    assert (html / "_static" / "plotly.min.js").stat().st_size > 1_000_000
+    inlined = [page for page in toc_pages() if "* plotly.js v" in (html / f"{page}.html").read_text()]
+    assert not inlined, f"plotly.js inlined into {inlined}"
+    assert (html / f"{PLOTLY_CHAPTER}.html").stat().st_size < 2_000_000
+
+
 def test_math_is_typeset_offline(doms):
     # The browser cannot resolve any host: typeset math proves MathJax came from _static.
     pages_with_math = [page for page, dom in doms.items() if "\\(" in dom or "\\[" in dom or "mjx-" in dom]

@@ -133,3 +133,20 @@ def test_out_of_memory_is_one_line_that_says_what_to_lower(tmp_path, capsys, mon
     assert main(["mine", "--images", "32", "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         "error: out of memory; run it with fewer images or a smaller --batch-size"]
+
+
+def test_figures_leave_plotly_js_to_the_page_only_in_the_book(monkeypatch):
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    from rosetta_lite.viz import PLOTLY_FROM_PAGE, setup_notebook
+
+    figure = go.Figure(go.Heatmap(z=[[0, 1], [1, 0]]))
+    monkeypatch.delenv(PLOTLY_FROM_PAGE, raising=False)
+    setup_notebook()
+    assert pio.renderers.default == "notebook_offline"  # embeds plotly.js once per kernel: no network
+    monkeypatch.setenv(PLOTLY_FROM_PAGE, "1")
+    setup_notebook()
+    on_a_page = pio.renderers[pio.renderers.default].to_mimebundle(figure.to_dict())["text/html"]
+    assert "plotly.js v" not in on_a_page and "Plotly.newPlot" in on_a_page and len(on_a_page) < 20_000
+    assert "<script src=" not in on_a_page  # neither plotly.js nor MathJax from a CDN

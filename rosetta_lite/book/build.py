@@ -7,7 +7,8 @@ sees raw TeX. The book instead serves MathJax 3 from the installed ``mathjax`` p
 (``django-static-mathjax``, plain static files): only the one combined script and its
 fonts are copied into ``_static``. The chapters' student versions (no solutions) and
 their zip are written with every build and served under ``student/``; progress bars
-are hidden (``TQDM_DISABLE``), since a notebook's progress widget is blank on a static page. Launch buttons stay on the chapters (stored notebooks)
+are hidden (``TQDM_DISABLE``), since a notebook's progress widget is blank on a static page;
+plotly figures leave plotly.js to the page, which loads it once from ``_static``. Launch buttons stay on the chapters (stored notebooks)
 and leave the ``.md`` pages, which Colab cannot open. After each build, every executed chapter's run time
 is written to ``<build>/chapter_times.json`` (the ``book`` command prints them).
 """
@@ -25,6 +26,7 @@ if TYPE_CHECKING:  # Sphinx loads only in a book build
     from sphinx.application import Sphinx
     from sphinx.environment import BuildEnvironment
 
+PLOTLY_SCRIPT = "plotly.min.js"  # served once from _static to every page (the browser caches it)
 MATHJAX_SCRIPT = "tex-chtml.js"  # TeX in, HTML+CSS out: the smallest combined component
 MATHJAX_FONTS = Path("output/chtml/fonts/woff-v2")
 STATIC_FOLDER = "mathjax"
@@ -108,6 +110,26 @@ def _silence_progress_bars(app) -> None:
     os.environ["TQDM_DISABLE"] = "1"
 
 
+def _plotly_from_static(app) -> None:
+    # the kernels inherit the flag, so figures leave plotly.js out; every page loads it from _static
+    import os
+
+    from rosetta_lite.viz import PLOTLY_FROM_PAGE
+
+    os.environ[PLOTLY_FROM_PAGE] = "1"
+    app.add_js_file(PLOTLY_SCRIPT, priority=200)  # before any page-level script (require.js defines `define`)
+
+
+def plotly_source() -> Path:
+    """plotly.js as the installed plotly package ships it (one minified file).
+
+        shutil.copy2(plotly_source(), "_build/html/_static/plotly.min.js")
+    """
+    import plotly
+
+    return Path(plotly.__file__).parent / "package_data" / PLOTLY_SCRIPT
+
+
 def _use_local_mathjax(app) -> None:
     mathjax_source()  # fail at the start of a build, not after executing every chapter
     # A relative path is served from _static (Sphinx's add_js_file rule).
@@ -118,6 +140,7 @@ def _finish(app, error) -> None:
     if error is not None or app.builder.format != "html":
         return
     copy_mathjax(Path(app.outdir) / "_static")
+    shutil.copy2(plotly_source(), Path(app.outdir) / "_static" / PLOTLY_SCRIPT)
     times = chapter_times(app.env)
     if times:
         with atomic_path(Path(app.outdir).parent / TIMES_FILE) as path:
@@ -146,6 +169,7 @@ def setup(app: Sphinx) -> dict:
     app.connect("builder-inited", _use_local_mathjax)
     app.connect("builder-inited", _serve_student_notebooks)
     app.connect("builder-inited", _silence_progress_bars)
+    app.connect("builder-inited", _plotly_from_static)
     app.connect("html-page-context", _launch_only_from_notebooks, priority=502)  # after the theme's (501)
     app.connect("build-finished", _finish)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
