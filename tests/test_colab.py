@@ -24,6 +24,9 @@ def test_only_notebook_sources_are_notebook_pages():
     assert not notebook_page("book/results.md") and not notebook_page("book/results.md.txt")
 
 
+PIXEL = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==")
+
+
 def _mini_book(folder: Path) -> None:
     (folder / "_config.yml").write_text(textwrap.dedent("""\
         title: mini
@@ -36,8 +39,9 @@ def _mini_book(folder: Path) -> None:
     (folder / "_toc.yml").write_text("format: jb-book\nroot: page\nchapters:\n- file: chapter\n")
     (folder / "page.md").write_text("---\nfile_format: mystnb\nkernelspec: {name: python3, display_name: Python 3}\n"
                                     "---\n# A page\n```{code-cell} ipython3\n1 + 1\n```\n")
+    figure = nbformat.v4.new_output("display_data", data={"image/png": PIXEL, "text/plain": "<Figure>"})
     chapter = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# A chapter"),
-                                              nbformat.v4.new_code_cell("1 + 1")])
+                                              nbformat.v4.new_code_cell("1 + 1", outputs=[figure])])
     chapter.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(chapter, folder / "chapter.ipynb")
     (folder / "notebooks").mkdir()
@@ -59,7 +63,7 @@ def test_launch_buttons_stay_on_chapters_and_leave_executable_md_pages(tmp_path)
 def test_every_build_serves_the_student_notebooks_and_their_zip(tmp_path):
     import zipfile
 
-    from rosetta_lite.book.build import STUDENT_FOLDER, STUDENT_ZIP
+    from rosetta_lite.book.build import SLIDES_FOLDER, SLIDES_ZIP, STUDENT_FOLDER, STUDENT_ZIP
 
     _mini_book(tmp_path)
     build = subprocess.run([str(Path(sys.executable).parent / "jupyter-book"), "build", str(tmp_path)],
@@ -70,6 +74,10 @@ def test_every_build_serves_the_student_notebooks_and_their_zip(tmp_path):
     assert [c.source for c in student.cells] == ["x = 1"]  # the solution left out
     with zipfile.ZipFile(served / STUDENT_ZIP) as bundle:
         assert bundle.namelist() == ["rosetta_lite_student/01_one.ipynb"]
+    figures = tmp_path / "_build" / "html" / SLIDES_FOLDER
+    assert (figures / "chapter-1.png").read_bytes()[:4] == b"\x89PNG"  # the chapter's one figure, as a file
+    with zipfile.ZipFile(figures / SLIDES_ZIP) as bundle:
+        assert bundle.namelist() == ["rosetta_lite_figures/chapter-1.png"]
 
 
 def _shadow_site(folder: Path) -> Path:

@@ -8,7 +8,8 @@ sees raw TeX. The book instead serves MathJax 3 from the installed ``mathjax`` p
 fonts are copied into ``_static``. The chapters' student versions (no solutions) and
 their zip are written with every build and served under ``student/``; progress bars
 are hidden (``TQDM_DISABLE``), since a notebook's progress widget is blank on a static page;
-plotly figures leave plotly.js to the page, which loads it once from ``_static``. Launch buttons stay on the chapters (stored notebooks)
+plotly figures leave plotly.js to the page, which loads it once from ``_static``; every
+chapter figure is exported as a PNG file (and a zip) under ``figures/``, for slides. Launch buttons stay on the chapters (stored notebooks)
 and leave the ``.md`` pages, which Colab cannot open. After each build, every executed chapter's run time
 is written to ``<build>/chapter_times.json`` (the ``book`` command prints them).
 """
@@ -93,6 +94,38 @@ def student_downloads(chapters: list[Path], folder: Path) -> Path:
     return archive
 
 
+SLIDES_FOLDER = "figures"  # in the built site: every chapter figure as its own PNG, and their zip
+SLIDES_ZIP = "rosetta_lite_figures.zip"
+
+
+def export_figures(html_dir: Path, pages: list[str]) -> Path:
+    """Copy each page's figures, in page order, to ``html_dir/figures/<page>-<n>.png`` and zip them; the zip's path.
+
+        export_figures(Path("_build/html"), ["notebooks/02_correlation"])
+
+    A teacher's slides take the figures as files, named by chapter, rather than
+    screenshots of the page. Interactive (plotly) figures have no PNG and are not exported.
+    """
+    import re
+    import zipfile
+
+    target = html_dir / SLIDES_FOLDER
+    target.mkdir(parents=True, exist_ok=True)
+    written = []
+    for page in pages:
+        html = html_dir / f"{page}.html"
+        sources = re.findall(r'<img[^>]*\ssrc="([^"]*_images/[^"]+\.png)"', html.read_text()) if html.exists() else []
+        for n, source in enumerate(dict.fromkeys(sources), 1):
+            copy = target / f"{Path(page).name}-{n}.png"
+            shutil.copy2((html.parent / source).resolve(), copy)
+            written.append(copy)
+    archive = target / SLIDES_ZIP
+    with atomic_path(archive) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as bundle:
+        for path in written:
+            bundle.write(path, f"rosetta_lite_figures/{path.name}")
+    return archive
+
+
 def _serve_student_notebooks(app) -> None:
     # the teaching page links to these: a teacher downloads exactly what this build checked
     chapters = sorted((Path(app.srcdir) / "notebooks").glob("*.ipynb"))
@@ -141,6 +174,8 @@ def _finish(app, error) -> None:
         return
     copy_mathjax(Path(app.outdir) / "_static")
     shutil.copy2(plotly_source(), Path(app.outdir) / "_static" / PLOTLY_SCRIPT)
+    chapters = sorted(d for d in app.env.found_docs if notebook_page(app.env.doc2path(d)))
+    export_figures(Path(app.outdir), chapters)
     times = chapter_times(app.env)
     if times:
         with atomic_path(Path(app.outdir).parent / TIMES_FILE) as path:
