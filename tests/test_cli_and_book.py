@@ -1,6 +1,7 @@
 import pytest
 
 from rosetta_lite.cli import main
+from rosetta_lite.evaluation.metrics import MAX_EVAL_IMAGES
 
 
 def test_world_command_writes_a_png(tmp_path):
@@ -32,7 +33,7 @@ BAD_ARGUMENTS = [
     (["bench", "mining", "--batch-size", "0"], "--batch-size: must be an integer >= 1, got 0"),
     (["train", "lite-gan", "--steps", "0"], "--steps: must be an integer >= 1, got 0"),
     (["eval", "trust", "--images", "0"], "--images: must be an integer >= 2, got 0"),
-    (["eval", "editing", "--images", "0"], "--images: must be an integer from 1 to 2000, got 0"),
+    (["eval", "editing", "--images", "0"], f"--images: must be an integer from 1 to {MAX_EVAL_IMAGES}, got 0"),
     (["eval", "inversion", "--restarts", "0"], "--restarts: must be an integer >= 1, got 0"),
     (["eval", "concepts", "--min-iou", "2"], "--min-iou: must be a number in [0, 1], got 2"),
     (["layers", "resnet18", "--input-size", "0"], "--input-size: must be an integer from 8 to 4096, got 0"),
