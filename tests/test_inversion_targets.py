@@ -10,7 +10,15 @@ import torch
 from rosetta_lite import zoo
 from rosetta_lite.applications.invert import invert
 from rosetta_lite.dictionary.runs import load_dictionaries
-from rosetta_lite.evaluation.inversion import TARGET_KINDS, InversionTargets, check_targets, evaluate_inversion, sketch
+from rosetta_lite.evaluation.inversion import (
+    PHOTOGRAPHS,
+    TARGET_KINDS,
+    InversionTargets,
+    check_targets,
+    evaluate_inversion,
+    photographs,
+    sketch,
+)
 from rosetta_lite.evaluation.metrics import psnr
 from rosetta_lite.world import ShapesWorld, WorldBatch
 
@@ -45,6 +53,15 @@ def test_every_target_kind_makes_the_same_image_whatever_the_batches(kind):
     assert torch.allclose(whole, parts, atol=1e-5)
     if kind != "scenes":  # another kind of image than the plain world's scenes
         assert (whole - ShapesWorld().batch(6, seed=7).images).abs().mean() > 0.01
+
+
+def test_photographs_cycle_through_the_bundled_ones_with_seeded_crops_after_the_first_round():
+    n = len(PHOTOGRAPHS)
+    first, again = photographs(slice(0, n), 16), photographs(slice(n, 2 * n), 16)
+    assert first.shape == (n, 3, 16, 16) and not torch.allclose(first, again)  # crops, not the same squares
+    assert torch.equal(again, photographs(slice(n, 2 * n), 16))
+    assert not torch.equal(again, photographs(slice(n, 2 * n), 16, seed=8))
+    assert torch.equal(first, photographs(slice(0, n), 16, seed=8))  # the first round is the centre squares
 
 
 def test_unknown_target_kinds_and_lite_gan_images_for_lite_gan_are_refused(monkeypatch, capsys):

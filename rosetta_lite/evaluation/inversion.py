@@ -39,7 +39,10 @@ TARGET_KINDS = {
     "textured": "held-out scenes of the textured world (striped, checked, dotted objects)",
     "sketch": "outlines of held-out plain scenes: object and horizon edges, black on white, from the world's masks",
     "gan": "images drawn by lite-gan (held-out latents), inverted by another generator",
+    "photo": "photographs bundled with scikit-image (astronaut, cat, coffee, ...), square crops resized down",
 }
+#: scikit-image's bundled colour photographs (no download): the ``photo`` targets cycle through them
+PHOTOGRAPHS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina")
 #: the generator that draws the ``gan`` targets
 TARGET_GAN = "lite-gan"
 
@@ -73,13 +76,39 @@ def sketch(batch: WorldBatch) -> torch.Tensor:
     return (~edge).float().unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
 
 
+def photographs(rows: slice, size: int, seed: int = EVAL_SEED) -> torch.Tensor:
+    """Photographs ``rows`` (B, 3, size, size) in [0, 1], from :data:`PHOTOGRAPHS`, the same image i in any batch.
+
+        targets = photographs(slice(0, 4), size=256)
+
+    Image i is photograph ``i % 7``: the first seven are their centre squares, later ones
+    squares of 60-100% of the short side at a place drawn from (``seed``, i).
+    """
+    from skimage import data
+
+    images = []
+    for i in range(rows.start, rows.stop):
+        photo = torch.from_numpy(getattr(data, PHOTOGRAPHS[i % len(PHOTOGRAPHS)])()[..., :3].copy())
+        h, w = photo.shape[:2]
+        side, top, left = min(h, w), (h - min(h, w)) // 2, (w - min(h, w)) // 2
+        if i >= len(PHOTOGRAPHS):
+            draw = torch.rand(3, generator=torch.Generator().manual_seed(seed * 1_000_003 + i))
+            side = int(min(h, w) * (0.6 + 0.4 * float(draw[0])))
+            top, left = int((h - side) * float(draw[1])), int((w - side) * float(draw[2]))
+        crop = photo[top:top + side, left:left + side].permute(2, 0, 1).float().div(255)
+        images.append(torch.nn.functional.interpolate(crop[None], size=(size, size), mode="bilinear",
+                                                      antialias=True, align_corners=False)[0])
+    return torch.stack(images).clamp(0, 1)
+
+
 class InversionTargets:
     """The targets of one kind for ``images`` images, made a batch at a time.
 
         targets = InversionTargets("sketch", size=32, seed=EVAL_SEED, images=50); targets.batch(slice(0, 8))
 
-    ``seed`` is the world stream of the scenes (``scenes``, ``textured``, ``sketch``) or of
-    lite-gan's latents (``gan``); image i is the same whatever the batches.
+    ``seed`` is the world stream of the scenes (``scenes``, ``textured``, ``sketch``), of
+    lite-gan's latents (``gan``) or of the photographs' crops (``photo``); image i is the same
+    whatever the batches.
     """
 
     def __init__(self, kind: str, size: int, seed: int, images: int) -> None:
@@ -96,6 +125,8 @@ class InversionTargets:
         if self.gan is not None:
             with torch.no_grad():
                 return self.gan.generate(self.latents[rows]).clamp(0, 1)
+        if self.kind == "photo":
+            return photographs(rows, self.world.config.size, self.seed)
         scenes = self.world.batch(rows.stop - rows.start, seed=self.seed, start=rows.start)
         return sketch(scenes) if self.kind == "sketch" else scenes.images
 
