@@ -56,7 +56,7 @@ def test_runs_chapter_01_with_parameters_into_a_folder(tmp_path):
     ("zoo: full\n", "unknown section(s) ['zoo']"),
     ("chapters:\n  99_nothing:\n    size: 3\n", "chapter '99_nothing', which does not exist"),
     ("chapters:\n  '01':\n    sise: 64\n", "chapter 01_world_and_capture: parameter(s) ['sise'] are not in"),
-    ("common: {zoo: [unclosed\n", "is not valid YAML"),
+    ("common: {zoo: [unclosed\n", "is not valid YAML at line 2, column 1: expected ',' or ']', but got"),
     ("common:\n  imagez: 64\n", "common parameter(s) ['imagez'] are declared by no chapter"),
     ("common:\n  images: 1.0e+30\n", "common: images must be a whole number from 1 to 100,000, got 1e+30"),
     ("chapters:\n  02:\n    k: 0\n", "chapter 02: k must be a whole number from 1 to 50"),

@@ -586,3 +586,14 @@ def test_textured_members_are_judged_on_their_own_world(tmp_path):
     assert len(figures["class_frequency_world"]) == 30
     with pytest.raises(ValueError, match="classifies 6 classes, this world has 30"):
         image_set_quality(images, verified_file("lite-resnet-sup"), **textured)
+
+
+@pytest.mark.parametrize("saved", [{"step": 3, "seed": 0}, torch.ones(2), {"modules": "x"}])
+def test_a_checkpoint_missing_its_keys_is_named_not_a_traceback(tmp_path, saved, capsys):
+    from rosetta_lite.cli import main
+
+    torch.save(saved, checkpoints.checkpoint_path(tmp_path, "lite-resnet-sup"))
+    assert main(["train", "lite-resnet-sup", "--steps", "2", "--out", str(tmp_path)]) != 0
+    err = capsys.readouterr().err
+    assert "is not a whole training checkpoint (it lacks [" in err and "delete it to train from the start" in err
+    assert "Traceback" not in err

@@ -53,7 +53,11 @@ def load_params(path: str | Path | None) -> dict:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
-        raise ValueError(f"parameter file {str(path)!r} is not valid YAML: {error}") from None
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ValueError(f"parameter file {str(path)!r} is not valid YAML{where}: {problem}; fix that line (see "
+                         "params/full.yaml for the layout)") from None
     if not isinstance(data, dict):
         raise ValueError(f"parameter file {str(path)!r} must be a mapping with the sections {list(SECTIONS)}, "
                          f"got {type(data).__name__}")

@@ -241,11 +241,21 @@ def _same_config(saved: dict, asked: dict) -> bool:
     return all(saved[key] == asked[key] for key in saved.keys() & asked.keys())
 
 
+#: what every training checkpoint holds (the recipe's modules' states under "modules")
+CHECKPOINT_KEYS = frozenset({"steps", "seed", "batch_size", "modules", "optimizer", "step", "seconds", "log"})
+
+
 def _resumed(recipe: Recipe, ckpt_file: Path, steps: int, seed: int) -> tuple[int, float, list]:
     """Step, seconds and log of the recipe's checkpoint, its modules and optimizer restored; (0, 0, []) if none."""
     ckpt = load_checkpoint(ckpt_file)
     if ckpt is None:
         return 0, 0.0, []
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("modules", {}), dict):
+        ckpt = {}  # not a checkpoint's layout at all: every key is missing
+    missing = sorted(CHECKPOINT_KEYS - set(ckpt)) or sorted(set(recipe.modules) - set(ckpt["modules"]))
+    if missing:
+        raise ValueError(f"checkpoint {ckpt_file} is not a whole training checkpoint (it lacks {missing}); delete it "
+                         "to train from the start, or use another out_dir")
     if ckpt["steps"] != steps or ckpt["seed"] != seed or ckpt["batch_size"] != recipe.batch_size:
         raise ValueError(
             f"checkpoint {ckpt_file} was made with steps={ckpt['steps']}, seed={ckpt['seed']}, "
