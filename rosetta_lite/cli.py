@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -37,7 +38,7 @@ from rosetta_lite.evaluation.generators import (
     format_generator_pair,
     generator_pair_report,
 )
-from rosetta_lite.evaluation.inversion import TARGET_KINDS, evaluate_inversion
+from rosetta_lite.evaluation.inversion import OUTSIDE_BUDGET, TARGET_KINDS, evaluate_inversion, evaluate_outside
 from rosetta_lite.evaluation.metrics import MAX_EVAL_IMAGES
 from rosetta_lite.evaluation.nulls import NullOptions, format_nulls, null_report
 from rosetta_lite.evaluation.stability import StabilityOptions, format_stability, stability_report
@@ -363,6 +364,15 @@ def _eval_inversion(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_outside(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    options = dataclasses.replace(OUTSIDE_BUDGET, steps=args.steps, restarts=args.restarts, device=args.device,
+                                  batch_size=args.batch_size, precision=args.precision)
+    report = evaluate_outside(RosettaDictionary.load(args.folder), args.images, options=options)
+    print(json.dumps(report) if args.json else json.dumps(report, indent=1))
+    return 0
+
+
 def _eval_editing(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     report = evaluate_editing(RosettaDictionary.load(args.folder), images=args.images, steps=args.steps,
@@ -668,6 +678,12 @@ def _add_eval(commands) -> None:
     inversion.add_argument("--all-matches-only", action="store_true",
                            help="only the rows perceptual only and + all matches (not one per encoder)")
     inversion.set_defaults(run=_eval_inversion)
+    outside = kinds.add_parser("outside", help="Table 1 per kind of target (scenes, textured, sketch, gan, photo), "
+                                               "from the reader's guess and from random latents")
+    _add_application(outside, images=32, steps=OUTSIDE_BUDGET.steps)
+    outside.add_argument("--restarts", type=POSITIVE, default=OUTSIDE_BUDGET.restarts,
+                         help=f"random starts per target (default {OUTSIDE_BUDGET.restarts})")
+    outside.set_defaults(run=_eval_outside)
     editing = kinds.add_parser("editing", help="edit fidelity: shift, zoom, concept removal")
     _add_application(editing, images=16, steps=100)
     editing.set_defaults(run=_eval_editing)

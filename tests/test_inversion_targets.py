@@ -100,3 +100,24 @@ def test_table_1_on_sketches_from_random_latents_reports_the_two_rows(dictionary
     assert [row["objective"] for row in report["rows"]] == ["perceptual only", "+ all matches"]
     assert report["targets"] == "sketch" and report["warm_start"] is False
     assert report["rows"][1]["minus_perceptual_only"]["psnr"]["n"] == 2
+
+
+def test_outside_runs_every_kind_from_both_starts_and_skips_gan_for_lite_gan(monkeypatch):
+    from types import SimpleNamespace
+
+    from rosetta_lite.evaluation import inversion as module
+
+    calls = []
+
+    def fake(d, images, targets, per_encoder, options):
+        calls.append((targets, options.warm_start, per_encoder, options.steps, images))
+        return {"rows": []}
+
+    monkeypatch.setattr(module, "evaluate_inversion", fake)
+    report = module.evaluate_outside(SimpleNamespace(generator="lite-renderer"), 3, kinds=("sketch", "gan"))
+    assert calls == [("sketch", True, False, 25, 3), ("sketch", False, False, 25, 3), ("gan", True, False, 25, 3),
+                     ("gan", False, False, 25, 3)]
+    assert [(r["targets"], r["warm_start"]) for r in report["rows"]] == [(c[0], c[1]) for c in calls]
+    calls.clear()
+    module.evaluate_outside(SimpleNamespace(generator="lite-gan"), 3, kinds=("sketch", "gan"))
+    assert [c[0] for c in calls] == ["sketch", "sketch"]  # lite-gan's own images are inside its range

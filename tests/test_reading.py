@@ -9,7 +9,9 @@ from rosetta_lite.book.reading import (
     read_editing,
     read_generators,
     read_inversion,
+    read_local_edits,
     read_nulls,
+    read_outside,
     read_psnr_pair,
     read_rosetta_neurons,
     read_stability,
@@ -155,3 +157,27 @@ def test_editing_reads_the_rosetta_rows_and_where_a_removal_changes_pixels():
     assert "2 of 3 clusters change no pixel at all." in text
     report["removal"]["variants"][0]["mean_share_of_changed_pixels_inside_region"] = 0.1
     assert "the removal is not local" in read_editing(report)
+
+
+def test_local_edits_say_when_they_change_no_pixel():
+    assert read_local_edits({"removed": 0.25, "added": 0.1}, 2) == (
+        "Share of pixels changed (some channel by more than 0.1) by cluster 2's edits: removed 25%, added 10%.")
+    assert "Removed changed no pixel: at these settings" in read_local_edits({"removed": 0.0, "added": 0.1}, 0)
+
+
+def _outside_row(kind, warm, psnr, perceptual):
+    gain = {"psnr": {"mean": sum(psnr) / 2, "ci95": psnr}, "perceptual": {"mean": 0.0, "ci95": perceptual}}
+    return {"targets": kind, "warm_start": warm, "report": {"rows": [{}, {"minus_perceptual_only": gain}]}}
+
+
+def test_outside_reads_where_the_matches_raise_psnr():
+    report = {"images": 32, "rows": [_outside_row("scenes", True, [-1.0, 1.0], [-0.1, 0.1]),
+                                     _outside_row("photo", False, [-1.0, 1.0], [-0.3, -0.1]),
+                                     _outside_row("sketch", False, [-2.0, -0.5], [-0.1, 0.1])]}
+    text = read_outside(report)
+    assert text.startswith("3 settings, 32 targets each. + all matches raises PSNR with a 95% interval above 0 for "
+                           "none of them; lowers it for sketch from a random latent.")
+    assert "perceptual distance down (interval below 0) for photo from a random latent" in text
+    assert "is not reproduced for any kind of target" in text
+    report["rows"][0] = _outside_row("scenes", True, [0.2, 1.0], [-0.1, 0.1])
+    assert "above 0 for scenes from the reader's guess; lowers" in read_outside(report)

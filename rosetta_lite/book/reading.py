@@ -202,6 +202,29 @@ def read_inversion(report: dict) -> str:
     return text + " The paper's Table 1 has every row of matches above perceptual only."
 
 
+def read_outside(report: dict) -> str:
+    """One paragraph on Table 1 per kind of target and start (``eval outside``): where the matches raise PSNR.
+
+        read_outside(evaluate_outside(dictionary, images=32))
+    """
+    gains = {(r["targets"], r["warm_start"]): r["report"]["rows"][-1]["minus_perceptual_only"]
+             for r in report["rows"]}
+    start = {True: "from the reader's guess", False: "from a random latent"}
+    helped = [f"{kind} {start[warm]}" for (kind, warm), g in gains.items() if g["psnr"]["ci95"][0] > 0]
+    hurt = [f"{kind} {start[warm]}" for (kind, warm), g in gains.items() if g["psnr"]["ci95"][1] < 0]
+    closer = [f"{kind} {start[warm]}" for (kind, warm), g in gains.items() if g["perceptual"]["ci95"][1] < 0]
+    text = (f"{len(gains)} settings, {report['images']} targets each. + all matches raises PSNR with a 95% interval "
+            f"above 0 for {_names(helped) if helped else 'none of them'}")
+    text += f"; lowers it for {_names(hurt)}." if hurt else "."
+    if closer:
+        text += (f" It brings the perceptual distance down (interval below 0) for {_names(closer)}; that distance "
+                 "is the objective's own perceptual term, so it is not an independent judge.")
+    if not helped:
+        text += (" So the paper's Table 1 result, every encoder's matches raising PSNR, is not reproduced for any "
+                 "kind of target here, inside the generator's range or outside it.")
+    return text
+
+
 def read_psnr_pair(plain: float, guided: float, what: str) -> str:
     """One sentence on two inversions of the same targets: perceptual only against + all matches, in dB.
 
@@ -267,6 +290,20 @@ def read_editing(report: dict) -> str:
     if still:
         text += f" {still} of {len(removal['clusters'])} clusters change no pixel at all."
     return f"{geometry} {text}"
+
+
+def read_local_edits(changed: dict[str, float], cluster: int) -> str:
+    """One sentence on a cluster's local edits: the share of pixels each one changed.
+
+        read_local_edits({"removed": 0.0, "added": 0.12}, cluster=0)
+    """
+    parts = [f"{name} {share:.0%}" for name, share in changed.items()]
+    text = f"Share of pixels changed (some channel by more than 0.1) by cluster {cluster}'s edits: {', '.join(parts)}."
+    still = [name for name, share in changed.items() if share == 0]
+    if still:
+        text += (f" {_names(still).capitalize()} changed no pixel: at these settings this cluster's units do not "
+                 "steer the image, and the evaluation below counts how many clusters are like it.")
+    return text
 
 
 def read_stability(report: dict) -> str:
