@@ -121,3 +121,14 @@ def test_a_result_of_other_weights_is_stale():
     saved["weights"]["lite-clip"] = "0" * 64
     del saved["weights"]["lite-gan"]
     assert results.stale_members(saved) == ["lite-clip", "lite-gan"]
+
+
+def test_the_outside_table_has_a_row_per_kind_and_start_from_the_saved_report():
+    saved = results.load_result("outside")
+    table = results.outside_table(saved)
+    assert len(table) == len(saved["report"]["rows"]) and table.index.names == ["targets", "start"]
+    first = saved["report"]["rows"][0]
+    gain = first["report"]["rows"][-1]["minus_perceptual_only"]["psnr"]
+    start = "reader's guess" if first["warm_start"] else "random latent"
+    low, high = gain["ci95"]
+    assert table.loc[(first["targets"], start), "PSNR gain [95% CI]"] == f"{gain['mean']:+.2f} [{low:.2f}, {high:.2f}]"

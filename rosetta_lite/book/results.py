@@ -12,6 +12,7 @@ report.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from rosetta_lite.evaluation.census import CensusOptions, census
 from rosetta_lite.evaluation.concepts import concept_report, learned_concept
 from rosetta_lite.evaluation.editing import evaluate_editing
 from rosetta_lite.evaluation.generators import GENERATOR_PAIR_RUN, PairOptions, generator_pair_report
-from rosetta_lite.evaluation.inversion import evaluate_inversion
+from rosetta_lite.evaluation.inversion import OUTSIDE_BUDGET, evaluate_inversion, evaluate_outside
 from rosetta_lite.evaluation.nulls import NULLS, NullOptions, null_report
 from rosetta_lite.evaluation.stability import StabilityOptions, stability_report
 from rosetta_lite.files import DEFAULT_RUN, atomic_path, project_path
@@ -51,12 +52,15 @@ def _steps(run: Path, progress: bool) -> dict[str, tuple[str, Callable[[], dict]
                                                      PairOptions(mining={"progress": progress}))),
         "inversion": (f"python -m rosetta_lite eval inversion --run {RUN}",
                       lambda: evaluate_inversion(RosettaDictionary.load(run), images=50, progress=progress)),
+        "outside": (f"python -m rosetta_lite eval outside --run {RUN}",
+                    lambda: evaluate_outside(RosettaDictionary.load(run), 32,
+                                             options=dataclasses.replace(OUTSIDE_BUDGET, progress=progress))),
         "editing": (f"python -m rosetta_lite eval editing --run {RUN}",
                     lambda: evaluate_editing(RosettaDictionary.load(run), progress=progress)),
     }
 
 
-STEPS = ("mining", "census", "mine", "concepts", "nulls", "stability", "generators", "inversion", "editing")
+STEPS = ("mining", "census", "mine", "concepts", "nulls", "stability", "generators", "inversion", "outside", "editing")
 
 
 def make_results(out: str | Path = RESULTS, only: list[str] | None = None, progress: bool = True,
@@ -241,6 +245,25 @@ def inversion_table(result: dict):
                      _ci(gain["psnr"]) if gain else "", _ci(gain["ssim"], 3) if gain else ""))
     return pd.DataFrame(rows, columns=["objective", "PSNR", "SSIM", "PSNR gain [95% CI]", "SSIM gain [95% CI]"]
                         ).set_index("objective")
+
+
+def outside_table(result: dict):
+    """Table 1 per kind of target and start, from ``eval outside``: both objectives and the paired gains.
+
+        outside_table(load_result("outside"))
+    """
+    import pandas as pd
+
+    rows = []
+    for row in result["report"]["rows"]:
+        plain, matched = row["report"]["rows"][0], row["report"]["rows"][-1]
+        gain = matched["minus_perceptual_only"]
+        rows.append((row["targets"], "reader's guess" if row["warm_start"] else "random latent",
+                     round(plain["psnr"]["mean"], 2), round(matched["psnr"]["mean"], 2), _ci(gain["psnr"]),
+                     _ci(gain["perceptual"], 3)))
+    columns = ["targets", "start", "PSNR, perceptual only", "PSNR, + all matches", "PSNR gain [95% CI]",
+               "perceptual distance change [95% CI]"]
+    return pd.DataFrame(rows, columns=columns).set_index(["targets", "start"])
 
 
 def editing_table(result: dict):
