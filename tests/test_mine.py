@@ -724,3 +724,12 @@ def test_a_full_disk_while_taking_the_lock_is_one_clear_error_and_leaves_no_lock
                  "--batch-size", "16", "--out", str(tmp_path / "run")]) != 0
     err = capsys.readouterr().err
     assert "No space left on device; free some space and run again" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("change", [{"rss_images": 16}, {"exact_images": 16}])
+def test_bench_counts_below_one_batch_are_refused_before_any_work(change):
+    from rosetta_lite.bench.mining import BenchOptions
+
+    with pytest.raises(ValueError, match=f"{next(iter(change))} \\(16\\) must be at least one batch \\(32\\)"):
+        BenchOptions(**change).check()
+    BenchOptions(batch_size=16, **change).check()

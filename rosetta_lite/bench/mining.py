@@ -225,6 +225,10 @@ class BenchOptions:
         check_tables(self.tables)
         if self.repeats < 1:
             raise ValueError(f"repeats must be at least 1, got {self.repeats}")
+        for name in ("exact_images", "rss_images"):  # each is mined in batches: at least one of them
+            if getattr(self, name) < self.batch_size:
+                raise ValueError(f"{name} ({getattr(self, name)}) must be at least one batch ({self.batch_size}); "
+                                 "lower --batch-size or raise it")
         resolve_device(self.device)
 
 
