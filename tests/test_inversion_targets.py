@@ -66,7 +66,7 @@ def test_photographs_cycle_through_the_bundled_ones_with_seeded_crops_after_the_
 
 def test_unknown_target_kinds_and_lite_gan_images_for_lite_gan_are_refused(monkeypatch, capsys):
     with pytest.raises(ValueError, match="targets must be one of"):
-        check_targets("photo", "lite-renderer")
+        check_targets("photos", "lite-renderer")
     with pytest.raises(ValueError, match="inside its range"):
         check_targets("gan", "lite-gan")
     check_targets("gan", "lite-renderer")
@@ -80,8 +80,8 @@ def test_unknown_target_kinds_and_lite_gan_images_for_lite_gan_are_refused(monke
     from rosetta_lite.cli import main
 
     with pytest.raises(SystemExit):
-        main(["eval", "inversion", "--targets", "photo"])
-    assert "--targets: invalid choice: 'photo'" in capsys.readouterr().err
+        main(["eval", "inversion", "--targets", "photos"])
+    assert "--targets: invalid choice: 'photos'" in capsys.readouterr().err
 
 
 def test_without_the_warm_start_inversion_starts_from_a_random_latent(dictionary):
