@@ -6,19 +6,22 @@
 model's layers and units, dead units, best buddies and the ranked clusters;
 ``dictionary.safetensors`` holds the correlation tables and each unit's mean and
 standard deviation on the mining grid (inversion normalises maps with them).
+A loaded dictionary reads that file lazily (:class:`LazyTensors`): a table only when asked for.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Mapping
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from rosetta_lite.capture import record_generator
 from rosetta_lite.dictionary.match import best_buddies, cluster_units, rosetta_units
@@ -55,6 +58,101 @@ class Cluster:
     iou: float | None = None
 
 
+class LazyTensors(Mapping[str, torch.Tensor]):
+    """The tensors of a safetensors file, each read from disk only when it is asked for.
+
+        t = LazyTensors("runs/lite/dictionary.safetensors"); t.shapes["corr_self"]; t.rows("corr/lite-clip", [3, 7])
+
+    Opening reads the file's header alone (names and shapes). Each read opens the file
+    anew and returns a tensor of its own, so nothing keeps the file open or mapped, and
+    mining again can replace it (Windows refuses to replace a file that is open or
+    mapped). A read after the file was replaced or removed raises :class:`DictionaryError`
+    rather than mixing two runs: open the run again.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path).absolute()  # a chapter may change its working folder
+        self._stamp = _stamp(self.path)  # before the header: a file replaced meanwhile fails at its first read
+        with safe_open(str(self.path), "pt") as handle:
+            self._shapes = {key: torch.Size(handle.get_slice(key).get_shape()) for key in handle.keys()}
+        # Only per-unit vectors (means, deviations) are kept once read: they are small and inversion reads
+        # them at every step. Tables are what reading lazily saves memory on, so they are read at each access.
+        self._cache: dict[str, torch.Tensor] = {}
+
+    @property
+    def shapes(self) -> dict[str, torch.Size]:
+        """Every tensor's shape, from the header: ``{"corr_self": torch.Size([320, 320]), ...}``."""
+        return dict(self._shapes)
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        if key not in self._shapes:
+            raise KeyError(key)
+        if key in self._cache:
+            self._check()
+            return self._cache[key]
+        tensor = self._read(lambda handle: handle.get_tensor(key))
+        if len(self._shapes[key]) == 1:
+            self._cache[key] = tensor
+        return tensor
+
+    def rows(self, key: str, rows: int | slice | Sequence[int]) -> torch.Tensor:
+        """Rows of one tensor, read without the rest of it (as ``self[key][rows]``).
+
+            t.rows("corr/lite-clip", [3, 7])   # (2, encoder units): generator units 3 and 7
+        """
+        if key not in self._shapes:
+            raise KeyError(key)
+        index = rows if isinstance(rows, (int, slice)) else list(rows)
+        return self._read(lambda handle: handle.get_slice(key)[index])
+
+    def __contains__(self, key: object) -> bool:  # Mapping's would read the tensor
+        return key in self._shapes
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._shapes)
+
+    def __len__(self) -> int:
+        return len(self._shapes)
+
+    def __eq__(self, other: object) -> bool:  # Mapping's would read every table of both
+        if not isinstance(other, LazyTensors):
+            return NotImplemented
+        return (self.path, self._stamp) == (other.path, other._stamp)
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"LazyTensors({str(self.path)!r}: {len(self)} tensors, read when asked for)"
+
+    def rewritten(self, path: str | os.PathLike) -> None:
+        """Go on reading the file at ``path`` if it is this one's, saved anew with this mapping's tensors."""
+        if Path(path).exists() and os.path.samefile(path, self.path):
+            self._stamp = _stamp(self.path)
+
+    def _read(self, take: Callable) -> torch.Tensor:
+        try:
+            with safe_open(str(self.path), "pt") as handle:
+                # a copy: safetensors' tensor maps the file, which would stay mapped while the caller holds it
+                tensor = take(handle).clone()
+        finally:
+            self._check()  # after the read too: a file replaced while it was being opened was read wrongly
+        return tensor
+
+    def _check(self) -> None:
+        if _stamp(self.path) != self._stamp:
+            raise DictionaryError(f"{self.path} changed since it was loaded (mined again, replaced or removed); "
+                                  "open the run again (RosettaDictionary.load or open_run)")
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """Size, modification time and file number: an atomic save (a new file renamed over it) changes them."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return status.st_size, status.st_mtime_ns, status.st_ino
+
+
 @dataclass
 class RosettaDictionary:
     """Clusters of Rosetta neurons with what is needed to use them later.
@@ -67,7 +165,8 @@ class RosettaDictionary:
     clusters: list[Cluster]
     buddies: dict[str, list[list]]  # encoder -> [[g_unit, d_unit, corr], ...]
     dead: dict[str, list[int]]
-    tensors: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
+    #: a built dictionary's tables, or a loaded one's :class:`LazyTensors` (read from the file when asked for)
+    tensors: Mapping[str, torch.Tensor] = field(repr=False, default_factory=dict)
 
     @property
     def generator(self) -> str:
@@ -221,22 +320,32 @@ class RosettaDictionary:
         return dataclasses.replace(self, settings=dict(self.settings) | notes, clusters=clusters, buddies=buddies)
 
     def save(self, folder: str | Path) -> Path:
-        """Write dictionary.json and dictionary.safetensors into ``folder`` (atomically)."""
+        """Write dictionary.json and dictionary.safetensors into ``folder`` (atomically).
+
+        A loaded dictionary's tables are read from its file here, all of them (safetensors
+        writes a file from tensors in memory).
+        """
         folder = writable_dir(folder)
         data = {"schema_version": SCHEMA_VERSION, "settings": self.settings, "models": self.models,
                 "dead": self.dead, "buddies": self.buddies, "clusters": [asdict(c) for c in self.clusters]}
+        tensors = {k: v.contiguous() for k, v in self.tensors.items()}  # once: a lazy mapping reads at each access
         with atomic_path(folder / TENSORS_NAME) as tmp:
-            save_file({k: v.contiguous() for k, v in self.tensors.items()}, tmp,
-                      metadata={"schema_version": str(SCHEMA_VERSION)})
+            save_file(tensors, tmp, metadata={"schema_version": str(SCHEMA_VERSION)})
             # the JSON names the one tensors file that belongs to it
-            data["tensors"] = {"sha256": _sha256(tmp), "shapes": {k: list(v.shape) for k, v in self.tensors.items()}}
+            data["tensors"] = {"sha256": _sha256(tmp), "shapes": {k: list(v.shape) for k, v in tensors.items()}}
+        if isinstance(self.tensors, LazyTensors):
+            self.tensors.rewritten(folder / TENSORS_NAME)
         with atomic_path(folder / JSON_NAME) as tmp:
             Path(tmp).write_text(json.dumps(data, indent=1))
         return folder / JSON_NAME
 
     @classmethod
     def load(cls, folder: str | Path) -> "RosettaDictionary":
-        """Read a dictionary saved by ``save``; other schema versions and corrupt files are refused."""
+        """Read a dictionary saved by ``save``; other schema versions and corrupt files are refused.
+
+        Its ``tensors`` are a :class:`LazyTensors`: loading reads the JSON, the tensors file's
+        header and (streamed, for its checksum) its bytes, but keeps no table in memory.
+        """
         folder = Path(folder)
         path = folder / JSON_NAME if folder.is_dir() else folder
         tensors_path = path.with_name(TENSORS_NAME)
@@ -251,13 +360,13 @@ class RosettaDictionary:
             raise DictionaryError(f"{path} has schema version {version!r}; this rosetta_lite reads version "
                                   f"{SCHEMA_VERSION}: mine it again with this version")
         try:
-            tensors = load_file(str(tensors_path))
+            tensors = LazyTensors(tensors_path)
         except Exception as error:  # noqa: BLE001 - any failure to parse means the file is unusable
             raise DictionaryError(f"{tensors_path} is missing or corrupt ({error}); mine it again") from None
         _check_fields(path, "the file", data, {"schema_version", "settings", "models", "clusters", "buddies", "dead",
                                                "tensors"}, optional={"tensors"})  # older files lack "tensors"
         _check_sections(path, data)
-        _check_tensors(path, tensors_path, data.get("tensors"), tensors)
+        _check_tensors(path, tensors_path, data.get("tensors"), tensors.shapes)
         fields = {f.name for f in dataclasses.fields(Cluster)}
         optional = {f.name for f in dataclasses.fields(Cluster)
                     if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
@@ -275,15 +384,14 @@ def _sha256(path: str | Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def _check_tensors(path: Path, tensors_path: Path, recorded: dict | None, tensors: dict[str, torch.Tensor]) -> None:
+def _check_tensors(path: Path, tensors_path: Path, recorded: dict | None, shapes: Mapping[str, torch.Size]) -> None:
     """Refuse a tensors file other than the one the JSON was saved with (its checksum and shapes)."""
     if recorded is None:
         return
     if not isinstance(recorded, dict) or _sha256(tensors_path) != recorded.get("sha256"):
         raise DictionaryError(f"{tensors_path} is not the tensors file {path.name} was saved with (its checksum "
                               "differs: overwritten, damaged or another run's); mine it again")
-    shapes = {k: list(v.shape) for k, v in tensors.items()}
-    if shapes != recorded.get("shapes"):
+    if {k: list(v) for k, v in shapes.items()} != recorded.get("shapes"):
         raise DictionaryError(f"{tensors_path}: its tables' shapes differ from those {path.name} records; mine it again")
 
 
@@ -360,16 +468,18 @@ def build_dictionary(result: MiningResult, k: int = 1, *, mode: str = "mutual", 
     return RosettaDictionary(settings, models, clusters, buddies, dead, tensors)
 
 
-def _clusters(pair_lists: dict[str, list[tuple[int, int]]], tensors: dict[str, torch.Tensor],
+def _clusters(pair_lists: dict[str, list[tuple[int, int]]], tensors: Mapping[str, torch.Tensor],
               g_dead: torch.Tensor, cluster_k: int, mode: str) -> list[Cluster]:
     """Rosetta neurons of the given best buddies, clustered by BB(G, G), ranked by mean correlation."""
     rosetta = rosetta_units(pair_lists)
     groups = cluster_units(rosetta, tensors["corr_self"], cluster_k, dead_g=g_dead, mode=mode)
+    row = {u: i for i, u in enumerate(rosetta)}
+    # each encoder's table once, and of a loaded dictionary only the Rosetta neurons' rows
+    rows = {e: _rows(tensors, f"corr/{e}", list(rosetta)) for e in pair_lists} if rosetta else {}
     clusters = []
     for units in groups:
         members = {e: sorted({d for u in units for d in rosetta[u][e]}) for e in pair_lists}
-        per_encoder = {e: [float(tensors[f"corr/{e}"][u, d]) for u in units for d in rosetta[u][e]]
-                       for e in pair_lists}
+        per_encoder = {e: [float(rows[e][row[u], d]) for u in units for d in rosetta[u][e]] for e in pair_lists}
         pair_corr = {e: round(sum(v) / len(v), 6) for e, v in per_encoder.items()}
         every = [c for v in per_encoder.values() for c in v]
         clusters.append(Cluster(0, units, members, round(sum(every) / len(every), 6), pair_corr))
@@ -377,6 +487,10 @@ def _clusters(pair_lists: dict[str, list[tuple[int, int]]], tensors: dict[str, t
     for rank, cluster in enumerate(clusters):
         cluster.id = rank
     return clusters
+
+
+def _rows(tensors: Mapping[str, torch.Tensor], key: str, rows: list[int]) -> torch.Tensor:
+    return tensors.rows(key, rows) if isinstance(tensors, LazyTensors) else tensors[key][rows]
 
 
 def _control_twin(control: RosettaDictionary, encoder: str) -> str | None:
