@@ -37,7 +37,8 @@ def gans() -> dict[str, biggan.ConditionalGenerator]:
 def test_the_full_zoo_has_the_papers_members_and_a_gan_by_default():
     assert set(ENCODERS) <= set(zoo.names("full", "encoder"))
     # runs.zoo_members picks the first full generator for zoo="full": the paper's 256 px one
-    assert zoo.names("full", "generator") == ["biggan-deep-256", "biggan-deep-128"]
+    # (the StyleGAN2 members follow them: tests/test_stylegan2.py)
+    assert zoo.names("full", "generator")[:2] == ["biggan-deep-256", "biggan-deep-128"]
 
 
 def test_configs_are_the_packages_tf_hub_conversions():

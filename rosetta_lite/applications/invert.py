@@ -296,9 +296,10 @@ def invert(generator: Member, targets: torch.Tensor, dictionary: RosettaDictiona
     ``encoders`` the activation term is off (the perceptual-only baseline). The restarts
     start from ``z0`` (B x restarts latents, target-major; default: latents of the stream
     ``seed``), except that for a generator with a reader (``Member.read``) and ``warm_start``
-    the first restart of each target starts from the reader's guess. Every model runs on
-    ``device`` (moved there; None: the generator's) in ``precision``; targets and latents
-    follow them.
+    the first restart of each target starts from the reader's guess. The latents optimised
+    are ``generator.search_latents(z0)``: z, or for StyleGAN2 W+ (``result.z`` is then W+).
+    Every model runs on ``device`` (moved there; None: the generator's) in ``precision``;
+    targets and latents follow them.
     """
     opts = dataclasses.replace(options or InversionOptions(), **changes)
     restarts = opts.restarts
@@ -314,6 +315,7 @@ def invert(generator: Member, targets: torch.Tensor, dictionary: RosettaDictiona
     elif z0.shape[0] != n * restarts:
         raise InversionError(f"z0 holds one latent per target and restart ({n} x {restarts} = {n * restarts}), "
                              f"got {z0.shape[0]}")
+    z0 = generator.search_latents(z0)  # the generator's own search space: z, or StyleGAN2's W+
     batches = row_batches(n, opts.batch_size)
     runs = []
     with precision_context(opts.precision, device):

@@ -24,7 +24,6 @@ drawn at random unless given, and the 12 residual blocks' outputs (far fewer uni
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import warnings
 from collections.abc import Sequence
@@ -36,7 +35,7 @@ import torch
 from torch import nn
 
 from rosetta_lite.zoo.hub import cached_download, hub_unavailable_reason, offline_error, read_state_dict
-from rosetta_lite.zoo.member import Member, ZooError
+from rosetta_lite.zoo.member import Member, ZooError, member_options
 from rosetta_lite.zoo.weights import check_finite
 
 NOISE_DIM = 128
@@ -333,11 +332,7 @@ def build(name: str, pretrained: bool = True, seed: int = 0, weights: str | None
     """
     if name not in CONFIGS:
         raise ZooError(f"unknown BigGAN member {name!r}; known: {list(CONFIGS)}")
-    unknown = sorted(set(changes) - set(GAN_OPTIONS))
-    if unknown:
-        raise ZooError(f"{name} has no option {unknown}: it accepts {list(GAN_OPTIONS)}")
-    options = dataclasses.replace(options or GanOptions(), **changes)
-    options.check()
+    options = member_options(name, options or GanOptions(), changes)
     # fail before seconds of building on a misspelt class
     classes = None if options.classes is None else tuple(class_index(c) for c in options.classes)
     from pytorch_pretrained_biggan import BigGAN, BigGANConfig

@@ -3,9 +3,11 @@
     member = zoo.load("dino-vitb16", pretrained=False)   # real shapes, untrained weights
 
 Encoders: class-supervised ResNet50, DINO ResNet50, DINO ViT-B/16, MAE ViT-B/16 (timm),
-CLIP RN50 (open_clip). Generators: BigGAN-deep at 256 px (the paper's, and the default of
-``zoo="full"``) and at 128 px (4x cheaper, for a free Colab GPU), see
-:mod:`rosetta_lite.zoo.biggan`.
+CLIP RN50 (open_clip): the default set of ``zoo="full"``; beside them DINO ViT-B/8
+(``dino-vitb8``, a 28 x 28 token grid), mined when named. Generators: BigGAN-deep at 256 px
+(the paper's, and the default of ``zoo="full"``) and at 128 px (4x cheaper, for a free
+Colab GPU), see :mod:`rosetta_lite.zoo.biggan`; StyleGAN2 for LSUN cats, horses, churches,
+cars and FFHQ faces (``stylegan2-cat`` ...), see :mod:`rosetta_lite.zoo.stylegan2`.
 
 Pretrained weights are a download from the model hubs: they load where the hub is
 reachable (e.g. Colab) or from a local file (``zoo.load(name, weights="file")``).
@@ -18,7 +20,7 @@ import warnings
 
 import torch
 
-from rosetta_lite.zoo import biggan
+from rosetta_lite.zoo import biggan, stylegan2
 from rosetta_lite.zoo.hub import cached_download, hub_unavailable_reason, offline_error, read_state_dict
 from rosetta_lite.zoo.member import Member, Spec, ZooError
 from rosetta_lite.zoo.preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Preprocess
@@ -35,7 +37,11 @@ TIMM_MEMBERS = {
     "dino-resnet50": ("resnet50", None, RESNET_LAYERS, "DINO self-supervision (weights: DINO's release)"),
     "dino-vitb16": ("vit_base_patch16_224", "dino", VIT_B_LAYERS, "DINO self-supervision"),
     "mae-vitb16": ("vit_base_patch16_224", "mae", VIT_B_LAYERS, "masked autoencoding (MAE)"),
+    # patches of 8 px: a 28 x 28 token grid, 4x the positions of ViT-B/16 (the official code offers both)
+    "dino-vitb8": ("vit_base_patch8_224", "dino", VIT_B_LAYERS, "DINO self-supervision (ViT-B/8)"),
 }
+#: encoders mined only when named: the default full zoo stays the paper's five
+NOT_DEFAULT = ("dino-vitb8",)
 
 
 def load_backbone(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -136,7 +142,7 @@ def _spec(name: str, kind: str, trained_for: str, build) -> Spec:
     def wrapped(pretrained: bool = True, seed: int = 0, weights: str | None = None) -> Member:
         return build(name, pretrained, seed, weights)
 
-    return Spec(name, kind, "full", trained_for, wrapped)
+    return Spec(name, kind, "full", trained_for, wrapped, default=name not in NOT_DEFAULT)
 
 
 def _gan_spec(name: str) -> Spec:
@@ -146,8 +152,17 @@ def _gan_spec(name: str) -> Spec:
     return Spec(name, "generator", "full", biggan.TRAINED_FOR[name], wrapped, options=biggan.GAN_OPTIONS)
 
 
+def _style_spec(name: str) -> Spec:
+    def wrapped(pretrained: bool = True, seed: int = 0, weights: str | None = None, **options) -> Member:
+        return stylegan2.build(name, pretrained, seed, weights, **options)
+
+    return Spec(name, "generator", "full", stylegan2.CHECKPOINTS[name].trained_for, wrapped,
+                options=stylegan2.STYLE_OPTIONS)
+
+
 # the 256 px GAN comes first: it is the one zoo="full" picks (the paper's generator)
 SPECS = [_gan_spec(name) for name in biggan.CONFIGS]
+SPECS += [_style_spec(name) for name in stylegan2.CHECKPOINTS]
 SPECS += [_spec(name, "encoder", spec[3], _timm_member) for name, spec in TIMM_MEMBERS.items()]
 SPECS.append(_spec("clip-rn50", "encoder", "matching images with captions (CLIP, OpenAI weights)",
                    lambda name, pretrained, seed, weights: _clip_member(pretrained, seed, weights)))

@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -16,6 +18,22 @@ from rosetta_lite.zoo.preprocess import Preprocess
 
 class ZooError(RuntimeError):
     """A member that cannot be loaded: unknown name, missing or corrupt weights, no hub."""
+
+
+def member_options(name: str, options: Any, changes: dict[str, Any]) -> Any:
+    """A member's options dataclass with ``changes`` applied and checked; an unknown name is refused.
+
+        options = member_options("biggan-deep-128", GanOptions(), {"truncation": 0.5})
+
+    ``options`` has a ``check()`` that raises on values out of range.
+    """
+    accepted = [f.name for f in dataclasses.fields(options)]
+    unknown = sorted(set(changes) - set(accepted))
+    if unknown:
+        raise ZooError(f"{name} has no option {unknown}: it accepts {accepted}")
+    options = dataclasses.replace(options, **changes)
+    options.check()
+    return options
 
 
 @dataclass
@@ -29,7 +47,8 @@ class Member:
     Generators: ``sample_latents(n, seed)`` and ``generate(z)`` (images in [0, 1],
     differentiable in z); their ``layers`` are recorded around ``generate``. A generator
     with a ``reader`` (images -> latents) can guess a latent from an image; inversion
-    starts one restart from that guess.
+    starts one restart from that guess. Inversion optimises ``search_latents(z)`` (z itself
+    but for StyleGAN2, whose W+ it is).
     """
 
     name: str
@@ -78,6 +97,17 @@ class Member:
         z = own(n, generator) if callable(own) else torch.randn(n, self.z_dim, generator=generator)
         return z.to(self.device)  # drawn on the CPU: the same latents on any device
 
+    def search_latents(self, z: torch.Tensor) -> torch.Tensor:
+        """The latents inversion optimises, from sampled ``z``: ``z`` itself, unless the generator has a richer space.
+
+            start = gan.search_latents(gan.sample_latents(4, seed=0))   # StyleGAN2: W+ rows; others: z
+
+        ``generate`` takes what this returns as well as ``z``.
+        """
+        if not self.is_generator:
+            raise ZooError(f"{self.name} is an encoder: it has no latents")
+        return z
+
     def read(self, images_bchw: torch.Tensor) -> torch.Tensor | None:
         """Latents guessed from images in [0, 1] (B, z_dim), or None for a generator without a reader."""
         if not self.is_generator:
@@ -113,7 +143,8 @@ class Spec:
 
         Spec("g", "generator", "full", "...", build, options=("truncation",))
 
-    ``options`` names the member-specific keyword settings ``build`` accepts (none for most).
+    ``options`` names the member-specific keyword settings ``build`` accepts (none for most);
+    ``default`` says whether the zoo's default set (no members named) includes it.
     """
 
     name: str
@@ -122,3 +153,4 @@ class Spec:
     trained_for: str
     build: Callable[..., Member]
     options: tuple[str, ...] = ()
+    default: bool = True

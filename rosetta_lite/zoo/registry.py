@@ -25,6 +25,14 @@ def names(scale: str | None = None, kind: str | None = None) -> list[str]:
     return [s.name for s in _SPECS.values() if scale in (None, s.scale) and kind in (None, s.kind)]
 
 
+def default_names(scale: str, kind: str) -> list[str]:
+    """The members of a zoo's default set: those a run mines when it names none.
+
+        default_names("full", "encoder")   # the paper's five; dino-vitb8 only when named
+    """
+    return [s.name for s in _SPECS.values() if s.scale == scale and s.kind == kind and s.default]
+
+
 def _spec(name: str) -> Spec:
     if name not in _SPECS:
         close = difflib.get_close_matches(name, list(_SPECS), n=3, cutoff=0.4)
@@ -39,7 +47,8 @@ def load(name: str, pretrained: bool = True, seed: int = 0, weights: str | None 
         gan = load("lite-gan"); control = load("lite-vit-dino", pretrained=False, seed=1)
         biggan = load("biggan-deep-256", classes=["goldfish"], truncation=0.5)
 
-    ``options`` are member-specific settings (the BigGAN members take ``truncation`` and ``classes``).
+    ``options`` are member-specific settings (the BigGAN members take ``truncation`` and ``classes``,
+    the StyleGAN2 ones ``truncation``, ``noise_bound`` and ``layers``).
     A pretrained member without ``weights`` reads the local file that :data:`WEIGHTS_VARIABLE`
     names for it (see :func:`use_weights`), else its hub weights.
     """
@@ -125,7 +134,8 @@ def zoo_members(scale: str, generator: str | None = None, encoders: list[str] | 
         gan, encoders = zoo_members("full", generator_options={"classes": ["goldfish"], "layers": "conv"})
 
     ``generator_options`` go to ``load`` for the generator (a BigGAN's ``classes``,
-    ``truncation``, ``noise_bound``, ``layers``); an option set to None keeps the member's default.
+    ``truncation``, ``noise_bound``, ``layers``; a StyleGAN2's the same but ``classes``); an
+    option set to None keeps the member's default. Without ``encoders``, the zoo's default set.
     """
     if scale not in ZOOS:
         raise ValueError(f"zoo must be one of {list(ZOOS)}, got {scale!r}")
@@ -133,7 +143,7 @@ def zoo_members(scale: str, generator: str | None = None, encoders: list[str] | 
     generator = generator or next(iter(names(scale, "generator")), None)
     if generator is None:
         raise ValueError(f"the {scale} zoo has no generator yet; name one with --generator")
-    encoders = encoders or names(scale, "encoder")
+    encoders = encoders or default_names(scale, "encoder")
     # untrained members get distinct seeds, so that two copies of one architecture differ
     return (load(generator, pretrained=pretrained, **chosen_options(generator_options)),
             [load(name, pretrained=pretrained, seed=index) for index, name in enumerate(encoders)])
