@@ -123,19 +123,19 @@ def test_notebook_chapters_have_their_figures(doms, html):
     assert doms[PLOTLY_CHAPTER].count("js-plotly-plot") >= 1, f"{PLOTLY_CHAPTER}: no plotly figure drawn"
 
 
-EXPLORER_CHAPTER = "notebooks/04_rosetta_dictionary"
+EXPLORER_PAGE = "book/explorer"
 
 
 def test_the_concept_explorer_works_without_a_kernel_or_network(doms, html):
     """Its script ran (one card shown, the count filled), and ``?concept=`` filters the clusters."""
-    dom = doms[EXPLORER_CHAPTER]
+    dom = doms[EXPLORER_PAGE]
     assert 'class="rosetta-explorer"' in dom and 'data-ready="1"' in dom, "the explorer's script did not run"
     cards = re.findall(r'<div class="rx-card"[^>]*>', dom)
     assert len(cards) >= 2 and sum("hidden" not in card for card in cards) == 1, "one cluster is shown at a time"
     shown, total = map(int, re.search(r"(\d+) of (\d+) clusters", dom).groups())
     assert shown == total == len(cards)
     trained = sum('data-id="trained-' in card for card in cards)
-    url = (html / f"{EXPLORER_CHAPTER}.html").as_uri() + "?concept=trained"
+    url = (html / f"{EXPLORER_PAGE}.html").as_uri() + "?concept=trained"
     filtered = chromium("--virtual-time-budget=5000", "--dump-dom", url)
     assert re.search(r"(\d+) of (\d+) clusters", filtered).groups() == (str(trained), str(total))
     visible = [card for card in re.findall(r'<div class="rx-card"[^>]*>', filtered) if "hidden" not in card]
