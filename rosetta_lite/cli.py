@@ -45,7 +45,7 @@ from rosetta_lite.evaluation.stability import StabilityOptions, format_stability
 from rosetta_lite.evaluation.trust import trust_report
 from rosetta_lite.files import DEFAULT_RUN, atomic_path, project_path, run_lock, writable_dir
 from rosetta_lite.mining import processes as distributed
-from rosetta_lite.mining.plan import MemoryRequest, estimate_memory, fit_memory
+from rosetta_lite.mining.plan import MemoryRequest, fit_grid
 from rosetta_lite.mining.settings import (
     ACCUMULATORS,
     DEFAULT_CALIBRATION_IMAGES,
@@ -204,23 +204,29 @@ def _print_summary(summary: dict) -> None:
         print(f"  {'':8s} Rosetta neurons: {part['rosetta_neurons']}, clusters: {part['clusters']}")
 
 
-def _fit_memory(args: argparse.Namespace) -> str:
-    """The tables' place for ``mine`` within --gpu-memory / --host-memory, or a ValueError naming the figures."""
+def _fit_memory(args: argparse.Namespace) -> tuple[int | None, str]:
+    """The grid and tables' place for ``mine`` within --gpu-memory / --host-memory, or a ValueError naming the figures.
+
+    Without --grid the largest grid that fits is chosen (:func:`~rosetta_lite.mining.plan.fit_grid`).
+    """
     if args.gpu_memory is None and args.host_memory is None:
-        return args.tables
+        return args.grid, args.tables
     gan, encoders = zoo_members(args.zoo, args.generator, args.encoders)
     members = encoders + ([] if args.no_control else control_members(encoders, ZooOptions().control_seed))
     request = MemoryRequest(grid=args.grid, batch_size=args.batch_size)
     for member in [gan, *members]:
         member.to(args.device)
-    placement = fit_memory(estimate_memory(gan, members, request), args.device,
-                           *(None if gb is None else int(gb * 2**30) for gb in (args.gpu_memory, args.host_memory)))
-    return placement if args.tables == "auto" else args.tables
+    grid, placement = fit_grid(gan, members, request, args.device,
+                               *(None if gb is None else int(gb * 2**30) for gb in (args.gpu_memory, args.host_memory)))
+    if grid != args.grid:
+        print(f"mine: the largest maps do not fit the memory budget: mining on a common grid of {grid} "
+              "(--grid chooses another)", file=sys.stderr)
+    return grid, placement if args.tables == "auto" else args.tables
 
 
 def _mine(args: argparse.Namespace) -> int:
     use_weights(parse_weights(args.weights or []))
-    args.tables = _fit_memory(args)
+    args.grid, args.tables = _fit_memory(args)
     try:  # under torchrun every process mines its share; rank 0 writes and prints
         zoo_options = ZooOptions(k=args.k, mode=args.mode, control=not args.no_control, generator=args.generator,
                                  encoders=args.encoders)

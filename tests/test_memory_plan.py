@@ -78,3 +78,38 @@ def test_mine_refuses_a_run_over_its_memory_budget_before_mining(tmp_path, capsy
     assert "of host memory" in capsys.readouterr().err and not (tmp_path / "run").exists()
     assert main(argv + ["--host-memory", "8", "--no-control", "--batch-size", "8"]) == 0
     assert (tmp_path / "run" / "dictionary.json").exists()
+
+
+def test_without_a_grid_the_budget_chooses_the_largest_grid_that_fits():
+    from rosetta_lite.mining.plan import LEAST_AUTO_GRID, fit_grid, probe_members, size_run
+
+    gan, encoders = zoo_members("lite-untrained")
+    probe = probe_members(gan, encoders)
+    assert probe.smaller_grids(LEAST_AUTO_GRID) == [16, 8]  # the lite members' map sides below 32
+    at = {grid: size_run(probe, MemoryRequest(grid=grid, batch_size=16)).device for grid in (None, 16, 8)}
+    assert at[None] > at[16] > at[8]
+    assert at[None] == estimate_memory(gan, encoders, MemoryRequest(batch_size=16)).device  # one probe, same sizes
+    between = (at[None] + at[16]) // 2
+    assert fit_grid(gan, encoders, MemoryRequest(batch_size=16), "cpu", None, between) == (16, "device")
+    assert fit_grid(gan, encoders, MemoryRequest(batch_size=16), "cpu", None, at[None]) == (None, "device")
+    with pytest.raises(ValueError, match="about .* GB of host memory"):  # a grid asked for is kept, or refused
+        fit_grid(gan, encoders, MemoryRequest(grid=32, batch_size=16), "cpu", None, between)
+    with pytest.raises(ValueError, match=r"no common grid from the largest maps' down to 8 fits; at grid 8, the "
+                                         r"mining run needs about"):
+        fit_grid(gan, encoders, MemoryRequest(batch_size=16), "cpu", None, at[8] - 1)
+
+
+def test_mine_says_which_grid_its_budget_chose(tmp_path, capsys):
+    from rosetta_lite.cli import main
+    from rosetta_lite.mining.plan import probe_members, size_run
+
+    gan, encoders = zoo_members("lite-untrained")
+    probe = probe_members(gan, encoders)
+    at = {grid: size_run(probe, MemoryRequest(grid=grid, batch_size=8)).device for grid in (None, 16)}
+    budget = (at[None] + at[16]) / 2 / GIB
+    out = tmp_path / "run"
+    argv = ["mine", "--zoo", "lite-untrained", "--images", "8", "--batch-size", "8", "--no-control", "--out", str(out),
+            "--json", "--host-memory", f"{budget:.6f}"]
+    assert main(argv) == 0
+    assert "mining on a common grid of 16" in capsys.readouterr().err
+    assert set(json.loads((out / "dictionary.json").read_text())["settings"]["grid"].values()) == {16}

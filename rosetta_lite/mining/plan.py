@@ -168,6 +168,43 @@ def _map_shapes(generator: Member, encoders: list[Member], device: torch.device)
     return shapes, images[0].numel()
 
 
+@dataclass(frozen=True)
+class MemberShapes:
+    """What one probe image tells of a run's members: map shapes, the plan, the models' and image's size."""
+
+    generator: str
+    shapes: dict  # member -> layer -> (channels, height, width)
+    image_numel: int
+    layers: dict
+    units: dict
+    sides: dict
+    grids: dict  # the default grid of each table (each pair's largest map)
+    models: int  # bytes of every member's parameters and buffers
+
+    def grids_for(self, grid: int | None) -> dict:
+        """Each table's grid when the run asks for ``grid`` (None: the defaults)."""
+        return dict(self.grids) if grid is None else dict.fromkeys(self.grids, grid)
+
+    def smaller_grids(self, least: int) -> list[int]:
+        """Every square map side of the members below the largest default grid, from ``least`` up, largest first."""
+        top = max(self.grids.values())
+        found = {side for per_member in self.sides.values() for side in per_member if side is not None}
+        return sorted((side for side in found if least <= side < top), reverse=True)
+
+
+def probe_members(generator: Member, encoders: list[Member]) -> MemberShapes:
+    """Record one generated image through every member: what :func:`estimate_memory` sizes a run from.
+
+        shapes = probe_members(gan, encoders); shapes.grids   # each table's default grid
+    """
+    device = generator.device
+    shapes, image_numel = _map_shapes(generator, encoders, device)
+    layers, units, sides, grids = plan(generator, encoders, None, device)
+    models = sum(t.numel() * t.element_size() for m in [generator, *encoders]
+                 for t in [*m.model.parameters(), *m.model.buffers()])
+    return MemberShapes(generator.name, shapes, image_numel, layers, units, sides, grids, models)
+
+
 def estimate_memory(generator: Member, encoders: list[Member], request: MemoryRequest | None = None) -> MemoryEstimate:
     """Bytes a Pearson mining run of these members needs, from one probe image's maps, before any mining.
 
@@ -180,18 +217,24 @@ def estimate_memory(generator: Member, encoders: list[Member], request: MemoryRe
     """
     request = request or MemoryRequest()
     check_tables(request.tables)
-    device = generator.device
-    shapes, image_numel = _map_shapes(generator, encoders, device)
-    layers, units, sides, grids = plan(generator, encoders, request.grid, device)
-    n_g = sum(units[generator.name])
-    models = sum(t.numel() * t.element_size() for m in [generator, *encoders]
-                 for t in [*m.model.parameters(), *m.model.buffers()])
+    return size_run(probe_members(generator, encoders), request)
+
+
+def size_run(probe: MemberShapes, request: MemoryRequest) -> MemoryEstimate:
+    """:func:`estimate_memory` from a probe already taken: one probe sizes a run at many grids or batches.
+
+        size_run(probe_members(gan, encoders), MemoryRequest(grid=28)).device
+    """
+    check_tables(request.tables)
+    layers, units, sides, grids = probe.layers, probe.units, probe.sides, probe.grids_for(request.grid)
+    generator = probe.generator
+    n_g = sum(units[generator])
     b = request.batch_size
-    maps = sum(c * h * w for per_layer in shapes.values() for c, h, w in per_layer.values())
+    maps = sum(c * h * w for per_layer in probe.shapes.values() for c, h, w in per_layer.values())
     # recorded maps are copies: the forward pass holds its own activations beside them
-    batch = 4 * b * (2 * maps + image_numel)
+    batch = 4 * b * (2 * maps + probe.image_numel)
     rows, meets, largest = 0, set(), 0
-    for name in [e.name for e in encoders] + [generator.name]:
+    for name in [e for e in probe.shapes if e != generator] + [generator]:
         grid = grids[name]
         own = 0
         for side, _, columns in size_groups(layers[name], units[name], sides[name], grid):
@@ -200,13 +243,13 @@ def estimate_memory(generator: Member, encoders: list[Member], request: MemoryRe
             meets.add((grid, side))
         rows, largest = rows + own, max(largest, own)
     for grid in set(grids.values()):  # the generator's layers centred at their own sides, per grid
-        own = [grid if side is None or side > grid else side for side in sides[generator.name]]
-        rows += 4 * b * sum(s * s * c for s, c in zip(own, units[generator.name]))
+        own = [grid if side is None or side > grid else side for side in sides[generator]]
+        rows += 4 * b * sum(s * s * c for s, c in zip(own, units[generator]))
     rows += sum(4 * b * side * side * n_g for _, side in meets)
     rows += 2 * largest  # resizing, then squaring while centring, one model's rows: two temporaries of their size
     widest = max(sum(units[name]) for name in units)
     products = int(1.5 * min(request.chunk_bytes, 8 * n_g * widest))
-    return MemoryEstimate(models, table_bytes(units, generator.name), batch, rows, products, request.tables)
+    return MemoryEstimate(probe.models, table_bytes(units, generator), batch, rows, products, request.tables)
 
 
 def fit_memory(estimate: MemoryEstimate, device: str | torch.device, gpu_bytes: int | None = None,
@@ -243,3 +286,38 @@ def fit_memory(estimate: MemoryEstimate, device: str | torch.device, gpu_bytes: 
                      f"{estimate.models / gib:.2f}, tables {estimate.tables / gib:.2f}, one batch "
                      f"{per_batch / gib:.2f}, products {estimate.products / gib:.2f} GB) but the budget is "
                      f"{budget / gib:.2f} GB; to fit, choose {hint}")
+
+
+#: the smallest common grid a budget chooses on its own: ResNet50's last map is 7 x 7
+LEAST_AUTO_GRID = 7
+
+
+def fit_grid(generator: Member, encoders: list[Member], request: MemoryRequest, device: str | torch.device,
+             gpu_bytes: int | None = None, host_bytes: int | None = None) -> tuple[int | None, str]:
+    """The grid and the tables' place of a run within the budgets: the request's grid, or the largest that fits.
+
+        grid, tables = fit_grid(gan, encoders, MemoryRequest(batch_size=8), "cuda", 16 * 2**30, 12 * 2**30)
+
+    A request with a grid only has its tables placed (:func:`fit_memory`, whose error
+    stands). Without one (None: each pair's largest map) the default is kept if it fits, or
+    else the largest smaller map side of any member, down to :data:`LEAST_AUTO_GRID`, that
+    fits, with a log line that says so; when none fits, the error gives the figures at the
+    smallest grid tried and what else to change.
+    """
+    probe = probe_members(generator, encoders)
+    tried = [request.grid] + ([] if request.grid is not None else probe.smaller_grids(LEAST_AUTO_GRID))
+    for grid in tried:
+        try:
+            placement = fit_memory(size_run(probe, dataclasses.replace(request, grid=grid)), device, gpu_bytes,
+                                   host_bytes)
+        except ValueError as error:
+            refusal = error
+            continue
+        if grid != request.grid:
+            log.warning("grid: the largest maps' grid does not fit the memory budget; mining on a common grid of "
+                        "%d (pass --grid to choose another)", grid)
+        return grid, placement
+    if len(tried) == 1:
+        raise refusal
+    raise ValueError(f"no common grid from the largest maps' down to {tried[-1]} fits; at grid {tried[-1]}, "
+                     f"{refusal}") from None
