@@ -67,6 +67,9 @@ def heatmap_figure(images_bchw: torch.Tensor, maps: dict[str, torch.Tensor], uni
         with Trace(net, ["layer1"]) as t: net(x)
         heatmap_figure(images, t.outputs)
     """
+    # a generator whose weights require grad (BigGAN) hands over images that carry it
+    images_bchw = images_bchw.detach().float().cpu()
+    maps = {name: m.detach().cpu() for name, m in maps.items()}
     size = size or images_bchw.shape[-1]
     n = images_bchw.shape[0]
     cols = 1 + units * len(maps)
@@ -161,6 +164,8 @@ def unit_grid(images_bchw: torch.Tensor, columns: dict[str, torch.Tensor], row_l
 
     ``columns`` maps a title to maps (B, H, W) at the image size, one per row.
     """
+    images_bchw = images_bchw.detach().float().cpu()
+    columns = {name: maps.detach().float().cpu() for name, maps in columns.items()}
     n, cols = images_bchw.shape[0], 1 + len(columns)
     fig, axes = plt.subplots(n, cols, figsize=(1.6 * cols, 1.6 * n + 0.5), squeeze=False)
     for row in range(n):

@@ -13,7 +13,8 @@ from rosetta_lite.zoo.member import ZooError
 from rosetta_lite.zoo.registry import WEIGHTS_VARIABLE, chosen_options, zoo_members
 
 NOTEBOOKS = os.path.join(os.path.dirname(__file__), "..", "notebooks")
-CHAPTERS = ["02_correlation", "03_best_buddies", "04_rosetta_dictionary"]
+CHAPTERS = ["02_correlation", "03_best_buddies", "04_rosetta_dictionary"]  # they mine (mine_always)
+REOPENING = ["05_inversion", "06_editing"]  # they reopen the run, and mine it only when it is missing
 
 
 def test_options_left_at_none_keep_the_members_defaults():
@@ -41,13 +42,45 @@ def test_a_run_records_its_generators_options_and_open_run_rebuilds_it_with_them
     assert again.generator.truncation == 0.5 and again.generator.layers == run.generator.layers
 
 
-@pytest.mark.parametrize("chapter", CHAPTERS)
-def test_the_mining_chapters_pass_every_zoo_option_to_open_run(chapter):
+def _parameters_and_opening(chapter: str) -> tuple[str, str]:
+    """The chapter's parameters cell and the cell that opens its run."""
     with open(os.path.join(NOTEBOOKS, chapter + ".ipynb")) as handle:
         cells = [("".join(c["source"]), c) for c in json.load(handle)["cells"] if c["cell_type"] == "code"]
     parameters = next(src for src, c in cells if "parameters" in c["metadata"].get("tags", []))
-    opened = next(src for src, _ in cells if "open_run(\n    run_folder" in src)
+    return parameters, next(src for src, _ in cells if "open_run(\n    run_folder" in src)
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_the_mining_chapters_pass_every_zoo_option_to_open_run(chapter):
+    parameters, opened = _parameters_and_opening(chapter)
     for name in ("encoders", "weights", "classes", "truncation", "gan_layers"):
         assert f"\n{name} = " in parameters, f"{chapter} declares no {name!r} parameter"
     assert "encoders=encoders" in opened and "weights=weights" in opened
     assert "generator_options=dict(classes=classes, truncation=truncation, layers=gan_layers)" in opened
+    assert "**zoo_options" in opened  # the options above reach open_run
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS + REOPENING)
+def test_every_chapter_with_a_run_passes_the_generator_and_the_control_to_open_run(chapter):
+    parameters, opened = _parameters_and_opening(chapter)
+    # the chapters keep `generator` for the member and the control's dictionary as `untrained`:
+    # a parameter of either name would be overwritten by the cells that run after it
+    assert "\ngenerator_name = None" in parameters and "\ncontrol = True" in parameters
+    assert "generator=generator_name" in opened and "control=control" in opened
+    assert "trained, control =" not in opened
+
+
+def test_a_chapter_without_a_control_reads_every_count_as_not_told_from_chance(tmp_path):
+    from rosetta_lite.book.chapters import chance_counts
+    from rosetta_lite.book.reading import read_best_correlations, read_rosetta_neurons
+
+    run = open_run(tmp_path / "run", "lite-untrained", images=32, k=1, batch_size=32, grid=8, control=False,
+                   encoders=["lite-clip", "lite-resnet-sup"])
+    assert run.control is None and not (tmp_path / "run" / "control").exists()
+    report = chance_counts(run.trained, run.control)
+    neurons = report.pop("rosetta_neurons")
+    assert neurons == {"trained": run.trained.rosetta_count(), "control": None, "trained_above_chance": None}
+    assert report["lite-clip"]["best_buddies"] == len(run.trained.buddies["lite-clip"])
+    assert report["lite-clip"]["chance_level"] is None
+    assert "No control was mined" in read_rosetta_neurons(neurons)
+    assert "No control was mined" in read_best_correlations(run.trained, run.control)

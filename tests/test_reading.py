@@ -42,6 +42,19 @@ def test_the_strict_dictionary_says_when_it_is_empty():
     assert "3 Rosetta neurons in 2 clusters remain" in read_strict({"rosetta_neurons": 3, "clusters": 2})
 
 
+def test_without_a_control_every_reading_says_the_counts_cannot_be_told_from_chance():
+    neurons = read_rosetta_neurons({"trained": 31, "control": None, "trained_above_chance": None})
+    assert neurons.startswith("The trained zoo has 31 Rosetta neurons. No control was mined")
+    assert "the count cannot be told from chance" in neurons
+    report = {"trained": {"n_clusters": 9, "per_concept": {"ground": 4, "object": 2}}, "control": None}
+    concepts = read_concepts(report)
+    assert "Trained: 9 clusters (ground 4, object 2)" in concepts and "can be called learned" in concepts
+    assert "Only object" not in concepts  # nothing to be learned beyond
+    assert "no chance level to keep the dictionary above" in read_strict(None)
+    text = read_best_correlations(_Tables({"a": 0.40, "b": 0.10}))
+    assert "a 0.40; b 0.10. No control was mined" in text and "cannot be told from chance" in text
+
+
 def _null_row(k, learned, above=0):
     return {"k": k, **{null: {"n_rosetta": 10 + i, "n_clusters": 5 + i, "n_learned": n, "n_learned_above": above}
                        for i, (null, n) in enumerate(zip(("trained", "control", "shuffled"), learned))}}
@@ -157,6 +170,10 @@ def test_editing_reads_the_rosetta_rows_and_where_a_removal_changes_pixels():
     assert "2 of 3 clusters change no pixel at all." in text
     report["removal"]["variants"][0]["mean_share_of_changed_pixels_inside_region"] = 0.1
     assert "the removal is not local" in read_editing(report)
+    # no region on the maps' grid (an untrained generator's units below the threshold): no z-score to read
+    report["removal"]["variants"][0] |= {"mean_unit_z_inside_region_before": None,
+                                         "mean_unit_z_inside_region_after": None}
+    assert "their z-score inside it is not measured" in read_editing(report)
 
 
 def test_local_edits_say_when_they_change_no_pixel():

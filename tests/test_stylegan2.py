@@ -241,6 +241,19 @@ def test_one_inversion_and_one_edit_step_move_w_plus(tiny, mined):
     assert edited.z.shape == (1, 8 * 32) and not torch.equal(edited.z, edited.z_start)
 
 
+def test_the_lsun_cat_parameter_file_selects_the_generator_with_declared_parameters():
+    from pathlib import Path
+
+    from rosetta_lite.book.batch import chapter_jobs, chapter_notebooks, load_params
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params" / "stylegan2-cat.yaml")
+    jobs = {notebook.stem: values for notebook, values in chapter_jobs(params, chapter_notebooks())}  # raises if not
+    mining = jobs["02_correlation"]
+    assert mining["zoo"] == "full" and mining["generator_name"] == "stylegan2-cat" and mining["grid"] == 56
+    stylegan2.StyleOptions(truncation=mining["truncation"], layers=mining["gan_layers"]).check()
+    assert all(jobs[stem]["generator_name"] == "stylegan2-cat" for stem in jobs if stem[:2] in ("03", "04", "05", "06"))
+
+
 def test_dino_vitb8_is_a_full_encoder_with_a_28_by_28_token_grid():
     member = zoo.load("dino-vitb8", pretrained=False)
     assert member.kind == "encoder" and member.scale == "full" and len(member.layers) == 12

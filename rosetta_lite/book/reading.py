@@ -24,15 +24,26 @@ def _plural(n: int, word: str) -> str:
 SHIFT_NIL = 0.02  # a shift of the median best correlation smaller than this is read as none
 
 
-def read_best_correlations(trained: RosettaDictionary, control: RosettaDictionary) -> str:
+def _no_control(consequence: str) -> str:
+    return (f"No control was mined (the run's control = False), so {consequence}: only untrained copies of the "
+            "encoders, mined on the same images, measure what an untrained zoo gives.")
+
+
+def read_best_correlations(trained: RosettaDictionary, control: RosettaDictionary | None = None) -> str:
     """One paragraph on each generator unit's best correlation per encoder: trained against untrained.
 
         read_best_correlations(*load_dictionaries("runs/lite"))
 
     Compares the medians over generator units (what the histograms of
     :func:`~rosetta_lite.viz.best_correlation_figure` show) and says where training raised
-    them, lowered them, or left them within ``SHIFT_NIL``.
+    them, lowered them, or left them within ``SHIFT_NIL``. Without a control (None) it gives
+    the trained medians and says that they cannot be read against chance.
     """
+    if control is None:
+        figures = "; ".join(f"{e} {float(trained.similarity(e).nan_to_num(-1.0).amax(1).median()):.2f}"
+                            for e in trained.encoders)
+        return (f"Median best correlation of a generator unit with each trained encoder: {figures}. "
+                + _no_control("these correlations cannot be told from chance"))
     shifts = {}
     for encoder in trained.encoders:
         twin = next(e for e in control.encoders if e.startswith(encoder))
@@ -56,8 +67,13 @@ def read_rosetta_neurons(counts: dict) -> str:
     """One paragraph on Rosetta neurons: trained against the untrained control, and above chance.
 
         read_rosetta_neurons({"trained": 13, "control": 14, "trained_above_chance": 0})
+
+    A ``control`` of None (a run mined without one) is read as such: the count alone.
     """
     trained, control, strict = counts["trained"], counts["control"], counts["trained_above_chance"]
+    if control is None:
+        return (f"The trained zoo has {_plural(trained, 'Rosetta neuron')}. "
+                + _no_control("the count cannot be told from chance"))
     if trained > control:
         compare = f"{trained - control} more than the untrained control's {control}"
     else:
@@ -82,9 +98,14 @@ def read_concepts(report: dict) -> str:
         read_concepts(concept_report(trained, control))
 
     Sky, ground and colours are held by untrained networks too; a concept counts as learned
-    only where the trained dictionary has clusters of it and the control has fewer.
+    only where the trained dictionary has clusters of it and the control has fewer. A report
+    without a control (None) is read as such: no concept can be called learned.
     """
-    trained, control = report["trained"]["per_concept"], (report.get("control") or {}).get("per_concept", {})
+    if report.get("control") is None:
+        return (f"Trained: {_plural(report['trained']['n_clusters'], 'cluster')} "
+                f"({_concepts(report['trained']['per_concept'])}). "
+                + _no_control("none of these concepts can be called learned"))
+    trained, control = report["trained"]["per_concept"], report["control"]["per_concept"]
     learned = {c: n for c, n in trained.items() if learned_concept(c) and n > control.get(c, 0)}
     opening = (f"Trained: {_plural(report['trained']['n_clusters'], 'cluster')} ({_concepts(trained)}); "
                f"untrained control: {_concepts(control)}.")
@@ -96,11 +117,13 @@ def read_concepts(report: dict) -> str:
             "dictionary has beyond the control's; everything else an untrained zoo finds as well.")
 
 
-def read_strict(summary: dict) -> str:
-    """One sentence on the dictionary kept above the control's chance level.
+def read_strict(summary: dict | None) -> str:
+    """One sentence on the dictionary kept above the control's chance level (None: no control, no such level).
 
         read_strict(above_chance(trained, control).summary())
     """
+    if summary is None:
+        return _no_control("there is no chance level to keep the dictionary above")
     neurons, clusters = summary["rosetta_neurons"], summary["clusters"]
     if neurons == 0:
         return ("Kept above the control's 99th percentile in every encoder, the dictionary is empty: no Rosetta "
@@ -283,10 +306,13 @@ def read_editing(report: dict) -> str:
                 for c in removal["clusters"])
     local = ("more than its share of the image: the removal is local" if inside > area else
              "no more than its share of the image: the removal is not local")
+    z_before, z_after = removal["mean_unit_z_inside_region_before"], removal["mean_unit_z_inside_region_after"]
+    # None: no cluster's region has a cell on the maps' grid (its units never exceed the threshold here)
+    z_moved = (f"its units' z-score inside the region goes from {z_before:.2f} to {z_after:.2f}"
+               if z_before is not None and z_after is not None else
+               "no region holds a cell of its units' maps here, so their z-score inside it is not measured")
     text = (f"Removing a cluster ({removal['variant']}): its region covers {area:.0%} of the image on average and "
-            f"{inside:.0%} of the changed pixels fall inside it, {local}; its units' z-score inside the region goes "
-            f"from {removal['mean_unit_z_inside_region_before']:.2f} to "
-            f"{removal['mean_unit_z_inside_region_after']:.2f}.")
+            f"{inside:.0%} of the changed pixels fall inside it, {local}; {z_moved}.")
     if still:
         text += f" {still} of {len(removal['clusters'])} clusters change no pixel at all."
     return f"{geometry} {text}"

@@ -6,13 +6,17 @@
 Loads the zoo's generator and encoders (and, with ``control``, untrained seeded copies of
 the encoders, mined in the same pass on the same images), mines, and saves the
 dictionary of the trained zoo in ``out`` and that of the control zoo in ``out/control``.
+A call that mines also writes ``out/memory.json``: the peak memory mining took beside the
+plan's estimate (:func:`~rosetta_lite.mining.plan.estimate_memory`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,12 +24,12 @@ from typing import Any
 
 from rosetta_lite.device import resolve_device
 from rosetta_lite.dictionary.rosetta import DictionaryError, RosettaDictionary, build_dictionary
-from rosetta_lite.files import DEFAULT_RUN, project_path, run_lock, writable_dir
+from rosetta_lite.files import DEFAULT_RUN, atomic_path, project_path, run_lock, writable_dir
 from rosetta_lite.mining import processes as distributed
 from rosetta_lite.mining.loop import MiningOptions, mine
-from rosetta_lite.mining.plan import plan
-from rosetta_lite.mining.ranges import missing_ranges
-from rosetta_lite.mining.settings import MiningResult
+from rosetta_lite.mining.plan import MemoryRequest, estimate_memory, plan
+from rosetta_lite.mining.ranges import count, missing_ranges
+from rosetta_lite.mining.settings import ACCUMULATORS, CHECKPOINT, MiningResult
 from rosetta_lite.zoo.member import Member, ZooError
 from rosetta_lite.zoo.registry import (
     CONTROL_SUFFIX,
@@ -85,15 +89,99 @@ def mine_zoo(scale: str = "lite", images: int = 2000, out: str | Path = DEFAULT_
     check_k(zoo.k, plan(gan, trained)[1])
     out = writable_dir(out)  # only once the run can start: a refused one leaves no empty folder
     controls = control_members(trained, zoo.control_seed) if zoo.control else []
+    # a single process that has images left to mine records its peak memory (a finished run only reloads)
+    record = not distributed.active() and images_saved(out) < images
     with run_lock(out) if distributed.lead_process() else contextlib.nullcontext():  # mining and saving: one writer
-        result = mine(gan, trained + controls, images, out=out, options=opts,
-                      control_seed=zoo.control_seed if zoo.control else None)
+        with peak_memory(opts.device) as peak:
+            result = mine(gan, trained + controls, images, out=out, options=opts,
+                          control_seed=zoo.control_seed if zoo.control else None)
+        if record:
+            write_memory_record(out, peak, gan, trained + controls, result, opts)
         result.settings.extra["zoo"] = scale
         if generator_options:  # the run's generator is rebuilt with them (open_run)
             result.settings.extra["generator_options"] = generator_options
         if distributed.active() and distributed.dist.get_rank() != 0:
             return None
         return save_dictionaries(result, out, k=zoo.k, mode=zoo.mode)
+
+
+MEMORY_RECORD = "memory.json"  # in a run folder: the peak memory of its mining beside the plan's estimate
+
+
+def images_saved(folder: str | Path) -> int:
+    """How many latents a run folder's checkpoint or accumulators hold, read from their headers alone.
+
+        images_saved("runs/lite")   # 2000 for a finished default run, 0 for an empty folder
+    """
+    from safetensors import safe_open
+
+    held = 0
+    for name in (CHECKPOINT, ACCUMULATORS):
+        path = Path(folder) / name
+        if path.is_file():
+            with safe_open(str(path), "pt") as handle:
+                held = max(held, count(json.loads((handle.metadata() or {}).get("counted", "[]"))))
+    return held
+
+
+def _proc_status(key: str) -> int:
+    with open("/proc/self/status") as status:
+        return int(next(line for line in status if line.startswith(key + ":")).split()[1]) * 1024
+
+
+@contextlib.contextmanager
+def peak_memory(device: str = "cpu") -> Iterator[dict]:
+    """The peak memory a block adds: resident memory (Linux) and, on CUDA, allocated GPU memory.
+
+        with peak_memory("cpu") as peak:
+            mine(gan, encoders, 64)
+        peak["rss_growth_bytes"]   # None where it cannot be measured
+
+    ``rss_growth_bytes``: the process's peak resident memory during the block less its
+    resident memory just before (the kernel's high-water mark is reset first, so a peak of
+    earlier work does not count). ``gpu_peak_bytes``: the peak allocated on the CUDA
+    device during the block, everything on it included.
+    """
+    import torch
+
+    figures: dict = {"rss_growth_bytes": None, "gpu_peak_bytes": None}
+    before = None
+    try:
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")  # "5" resets VmHWM to the current resident size
+        before = _proc_status("VmRSS")
+    except (OSError, StopIteration):  # not Linux, or not allowed: no honest peak to give
+        pass
+    cuda = resolve_device(device).type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(resolve_device(device))
+    yield figures
+    if before is not None:
+        figures["rss_growth_bytes"] = _proc_status("VmHWM") - before
+    if cuda:
+        figures["gpu_peak_bytes"] = torch.cuda.max_memory_allocated(resolve_device(device))
+
+
+def write_memory_record(out: Path, peak: dict, generator: Member, encoders: list[Member], result: MiningResult,
+                        options: MiningOptions) -> dict:
+    """Write ``out/memory.json``: a mining run's measured peak beside the plan's estimate, and return it.
+
+        write_memory_record(out, peak, gan, encoders, result, options)   # as mine_zoo does after mining
+
+    On the CPU ``rss_growth_bytes`` compares with the estimate's ``mining_bytes`` (all but
+    the models, loaded before mining); on CUDA ``gpu_peak_bytes`` with ``device_bytes``.
+    The estimate is Pearson's: a mutual-information run records the measurement alone.
+    """
+    record: dict = {"images": result.images_counted, "device": options.device, "measured": peak, "estimate": None}
+    if options.similarity == "pearson":
+        request = MemoryRequest(options.grid, options.batch_size, result.settings.extra.get("tables", "device"),
+                                options.chunk_bytes)
+        estimate = estimate_memory(generator, encoders, request)
+        record["estimate"] = {**dataclasses.asdict(estimate), "device_bytes": estimate.device,
+                              "host_bytes": estimate.host, "mining_bytes": estimate.device - estimate.models}
+    with atomic_path(out / MEMORY_RECORD) as tmp:
+        Path(tmp).write_text(json.dumps(record, indent=1))
+    return record
 
 
 def check_k(k: int, units: dict[str, list[int]]) -> None:
@@ -197,14 +285,31 @@ def open_run(folder: str | Path = DEFAULT_RUN, zoo: str = "lite", *, images: int
     if zoo not in ZOOS:
         raise ValueError(f"zoo must be one of {list(ZOOS)}, got {zoo!r}")
     pretrained = split_zoo(zoo)[1]
-    generator = load(trained.generator, pretrained=pretrained,
-                     **trained.settings.get("extra", {}).get("generator_options", {}))
+    generator = mined_generator(trained, pretrained)
     members = mined_members(trained, pretrained)
     encoders = [members[name] for name in trained.encoders]
     device = resolve_device(mine_options.get("device", "cpu"))  # the chapters invert and edit there too
     for member in [generator, *encoders]:
         member.to(device)
     return Run(folder, trained, control, generator, encoders, summary)
+
+
+def _recorded_pretrained(dictionary: RosettaDictionary) -> bool:
+    """Whether the run mined pretrained weights: the zoo it recorded ("lite-untrained": no)."""
+    return split_zoo(str(dictionary.settings.get("extra", {}).get("zoo", "lite")))[1]
+
+
+def mined_generator(dictionary: RosettaDictionary, pretrained: bool | None = None) -> Member:
+    """The generator a dictionary was mined with, rebuilt with the run's weights and member options.
+
+        gan = mined_generator(RosettaDictionary.load("runs/full"))   # e.g. BigGAN with the run's classes
+
+    ``pretrained`` defaults to the zoo the run recorded, so an untrained zoo's generator is
+    rebuilt untrained (offline) with the seed mining gave it.
+    """
+    pretrained = _recorded_pretrained(dictionary) if pretrained is None else pretrained
+    return load(dictionary.generator, pretrained=pretrained,
+                **dictionary.settings.get("extra", {}).get("generator_options", {}))
 
 
 def mined_members(dictionary: RosettaDictionary, pretrained: bool | None = None) -> dict[str, Member]:
@@ -222,7 +327,7 @@ def mined_members(dictionary: RosettaDictionary, pretrained: bool | None = None)
     """
     settings = dictionary.settings
     if pretrained is None:  # the run records its zoo, e.g. "lite" or "lite-untrained"
-        pretrained = split_zoo(str(settings.get("extra", {}).get("zoo", "lite")))[1]
+        pretrained = _recorded_pretrained(dictionary)
     mined = list(settings.get("mined_encoders", dictionary.encoders))
     members: dict[str, Member] = {}
     controls = [e for e in dictionary.encoders if e.endswith(CONTROL_SUFFIX)]

@@ -11,7 +11,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from rosetta_lite import zoo
 from rosetta_lite.applications.edit import (
     GEOMETRY_MIN_SCALE,
     Edit,
@@ -28,6 +27,7 @@ from rosetta_lite.applications.optimise import row_batches
 from rosetta_lite.capture import record_generator
 from rosetta_lite.device import resolve_device
 from rosetta_lite.dictionary.rosetta import Cluster, RosettaDictionary
+from rosetta_lite.dictionary.runs import mined_generator
 from rosetta_lite.evaluation.metrics import check_eval_images, mean_ci, paired_difference, rounded
 from rosetta_lite.progress import progress_bar
 from rosetta_lite.zoo.member import Member
@@ -99,7 +99,7 @@ def evaluate_editing(dictionary: RosettaDictionary, images: int = 16, *, seed: i
     opts = dataclasses.replace(options or EditOptions(), **changes)
     check_eval_images(images, "eval editing")
     opts = dataclasses.replace(opts, device=str(resolve_device(opts.device or "cpu")))
-    gan = zoo.load(dictionary.generator).to(opts.device)
+    gan = mined_generator(dictionary).to(opts.device)  # the run's generator: its weights and options
     dictionary.check_generator(gan)
     z = gan.sample_latents(images, seed=seed)
     variants = [("default: remove() above rest, other units preserved", remove(), None)]

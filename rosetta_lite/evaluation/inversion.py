@@ -28,10 +28,11 @@ from rosetta_lite.applications.invert import (
 from rosetta_lite.applications.optimise import row_batches
 from rosetta_lite.device import resolve_device
 from rosetta_lite.dictionary.rosetta import RosettaDictionary
+from rosetta_lite.dictionary.runs import mined_generator, mined_members
 from rosetta_lite.evaluation.metrics import check_eval_images, mean_ci, paired_difference, psnr, rounded, ssim
 from rosetta_lite.progress import progress_bar
 from rosetta_lite.world import EVAL_SEED, ShapesWorld, WorldBatch, world_settings
-from rosetta_lite.zoo.member import Member
+from rosetta_lite.zoo.member import Member, ZooError
 
 #: what ``evaluate_inversion`` inverts: target kind -> what it is
 TARGET_KINDS = {
@@ -158,11 +159,18 @@ def evaluate_inversion(dictionary: RosettaDictionary, images: int = 50, *, seed:
     check_eval_images(images, "eval inversion")
     check_targets(targets, dictionary.generator)
     opts = dataclasses.replace(opts, device=str(resolve_device(opts.device or "cpu")))
-    gan = zoo.load(dictionary.generator).to(opts.device)
+    # the run's own models: an untrained zoo's weights are rebuilt offline, with the generator's options
+    gan = mined_generator(dictionary).to(opts.device)
     dictionary.check_generator(gan)
-    judge = zoo.load(perceptual).to(opts.device)
+    mined = mined_members(dictionary)
+    try:
+        judge = zoo.load(perceptual).to(opts.device)
+    except ZooError:  # its pretrained weights are out of reach (offline): the run's own member, as mined
+        if perceptual not in mined:
+            raise
+        judge = mined[perceptual].to(opts.device)
     names = list(encoders or dictionary.encoders)
-    members = {name: zoo.load(name).to(opts.device) for name in names}
+    members = {name: (mined.get(name) or zoo.load(name)).to(opts.device) for name in names}
     size = gan.generate(gan.sample_latents(1, 0)).shape[-1]
     source = InversionTargets(targets, size, seed, images)
     z0 = gan.sample_latents(images * opts.restarts, seed=opts.seed)  # as one inversion of every target draws them
