@@ -223,3 +223,20 @@ def test_a_damaged_tensors_file_is_refused_at_load_as_before(saved):
     (saved / "dictionary.json").write_text(json.dumps(data))
     with pytest.raises(DictionaryError, match="shapes differ"):
         RosettaDictionary.load(saved)
+
+
+def test_a_finished_run_mined_again_leaves_its_files_to_their_readers(tmp_path):
+    from rosetta_lite.dictionary.runs import mine_zoo
+
+    settings = dict(k=1, batch_size=16, grid=8, encoders=["lite-clip"], progress=False)
+    mine_zoo("lite-untrained", 16, tmp_path, **settings)
+    reader = RosettaDictionary.load(tmp_path)  # e.g. chapter 05's, while chapter 04 opens the run again
+    files = [tmp_path / TENSORS_NAME, tmp_path / "dictionary.json", tmp_path / "control" / TENSORS_NAME]
+    stamps = [(f.stat().st_ino, f.stat().st_mtime_ns) for f in files]
+    mine_zoo("lite-untrained", 16, tmp_path, **settings)  # finished: the same dictionaries, not written again
+    assert [(f.stat().st_ino, f.stat().st_mtime_ns) for f in files] == stamps
+    assert reader.saved_in(tmp_path) and reader.similarity("lite-clip").shape[1] > 0
+    mine_zoo("lite-untrained", 16, tmp_path, **{**settings, "k": 2})  # another K: another dictionary, written
+    assert not reader.saved_in(tmp_path) and RosettaDictionary.load(tmp_path).settings["k"] == 2
+    with pytest.raises(DictionaryError, match=CHANGED):
+        reader.similarity("lite-clip")

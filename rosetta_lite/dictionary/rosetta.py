@@ -326,8 +326,7 @@ class RosettaDictionary:
         writes a file from tensors in memory).
         """
         folder = writable_dir(folder)
-        data = {"schema_version": SCHEMA_VERSION, "settings": self.settings, "models": self.models,
-                "dead": self.dead, "buddies": self.buddies, "clusters": [asdict(c) for c in self.clusters]}
+        data = self._record()
         tensors = {k: v.contiguous() for k, v in self.tensors.items()}  # once: a lazy mapping reads at each access
         with atomic_path(folder / TENSORS_NAME) as tmp:
             save_file(tensors, tmp, metadata={"schema_version": str(SCHEMA_VERSION)})
@@ -338,6 +337,31 @@ class RosettaDictionary:
         with atomic_path(folder / JSON_NAME) as tmp:
             Path(tmp).write_text(json.dumps(data, indent=1))
         return folder / JSON_NAME
+
+    def _record(self) -> dict:
+        return {"schema_version": SCHEMA_VERSION, "settings": self.settings, "models": self.models,
+                "dead": self.dead, "buddies": self.buddies, "clusters": [asdict(c) for c in self.clusters]}
+
+    def saved_in(self, folder: str | Path) -> bool:
+        """Whether ``folder`` already holds this dictionary: its JSON the same, its tables of the same names and shapes.
+
+            if not dictionary.saved_in("runs/lite"): dictionary.save("runs/lite")
+
+        A finished run mined again (``open_run(..., mine_always=True)``) rebuilds the same
+        dictionary from the same accumulators; left unwritten, its file stays the one that
+        other readers (a second chapter's lazy tables) have open.
+        """
+        path = Path(folder) / JSON_NAME
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return False
+        lazy = isinstance(self.tensors, LazyTensors)  # its shapes from the header: no table read
+        shapes = self.tensors.shapes if lazy else {k: v.shape for k, v in self.tensors.items()}
+        shapes = {k: list(v) for k, v in shapes.items()}
+        ours = json.loads(json.dumps(self._record()))  # as the file spells it: tuples become lists
+        return (saved.get("tensors", {}).get("shapes") == shapes and (Path(folder) / TENSORS_NAME).is_file()
+                and {k: v for k, v in saved.items() if k != "tensors"} == ours)
 
     @classmethod
     def load(cls, folder: str | Path) -> "RosettaDictionary":

@@ -205,7 +205,8 @@ def save_dictionaries(result: MiningResult, out: str | Path, k: int = 3, mode: s
     trained = [n for n in names if not n.endswith(CONTROL_SUFFIX)]
     controls = [n for n in names if n.endswith(CONTROL_SUFFIX)]
     dictionary = build_dictionary(result, k, mode=mode, encoders=trained)
-    dictionary.save(out)
+    if not dictionary.saved_in(out):  # a finished run mined again leaves its files as they are
+        dictionary.save(out)
     s = result.settings
     gaps = missing_ranges(result.counted, s.start, s.start + s.images)
     if gaps:
@@ -215,7 +216,8 @@ def save_dictionaries(result: MiningResult, out: str | Path, k: int = 3, mode: s
                "trained": dictionary.summary()}
     if controls:
         control = build_dictionary(result, k, mode=mode, encoders=controls)
-        control.save(out / "control")
+        if not control.saved_in(out / "control"):
+            control.save(out / "control")
         summary["control"] = control.summary()
     return summary
 
