@@ -11,6 +11,7 @@ import torch
 from rosetta_lite import zoo
 from rosetta_lite.applications.edit import (
     EditResult,
+    NoUnitsToEdit,
     add,
     box_mask,
     edit,
@@ -33,6 +34,7 @@ from rosetta_lite.applications.invert import (
     prepare_target,
     standardise,
 )
+from rosetta_lite.book.reading import read_editing
 from rosetta_lite.dictionary.runs import load_dictionaries
 from rosetta_lite.evaluation.editing import evaluate_editing, pixel_transform, transform_fidelity
 from rosetta_lite.evaluation.metrics import mean_ci, paired_difference, psnr, ssim
@@ -349,8 +351,15 @@ def test_geometric_edits_skip_coarse_layers_by_default(generator, dictionary):
     every = edit(generator, z, zoom(1.5), dictionary, units="all", steps=1, min_scale=0.0, progress=False)
     assert sorted(every.channels) == ["b16", "b32", "b4", "b8"]
     coarse_unit = [dictionary.models[dictionary.generator]["units"][0]]  # the first unit of b8
-    with pytest.raises(ValueError, match="min_scale"):
+    with pytest.raises(NoUnitsToEdit, match="min_scale"):
         edit(generator, z, shift(0.25, 0), dictionary, units=coarse_unit, steps=1, progress=False)
+    # a dictionary whose Rosetta units all lie in coarse layers (as a small StyleGAN2 run's can): the evaluation
+    # leaves out their shift and zoom rows, and the reading takes the all-units rows
+    coarse = dataclasses.replace(dictionary, clusters=[dataclasses.replace(dictionary.clusters[0],
+                                                                           generator_units=coarse_unit)])
+    report = evaluate_editing(coarse, images=1, steps=1, baselines=False, progress=False)
+    assert {r["units"] for r in report["geometry"]} == {"all"} and len(report["geometry"]) == 4
+    assert "(all units)" in read_editing(report) and len(report["removal"]["variants"][0]["clusters"]) == 1
 
 
 # ---- bad inputs ----

@@ -157,6 +157,10 @@ def fill_region(maps: torch.Tensor, value: torch.Tensor | float, box: Box | None
 GEOMETRY_MIN_SCALE = 0.5
 
 
+class NoUnitsToEdit(ValueError):
+    """Every unit an edit chose lies in a layer whose maps are coarser than its ``min_scale`` allows."""
+
+
 @dataclass(frozen=True)
 class Edit:
     """An edit of unit maps: how it changes the edited maps, and how ``edit`` treats the other units.
@@ -460,6 +464,6 @@ def _without_coarse_layers(channels: dict, kept: dict, maps: dict[str, torch.Ten
     channels = {layer: chans for layer, chans in channels.items() if layer not in small}
     kept = {layer: chans for layer, chans in kept.items() if layer not in small}
     if not channels:
-        raise ValueError(f"no units to edit: every chosen unit is in a layer ({', '.join(small)}) whose maps "
+        raise NoUnitsToEdit(f"no units to edit: every chosen unit is in a layer ({', '.join(small)}) whose maps "
                          f"are smaller than min_scale={min_scale} of the output; lower min_scale")
     return channels, kept

@@ -343,7 +343,7 @@ def paper_table(concepts: dict, inversion: dict, editing: dict, nulls: dict | No
         ("Editing figure: shift and zoom of the Rosetta units",
          "the generator follows the edited maps (shown, not measured)",
          "; ".join(f"{r['edit']} {_ci(r['difference'])} dB" for r in geometry),
-         all(r["difference"]["ci95"][0] > 0 for r in geometry)),
+         bool(geometry) and all(r["difference"]["ci95"][0] > 0 for r in geometry)),
         ("Editing figure: removing a concept",
          "the concept goes, the rest of the image stays (shown, not measured)",
          f"changed pixels inside the region {inside:.0%}, the region {area:.0%} of the image",

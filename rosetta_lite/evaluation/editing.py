@@ -16,6 +16,7 @@ from rosetta_lite.applications.edit import (
     Edit,
     EditOptions,
     EditResult,
+    NoUnitsToEdit,
     edit,
     remove,
     shift,
@@ -165,12 +166,17 @@ def _geometry_rows(gan: Member, z: torch.Tensor, dictionary: RosettaDictionary, 
             fill = fill or "edge"  # the default fill of shift and zoom
             fn = shift(*amount, fill=fill) if kind == "shift" else zoom(amount, fill=fill)
             edited, unedited, layers = [], [], []
-            for batch, result in _batched_edits(gan, z, fn, dictionary, options, units=units, min_scale=min_scale):
-                scores = transform_fidelity(result, kind, amount)
-                edited.append(scores[0].cpu())
-                unedited.append(scores[1].cpu())
-                layers = sorted(result.channels)
-                bar.update(batch.stop - batch.start)
+            try:
+                for batch, result in _batched_edits(gan, z, fn, dictionary, options, units=units,
+                                                    min_scale=min_scale):
+                    scores = transform_fidelity(result, kind, amount)
+                    edited.append(scores[0].cpu())
+                    unedited.append(scores[1].cpu())
+                    layers = sorted(result.channels)
+                    bar.update(batch.stop - batch.start)
+            except NoUnitsToEdit:  # e.g. every Rosetta unit in a coarse layer: no row (the readers say so)
+                bar.update(z.shape[0])
+                continue
             edited, unedited = torch.cat(edited), torch.cat(unedited)
             rows.append({"edit": label, "units": units, "setting": setting, "layers": layers,
                          "fill": fill, "psnr_edited_vs_transformed": rounded(mean_ci(edited)),
