@@ -662,6 +662,31 @@ def test_a_batch_with_non_finite_maps_stops_mining_with_the_model_and_layer_name
         handle.remove()
 
 
+def test_one_infinite_value_stops_mining_and_huge_finite_maps_do_not(tmp_path):
+    gan = zoo.load("lite-gan", pretrained=False, seed=0)
+    encoder = zoo.load("lite-resnet-sup", pretrained=False, seed=1)
+    layer = encoder.layers[0]
+    module = dict(encoder.model.named_modules())[layer]
+
+    def one_infinity(_module, _args, out):
+        out = out.clone()
+        out.view(-1)[7] = float("inf")
+        return out
+
+    handle = module.register_forward_hook(one_infinity)
+    try:
+        with pytest.raises(RuntimeError, match=rf"lite-resnet-sup, layer {layer}: non-finite activations"):
+            mine(gan, [encoder], images=16, batch_size=16, progress=False, out=tmp_path / "inf")
+    finally:
+        handle.remove()
+    # finite maps whose float32 sum overflows: the quick test fails, the exact one lets them through
+    handle = module.register_forward_hook(lambda _module, _args, out: out.abs() * 1e36 + 1e36)
+    try:
+        mine(gan, [encoder], images=16, batch_size=16, progress=False)
+    finally:
+        handle.remove()
+
+
 def test_a_run_killed_between_its_two_saves_is_named_as_one_run(reference_run, tmp_path):
     from rosetta_lite.dictionary.runs import load_dictionaries
 

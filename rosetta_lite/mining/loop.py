@@ -447,7 +447,9 @@ def _check_finite_maps(tables: list, first: int, stop: int) -> None:
     would turn every table it enters into NaN, silently."""
     for name, maps, _ in tables:
         for layer, value in maps.items():
-            if not torch.isfinite(value).all():
+            # a sum is one pass without a mask (~40x faster than isfinite().all() on the CPU); NaN or infinity
+            # anywhere makes it non-finite, and the exact test settles a sum that only overflowed
+            if not (torch.isfinite(value.sum(dtype=torch.float32)) or torch.isfinite(value).all()):
                 raise RuntimeError(f"{name}, layer {layer}: non-finite activations on latents {first} to "
                                          f"{stop - 1}; the accumulators up to that batch are kept. Check the "
                                          "model's weights, or mine in fp32 (--precision fp32)")
