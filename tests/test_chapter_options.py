@@ -71,16 +71,31 @@ def test_every_chapter_with_a_run_passes_the_generator_and_the_control_to_open_r
 
 
 def test_a_chapter_without_a_control_reads_every_count_as_not_told_from_chance(tmp_path):
-    from rosetta_lite.book.chapters import chance_counts
+    from rosetta_lite.book.chapters import chance_counts, chance_table
     from rosetta_lite.book.reading import read_best_correlations, read_rosetta_neurons
 
     run = open_run(tmp_path / "run", "lite-untrained", images=32, k=1, batch_size=32, grid=8, control=False,
                    encoders=["lite-clip", "lite-resnet-sup"])
     assert run.control is None and not (tmp_path / "run" / "control").exists()
     report = chance_counts(run.trained, run.control)
+    table = chance_table(report)  # whole numbers, and empty cells where no control measured chance
+    assert list(table.index) == ["lite-clip", "lite-resnet-sup"] and str(table["best_buddies"].dtype) == "Int64"
+    assert table["control_best_buddies"].isna().all() and table["above_chance"].isna().all()
     neurons = report.pop("rosetta_neurons")
     assert neurons == {"trained": run.trained.rosetta_count(), "control": None, "trained_above_chance": None}
     assert report["lite-clip"]["best_buddies"] == len(run.trained.buddies["lite-clip"])
     assert report["lite-clip"]["chance_level"] is None
     assert "No control was mined" in read_rosetta_neurons(neurons)
     assert "No control was mined" in read_best_correlations(run.trained, run.control)
+
+
+def test_the_chance_table_gives_counts_as_whole_numbers(lite_run):
+    from rosetta_lite.book.chapters import chance_counts, chance_table
+    from rosetta_lite.dictionary.runs import load_dictionaries
+
+    trained, control = load_dictionaries(lite_run)
+    table = chance_table(chance_counts(trained, control))
+    assert list(table.columns) == ["best_buddies", "control_best_buddies", "chance_level", "above_chance"]
+    assert [str(table[c].dtype) for c in table.columns] == ["Int64", "Int64", "Float64", "Int64"]
+    assert not table.isna().any().any() and (table["above_chance"] <= table["best_buddies"]).all()
+    assert table.loc["lite-clip", "best_buddies"] == len(trained.buddies["lite-clip"])

@@ -61,6 +61,20 @@ def first_clusters(dictionary: RosettaDictionary | None, most: int | None = None
     return dataclasses.replace(dictionary, clusters=[dictionary.clusters[index] for index, _ in order])
 
 
+def chance_table(report: dict):
+    """The encoders' rows of :func:`chance_counts` as a table, counts as whole numbers (empty without a control).
+
+        chance_table(chance_counts(run.trained, run.control))   # a pandas DataFrame, one row per encoder
+    """
+    import pandas as pd
+
+    rows = {encoder: row for encoder, row in report.items() if encoder != "rosetta_neurons"}
+    table = pd.DataFrame(rows).T
+    counts = ["best_buddies", "control_best_buddies", "above_chance"]
+    return table.astype({c: "Int64" for c in counts} | {"chance_level": "Float64"})[counts[:2] + ["chance_level",
+                                                                                                   counts[2]]]
+
+
 def concept_table(report: dict):
     """Labelled clusters per concept of a ``concept_report``: a "trained" column and, if mined, an "untrained" one.
 
