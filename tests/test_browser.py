@@ -201,3 +201,11 @@ def test_screenshots_of_two_pages_are_kept(html):
                  (html / f"{page}.html").as_uri())
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000, f"{shot} is empty"
     print(f"screenshots kept in {folder}")
+
+
+def test_no_table_cell_is_cut_short(doms):
+    # pandas cuts long cells with "..." (display.max_colwidth); a reader then misses the value
+    cell = re.compile(r"<td[^>]*>(.*?)</td>", re.S)
+    for page, dom in doms.items():
+        cut = [text for text in cell.findall(dom) if re.sub(r"<[^>]+>", "", text).strip().endswith(("...", "…"))]
+        assert not cut, f"{page}: table cells cut short: {cut[:3]}"
