@@ -359,14 +359,18 @@ def _update_pearson(tables: list, g_maps: dict, generator: Member, sides: dict, 
         _update_pearson(tables, g_maps, gan, sides, grids, groups, resamplers)
 
     A function of its own so that the batch's rows (the generator's carried to every
-    side are cached for the batch) are freed when it returns.
+    side are cached for the batch) are freed when it returns. The generator's own table
+    meets the generator's rows centred once for every table, not centred again.
     """
-    g_rows = _GeneratorRows(g_maps, generator.layers, sides[generator.name], resamplers)
+    g_rows = _GeneratorRows(g_maps, generator, sides[generator.name], resamplers)
     for name, maps, accumulator in tables:
         resampler = resamplers[grids[name]]
         blocks = []
         for side, group, columns in groups[name]:
-            rows = resampler.centre(maps_to_rows(maps, group, side, f"rows/{name}/{side}"), side)
+            if name == generator.name:
+                rows = g_rows.group(resampler.grid, side)
+            else:
+                rows = resampler.centre(maps_to_rows(maps, group, side, f"rows/{name}/{side}"), side)
             blocks.append((g_rows.on(resampler.grid, side), rows, columns))
         accumulator.update_blocks(blocks)
 
@@ -394,50 +398,53 @@ def _count_binary(tables: list, g_maps: dict, generator: Member, layers: dict, g
 class _GeneratorRows:
     """The generator's rows of one batch on each map side, built from its native maps.
 
-    Each layer is centred once at its own size, with the statistics of its map resized to
-    the grid (:meth:`Resampler.centre`). The rows that meet an encoder's ``side`` x ``side``
-    maps are ``(A (x) A) g`` per layer with ``A = P_side^T P_layer`` (bilinear resize of the
-    layer to the grid, then the adjoint down to ``side``): a small matrix on the layer's
-    own raster, so coarse layers are never blown up to the grid and shrunk back.
+    Each group of layers of one side is centred once at its own size, with the statistics
+    of its maps resized to the grid (:meth:`Resampler.centre`). The rows that meet an
+    encoder's ``side`` x ``side`` maps are ``(A (x) A) g`` per group with
+    ``A = P_side^T P_group`` (bilinear resize of the group to the grid, then the adjoint
+    down to ``side``): a small matrix on the group's own raster, so coarse layers are
+    never blown up to the grid and shrunk back.
     """
 
-    def __init__(self, maps: dict[str, torch.Tensor], layers: list[str], sides: list[int | None],
+    def __init__(self, maps: dict[str, torch.Tensor], generator: Member, sides: list[int | None],
                  resamplers: dict[int, Resampler]) -> None:
-        self.maps, self.layers, self.sides, self.resamplers = maps, layers, sides, resamplers
-        self.native: dict[int, tuple[list[tuple[int, Centred]], Centred]] = {}
+        self.maps, self.generator, self.sides, self.resamplers = maps, generator, sides, resamplers
+        self.native: dict[int, tuple[dict[int, tuple[Centred, slice | torch.Tensor]], Centred]] = {}
         self.cache: dict[tuple[int, int], Centred] = {}
 
-    def _centred(self, grid: int) -> tuple[list[tuple[int, Centred]], Centred]:
+    def _centred(self, grid: int) -> tuple[dict[int, tuple[Centred, slice | torch.Tensor]], Centred]:
+        """Per own side, the centred rows of the layers of that side and their columns; and the statistics."""
         if grid not in self.native:
             resampler = self.resamplers[grid]
-            parts = []
-            for layer, side in zip(self.layers, self.sides):
-                own = grid if side is None or side > grid else side  # larger or non-square: resized first
-                rows = maps_to_rows(self.maps, [layer], own, f"generator/{layer}/{own}")
-                parts.append((own, resampler.centre(rows, own)))
-            stats = [c for _, c in parts]
-            self.native[grid] = parts, Centred(stats[0].count, None, torch.cat([c.mean for c in stats]),
-                                               torch.cat([c.m2 for c in stats]),
-                                               torch.cat([c.residual for c in stats]))
+            units = [self.maps[layer].shape[1] for layer in self.generator.layers]
+            parts = {}
+            stats = [torch.empty(sum(units), dtype=torch.float64, device=resampler.device) for _ in range(3)]
+            for own, group, columns in size_groups(self.generator.layers, units, self.sides, grid):
+                centred = resampler.centre(maps_to_rows(self.maps, group, own, f"generator/{grid}/{own}"), own)
+                parts[own] = centred, columns
+                for whole, part in zip(stats, (centred.mean, centred.m2, centred.residual)):
+                    whole[columns] = part
+            self.native[grid] = parts, Centred(next(iter(parts.values()))[0].count, None, *stats)
         return self.native[grid]
+
+    def group(self, grid: int, side: int) -> Centred:
+        """The centred rows of the generator's layers of ``side`` (the generator's own table meets them)."""
+        return self._centred(grid)[0][side][0]
 
     def on(self, grid: int, side: int) -> Centred:
         """Centred generator rows on a ``side`` x ``side`` raster, with the statistics of its maps on ``grid``."""
         if (grid, side) not in self.cache:
             parts, stats = self._centred(grid)
             resampler = self.resamplers[grid]
-            images = parts[0][1].rows.shape[0] // (parts[0][0] ** 2)
+            own, (first, _) = next(iter(parts.items()))
+            images = first.rows.shape[0] // (own * own)
             units = stats.mean.shape[0]
-            like = parts[0][1].rows
-            out = scratch(f"generator/{grid}/{side}", (images, side, side, units), like)
-            offset = 0
-            for own, centred in parts:
-                width = centred.rows.shape[1]
-                maps_bhwu = centred.rows.view(images, own, own, width)
+            out = scratch(f"generator/{grid}/on/{side}", (images, side, side, units), first.rows)
+            for own, (centred, columns) in parts.items():
+                maps_bhwu = centred.rows.view(images, own, own, -1)
                 transfer = resampler.transfer(own, side)
-                out[..., offset:offset + width] = maps_bhwu if transfer is None else \
+                out[..., columns] = maps_bhwu if transfer is None else \
                     apply_both_axes(transfer, maps_bhwu, "transfer")  # consumed at once: one buffer serves all
-                offset += width
             self.cache[grid, side] = Centred(stats.count, out.view(-1, units), stats.mean, stats.m2, stats.residual)
         return self.cache[grid, side]
 
