@@ -613,6 +613,13 @@ def _add_labelling(command) -> None:
 def _add_eval(commands) -> None:
     kinds = commands.add_parser("eval", help="evaluate a mining run against the Shapes World's ground truth") \
         .add_subparsers(dest="eval", required=True)
+    _add_eval_labels(kinds)
+    _add_eval_chance(kinds)
+    _add_eval_applications(kinds)
+
+
+def _add_eval_labels(kinds) -> None:
+    """eval concepts and eval census: clusters and units labelled with the world's concepts."""
     concepts = kinds.add_parser("concepts", help="label each Rosetta cluster with a concept (IoU with masks)")
     _add_run_folder(concepts)
     concepts.add_argument("--images", type=POSITIVE, default=300, help="Shapes World images (default 300)")
@@ -639,6 +646,9 @@ def _add_eval(commands) -> None:
     counted.add_argument("--json", action="store_true", help="print the census as one JSON line")
     counted.set_defaults(run=_eval_census)
 
+
+def _add_eval_chance(kinds) -> None:
+    """eval nulls, generators, stability and trust: the dictionary against chance."""
     nulls = kinds.add_parser("nulls", help="Rosetta neurons and concepts: trained vs untrained, shuffled, K = 1-5")
     _add_run_folder(nulls)
     _add_null_options(nulls)
@@ -673,6 +683,9 @@ def _add_eval(commands) -> None:
     trust.add_argument("--json", action="store_true", help="print the report as one JSON line")
     trust.set_defaults(run=_eval_trust)
 
+
+def _add_eval_applications(kinds) -> None:
+    """eval inversion, outside and editing: the applications measured."""
     inversion = kinds.add_parser("inversion", help="Table 1: inversion with and without Rosetta matches")
     _add_application(inversion, images=50, steps=100)
     inversion.add_argument("--restarts", type=POSITIVE, default=2, help="random starts per target (default 2)")

@@ -70,6 +70,28 @@ def transform_fidelity(result: EditResult, kind: str, amount: Amount) -> tuple[t
     return masked_psnr(result.after, reference, covered), masked_psnr(result.before, reference, covered)
 
 
+def _removal_variant(gan: Member, z: torch.Tensor, dictionary: RosettaDictionary, variant: tuple,
+                     thresholds: tuple[float, float], options: EditOptions, bar) -> dict:
+    """One removal setting (label, edit function, preserve) on every cluster, with its means over clusters."""
+    label, fn, preserve = variant
+    region_z, change_threshold = thresholds
+    clusters = []
+    for cluster in dictionary.clusters:
+        clusters.append(measure_removal(gan, z, dictionary, cluster, fn, preserve, region_z, change_threshold,
+                                        options=options))
+        bar.update(z.shape[0])
+
+    def average(key):
+        values = [c[key] for c in clusters if c[key] is not None]
+        return round(sum(values) / len(values), 4) if values else None
+
+    return {"variant": label, "mean_region_area_share": average("region_area_share"),
+            "mean_share_of_changed_pixels_inside_region": average("share_of_changed_pixels_inside_region"),
+            "mean_unit_z_inside_region_before": average("unit_z_inside_region_before"),
+            "mean_unit_z_inside_region_after": average("unit_z_inside_region_after"),
+            "clusters": clusters}
+
+
 def evaluate_editing(dictionary: RosettaDictionary, images: int = 16, *, seed: int = 11,
                      change_threshold: float = 0.1, region_z: float = 1.0, baselines: bool = True,
                      options: EditOptions | None = None, **changes: Any) -> dict:
@@ -112,24 +134,9 @@ def evaluate_editing(dictionary: RosettaDictionary, images: int = 16, *, seed: i
     quiet = dataclasses.replace(opts, progress=False)  # the table's bar counts the edits
     rows = _geometry_rows(gan, z, dictionary, settings, quiet, bar)
     removal = {"region": f"G unit maps thresholded: mean standardised map of the cluster's units > {region_z}",
-               "changed_pixel": f"max channel change > {change_threshold}", "variants": []}
-    for variant, fn, preserve in variants:
-        clusters = []
-        for cluster in dictionary.clusters:
-            clusters.append(measure_removal(gan, z, dictionary, cluster, fn, preserve, region_z, change_threshold,
-                                            options=quiet))
-            bar.update(images)
-
-        def average(key):
-            values = [c[key] for c in clusters if c[key] is not None]
-            return round(sum(values) / len(values), 4) if values else None
-
-        removal["variants"].append({"variant": variant, "mean_region_area_share": average("region_area_share"),
-                                    "mean_share_of_changed_pixels_inside_region":
-                                        average("share_of_changed_pixels_inside_region"),
-                                    "mean_unit_z_inside_region_before": average("unit_z_inside_region_before"),
-                                    "mean_unit_z_inside_region_after": average("unit_z_inside_region_after"),
-                                    "clusters": clusters})
+               "changed_pixel": f"max channel change > {change_threshold}",
+               "variants": [_removal_variant(gan, z, dictionary, variant, (region_z, change_threshold), quiet, bar)
+                            for variant in variants]}
     bar.close()
     return {"eval": "editing", "generator": gan.name, "device": opts.device, "precision": opts.precision,
             "images": images, "latent_seed": seed, "steps": opts.steps,

@@ -132,6 +132,56 @@ class InversionTargets:
         return sketch(scenes) if self.kind == "sketch" else scenes.images
 
 
+def _table_models(dictionary: RosettaDictionary, perceptual: str, names: list[str],
+                  device: str) -> tuple[Member, Member, dict[str, Member]]:
+    """The run's generator, the perceptual judge and the named encoders, on ``device``.
+
+    An untrained zoo's weights are rebuilt offline, with the generator's options; a judge
+    whose pretrained weights are out of reach (offline) is the run's own member, as mined.
+    """
+    gan = mined_generator(dictionary).to(device)
+    dictionary.check_generator(gan)
+    mined = mined_members(dictionary)
+    try:
+        judge = zoo.load(perceptual).to(device)
+    except ZooError:
+        if perceptual not in mined:
+            raise
+        judge = mined[perceptual].to(device)
+    return gan, judge, {name: (mined.get(name) or zoo.load(name)).to(device) for name in names}
+
+
+def _scores(images: torch.Tensor, wanted: torch.Tensor, judge: Member, lp) -> dict[str, torch.Tensor]:
+    """Per image, PSNR, SSIM, the perceptual distance and (when its weights are on disk) LPIPS, on the CPU."""
+    scores = {"psnr": psnr(images, wanted), "ssim": ssim(images, wanted),
+              "perceptual": perceptual_distance(judge, images, wanted)}
+    if lp is not None:
+        with torch.no_grad():
+            scores["lpips"] = lp.to(images.device)(images * 2 - 1, wanted * 2 - 1).flatten()
+    return {key: value.detach().cpu() for key, value in scores.items()}
+
+
+def _table_rows(objectives: list[tuple[str, list[str]]], per_batch: dict[str, list[dict]],
+                stopped: dict[str, list[int]]) -> list[dict]:
+    """Table 1's rows: each objective's mean and 95% CI per score, and its paired difference from perceptual only."""
+    per_image = {label: {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
+                 for label, parts in per_batch.items()}
+    rows = []
+    for label, chosen in objectives:
+        scores = per_image[label]
+        row = {"objective": label, "encoders": chosen}
+        for key in ("psnr", "ssim", "perceptual", "lpips"):
+            row[key] = rounded(mean_ci(scores[key])) if key in scores else None
+        if label != "perceptual only":
+            base = per_image["perceptual only"]
+            row["minus_perceptual_only"] = {key: rounded(paired_difference(scores[key], base[key]))
+                                            for key in scores}
+        if stopped[label]:
+            row["stopped_at_step"] = min(stopped[label])
+        rows.append(row)
+    return rows
+
+
 def evaluate_inversion(dictionary: RosettaDictionary, images: int = 50, *, seed: int = EVAL_SEED,
                        perceptual: str = "lite-resnet-sup", encoders: list[str] | None = None, targets: str = "scenes",
                        per_encoder: bool = True, options: InversionOptions | None = None, **changes: Any) -> dict:
@@ -159,25 +209,14 @@ def evaluate_inversion(dictionary: RosettaDictionary, images: int = 50, *, seed:
     check_eval_images(images, "eval inversion")
     check_targets(targets, dictionary.generator)
     opts = dataclasses.replace(opts, device=str(resolve_device(opts.device or "cpu")))
-    # the run's own models: an untrained zoo's weights are rebuilt offline, with the generator's options
-    gan = mined_generator(dictionary).to(opts.device)
-    dictionary.check_generator(gan)
-    mined = mined_members(dictionary)
-    try:
-        judge = zoo.load(perceptual).to(opts.device)
-    except ZooError:  # its pretrained weights are out of reach (offline): the run's own member, as mined
-        if perceptual not in mined:
-            raise
-        judge = mined[perceptual].to(opts.device)
     names = list(encoders or dictionary.encoders)
-    members = {name: (mined.get(name) or zoo.load(name)).to(opts.device) for name in names}
+    gan, judge, members = _table_models(dictionary, perceptual, names, opts.device)
     size = gan.generate(gan.sample_latents(1, 0)).shape[-1]
     source = InversionTargets(targets, size, seed, images)
     z0 = gan.sample_latents(images * opts.restarts, seed=opts.seed)  # as one inversion of every target draws them
     lp = lpips_model()
-    objectives = [("perceptual only", [])] + [(f"+ {n} matches", [n]) for n in names if per_encoder]
-    if len(names) > 1:
-        objectives.append(("+ all matches", names))
+    objectives = [("perceptual only", [])] + [(f"+ {n} matches", [n]) for n in names if per_encoder] + \
+        ([("+ all matches", names)] if len(names) > 1 else [])
     per_batch = {label: [] for label, _ in objectives}
     stopped: dict[str, list[int]] = {label: [] for label, _ in objectives}
     batches = row_batches(images, opts.batch_size)
@@ -187,36 +226,16 @@ def evaluate_inversion(dictionary: RosettaDictionary, images: int = 50, *, seed:
         for label, chosen in objectives:
             result = invert(gan, wanted, dictionary, encoders=[members[n] for n in chosen], perceptual=judge,
                             options=opts, z0=z0[rows.start * opts.restarts:rows.stop * opts.restarts])
-            scores = {"psnr": psnr(result.images, wanted), "ssim": ssim(result.images, wanted),
-                      "perceptual": perceptual_distance(judge, result.images, wanted)}
-            if lp is not None:
-                with torch.no_grad():
-                    scores["lpips"] = lp.to(opts.device)(result.images * 2 - 1, wanted * 2 - 1).flatten()
-            per_batch[label].append({key: value.detach().cpu() for key, value in scores.items()})
+            per_batch[label].append(_scores(result.images, wanted, judge, lp))
             if result.stopped_at is not None:
                 stopped[label].append(result.stopped_at)
             bar.update(rows.stop - rows.start)
     bar.close()
-    per_image = {label: {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
-                 for label, parts in per_batch.items()}
-    rows = []
-    for label, chosen in objectives:
-        scores = per_image[label]
-        row = {"objective": label, "encoders": chosen}
-        for key in ("psnr", "ssim", "perceptual", "lpips"):
-            row[key] = rounded(mean_ci(scores[key])) if key in scores else None
-        if label != "perceptual only":
-            base = per_image["perceptual only"]
-            row["minus_perceptual_only"] = {key: rounded(paired_difference(scores[key], base[key]))
-                                            for key in scores}
-        if stopped[label]:
-            row["stopped_at_step"] = min(stopped[label])
-        rows.append(row)
+    rows = _table_rows(objectives, per_batch, stopped)
     return {"eval": "inversion", "generator": gan.name, "device": opts.device, "precision": opts.precision,
             "images": images, "targets": targets, "targets_are": TARGET_KINDS[targets], "target_seed": seed,
-            "warm_start": opts.warm_start, "steps": opts.steps,
-            "restarts": opts.restarts, "lr": opts.lr, "alpha": opts.alpha, "beta": opts.beta,
-            "perceptual_weight": opts.perceptual_weight,
+            "warm_start": opts.warm_start, "steps": opts.steps, "restarts": opts.restarts, "lr": opts.lr,
+            "alpha": opts.alpha, "beta": opts.beta, "perceptual_weight": opts.perceptual_weight,
             "perceptual_distance": f"{perceptual} {'+'.join(PERCEPTUAL_LAYERS)} channel-normalised feature distance",
             "lpips": None if lp is None else "alex",
             "lpips_note": None if lp is not None else "LPIPS backbone weights not on disk: LPIPS not computed",
