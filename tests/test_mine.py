@@ -377,14 +377,21 @@ def test_bench_mining_reports_errors_per_precision_and_stands_in_a_generator(mon
 def test_ratios_are_taken_within_rounds_and_distrusted_when_rounds_disagree():
     from rosetta_lite.bench.mining import round_ratios
 
-    steady = round_ratios({"mining": [3.0, 6.0, 3.3], "forward": [2.0, 4.0, 2.2], "matmul": [0.5, 1.0, 0.55],
+    steady = round_ratios({"mining": [3.0, 6.0, 3.3], "statistics": [1.0, 2.0, 1.1], "matmul": [0.5, 1.0, 0.55],
                            "two_pass": [12.0, 24.0, 13.2]})  # round 2 twice as slow in every part
     assert steady["overhead"] == {"rounds": [2.0, 2.0, 2.0], "median": 2.0, "spread": 0.0, "trusted": True}
     assert steady["speedup"]["median"] == 4.0 and steady["speedup"]["trusted"]
-    shaky = round_ratios({"mining": [3.0, 3.0, 3.0], "forward": [2.0, 1.0, 2.0], "matmul": [0.5, 0.5, 0.5],
-                          "two_pass": [12.0, 12.0, 12.0]})  # the forward passes alone hit by a slow spell
+    shaky = round_ratios({"mining": [3.0, 3.0, 3.0], "statistics": [1.0, 2.0, 1.0], "matmul": [0.5, 0.5, 0.5],
+                          "two_pass": [12.0, 12.0, 12.0]})  # mining's own work hit by a slow spell
     assert shaky["overhead"]["rounds"] == [2.0, 4.0, 2.0] and not shaky["overhead"]["trusted"]
-    assert not round_ratios({k: [1.0] for k in ("mining", "forward", "matmul", "two_pass")})["speedup"]["trusted"]
+    assert not round_ratios({k: [1.0] for k in ("mining", "statistics", "matmul", "two_pass")})["speedup"]["trusted"]
+
+
+def test_a_mining_run_says_where_its_time_went(members):
+    gan, encoders = members
+    result = mine(gan, encoders, 8, batch_size=4, progress=False)
+    seconds = result.seconds
+    assert set(seconds) == {"models", "statistics"} and seconds["models"] > 0 and seconds["statistics"] > 0
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,6 +152,7 @@ def mine(generator: Member, encoders: list[Member], images: int, *, out: str | P
     to the device for the all-reduce (NCCL reduces GPU tensors only), so the device
     never holds a whole table.
     """
+    began = time.perf_counter()
     opts = dataclasses.replace(options or MiningOptions(), **changes)
     opts.check(images)
     _check_models(generator, encoders)
@@ -167,7 +169,7 @@ def mine(generator: Member, encoders: list[Member], images: int, *, out: str | P
         checkpoint = CHECKPOINT if world == 1 else f"checkpoint-rank{rank}-of-{world}.safetensors"
         run = _Pass(generator, encoders, opts, device, out, checkpoint, rank, world)
         result, placement, sides = _start(run, start, images)
-        _mine_batches(run, result, sides)
+        models_s = _mine_batches(run, result, sides)
         if world > 1:
             _reduce(result, placement, device, whole, world)
         result.to("cpu")  # dictionaries, best buddies and saving index CPU tables with these
@@ -176,6 +178,7 @@ def mine(generator: Member, encoders: list[Member], images: int, *, out: str | P
                 result.save(out / ACCUMULATORS)
             distributed.barrier()
             (out / checkpoint).unlink(missing_ok=True)
+        result.seconds = {"models": models_s, "statistics": time.perf_counter() - began - models_s}
         return result
 
 
@@ -235,8 +238,11 @@ def _start(run: _Pass, start: int, images: int) -> tuple[MiningResult, str, dict
     return result, placement, sides
 
 
-def _mine_batches(run: _Pass, result: MiningResult, sides: dict) -> None:
-    """The pass itself: every remaining batch generated, encoded and added into the accumulators."""
+def _mine_batches(run: _Pass, result: MiningResult, sides: dict) -> float:
+    """The pass itself: every remaining batch generated, encoded and added into the accumulators.
+
+    Returns the seconds spent generating and recording maps (the models' share of the pass).
+    """
     generator, encoders, opts, device = run.generator, run.encoders, run.opts, run.device
     s = result.settings
     groups = {name: size_groups(s.layers[name], s.units[name], sides[name], s.grid[name]) for name in s.layers}
@@ -244,8 +250,10 @@ def _mine_batches(run: _Pass, result: MiningResult, sides: dict) -> None:
     todo = missing_ranges(result.counted, s.start, s.start + s.images)
     bar = progress_bar(total=s.images, enabled=opts.progress and run.rank == 0, desc="mining", unit="img",
                        initial=s.images - count(todo))
+    models_s = 0.0
     with torch.no_grad():
         for done, (first, stop) in enumerate(_batches(todo, s.batch_size), 1):
+            began = time.perf_counter()
             z = latents(generator, s.seed, first, stop - first).to(device)
             with precision_context(opts.precision, device):
                 generated, g_maps = record_generator(generator, z)
@@ -253,6 +261,9 @@ def _mine_batches(run: _Pass, result: MiningResult, sides: dict) -> None:
                     generated = generator.generate(latents(generator, s.seed + SHUFFLED_STREAM, first,
                                                            stop - first).to(device))
                 encoded = [record_encoder(e, generated) for e in encoders]
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)  # the check of the maps below waits for them anyway
+            models_s += time.perf_counter() - began
             tables = [(e.name, maps, result.pairs[e.name]) for e, maps in zip(encoders, encoded)]
             tables.append((generator.name, g_maps, result.self_pair))
             _check_finite_maps(tables, first, stop)
@@ -268,6 +279,7 @@ def _mine_batches(run: _Pass, result: MiningResult, sides: dict) -> None:
             if run.out is not None and done % opts.checkpoint_every == 0:
                 result.save(run.out / run.checkpoint)
     bar.close()
+    return models_s
 
 
 def _batches(ranges: list[list[int]], batch_size: int):

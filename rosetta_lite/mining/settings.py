@@ -102,6 +102,7 @@ class MiningResult:
     ``counted``: the latent ranges [a, b) the accumulators hold (a run continues only the
     parts of ``[start, start + images)`` still missing). ``thresholds`` (similarity "mi"):
     per ``"model@grid"``, the frozen binarisation threshold of every unit on that grid.
+    ``seconds``: where the call that returned it spent its time (see the field).
     """
 
     settings: MiningSettings
@@ -109,6 +110,9 @@ class MiningResult:
     self_pair: Accumulator
     counted: Ranges = field(default_factory=list)
     thresholds: dict[str, torch.Tensor] = field(default_factory=dict)
+    #: wall seconds of the call that returned this result, not saved: "models" (generating and recording
+    #: maps, batch by batch) and "statistics" (the rest of the call: planning, rows, products, saving)
+    seconds: dict[str, float] = field(default_factory=dict, compare=False)
 
     @property
     def images_counted(self) -> int:
