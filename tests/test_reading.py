@@ -198,3 +198,18 @@ def test_outside_reads_where_the_matches_raise_psnr():
     assert "is not reproduced for any kind of target" in text
     report["rows"][0] = _outside_row("scenes", True, [0.2, 1.0], [-0.1, 0.1])
     assert "above 0 for scenes from the reader's guess; lowers" in read_outside(report)
+
+
+def test_the_mining_benchmark_is_read_against_its_targets():
+    from rosetta_lite.book.reading import read_mining
+
+    def report(overhead, spread):
+        return {"ratios_by_round": {"overhead": {"median": overhead, "trusted": spread <= 0.2},
+                                    "speedup": {"median": 4.26, "trusted": True}},
+                "overhead_target": 1.5, "speedup_target": 3, "images_per_s": 111.2, "threads": 2}
+
+    above = read_mining(report(1.87, 0.06))
+    assert "1.87 times" in above and "above the target of 1.5" in above and "memory traffic" in above
+    assert "meeting the target of 3" in above and "111 images" in above and "rerun" not in above
+    within = read_mining(report(1.2, 0.5))
+    assert "within the target" in within and "memory traffic" not in within and "rounds of the overhead" in within

@@ -346,3 +346,28 @@ def read_stability(report: dict) -> str:
     return (f"{opening} Of the trained zoo's {_plural(t['learned'], 'learned cluster')}, {t['learned_stable']} "
             f"{'comes back with its' if t['learned_stable'] == 1 else 'come back with their'} concept "
             f"({t['learned_fraction']:.0%}).")
+
+
+def read_mining(report: dict) -> str:
+    """One paragraph on the mining benchmark: its two ratios against their targets, and whether to trust them.
+
+        read_mining(load_result("mining")["report"])
+    """
+    overhead, speedup = report["ratios_by_round"]["overhead"], report["ratios_by_round"]["speedup"]
+    o_ok = overhead["median"] <= report["overhead_target"]
+    s_ok = speedup["median"] >= report["speedup_target"]
+    parts = [f"Outside the models' passes, mining takes {overhead['median']:.2f} times as long as its matrix "
+             f"multiplies alone, {'within' if o_ok else 'above'} the target of {report['overhead_target']}; "
+             f"it is {speedup['median']:.1f} times as fast as the official two-pass algorithm "
+             f"({'meeting' if s_ok else 'short of'} the target of {report['speedup_target']}), at "
+             f"{report['images_per_s']:.0f} images a second on {report['threads']} threads."]
+    if not o_ok:
+        parts.append("What the overhead counts beyond the products is memory traffic: each batch's rows are "
+                     "copied out of the recorded maps, centred, squared through the resizing's Gram matrix, and "
+                     "each product is added into a float64 table, passes that a CPU's memory, not its arithmetic, "
+                     "limits.")
+    untrusted = [name for name, ratio in (("overhead", overhead), ("speed-up", speedup)) if not ratio["trusted"]]
+    if untrusted:
+        parts.append(f"The rounds of the {' and the '.join(untrusted)} disagree by more than a fifth: the machine's "
+                     "load changed during the run, so rerun it on a quiet machine before comparing.")
+    return " ".join(parts)
