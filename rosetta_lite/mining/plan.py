@@ -241,7 +241,9 @@ def size_run(probe: MemberShapes, request: MemoryRequest) -> MemoryEstimate:
             width = columns.stop - columns.start if isinstance(columns, slice) else len(columns)
             own += 4 * b * side * side * width
             meets.add((grid, side))
-        rows, largest = rows + own, max(largest, own)
+        largest = max(largest, own)
+        if name != generator:  # the generator's own table meets its rows centred below, not a copy
+            rows += own
     for grid in set(grids.values()):  # the generator's layers centred at their own sides, per grid
         own = [grid if side is None or side > grid else side for side in sides[generator]]
         rows += 4 * b * sum(s * s * c for s, c in zip(own, units[generator]))
