@@ -372,6 +372,9 @@ def test_bench_mining_reports_errors_per_precision_and_stands_in_a_generator(mon
     assert len(report["all_times_s"]["mining"]) == 2 and report["mining_s"] == min(report["all_times_s"]["mining"])
     rounds = report["ratios_by_round"]["overhead"]["rounds"]
     assert len(rounds) == 2 and report["overhead_vs_limit"] == pytest.approx(sum(rounds) / 2, abs=2e-3)
+    preparation = report["ratios_by_round"]["preparation"]
+    assert len(preparation["rounds"]) == 2 and report["preparation_vs_matmul"] == preparation["median"] > 0
+    assert len(report["all_times_s"]["preparation"]) == 2
 
 
 def test_ratios_are_taken_within_rounds_and_distrusted_when_rounds_disagree():
@@ -385,6 +388,10 @@ def test_ratios_are_taken_within_rounds_and_distrusted_when_rounds_disagree():
                           "two_pass": [12.0, 12.0, 12.0]})  # mining's own work hit by a slow spell
     assert shaky["overhead"]["rounds"] == [2.0, 4.0, 2.0] and not shaky["overhead"]["trusted"]
     assert not round_ratios({k: [1.0] for k in ("mining", "statistics", "matmul", "two_pass")})["speedup"]["trusted"]
+    prepared = round_ratios({"mining": [3.0, 3.0], "statistics": [1.0, 1.0], "matmul": [0.5, 0.4],
+                             "preparation": [0.3, 0.3], "two_pass": [12.0, 12.0]})
+    assert prepared["preparation"]["rounds"] == [0.6, 0.75] and prepared["preparation"]["median"] == 0.675
+    assert "preparation" not in steady
 
 
 def test_a_mining_run_says_where_its_time_went(members):

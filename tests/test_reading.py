@@ -213,3 +213,8 @@ def test_the_mining_benchmark_is_read_against_its_targets():
     assert "meeting the target of 3" in above and "111 images" in above and "rerun" not in above
     within = read_mining(report(1.2, 0.5))
     assert "within the target" in within and "memory traffic" not in within and "rounds of the overhead" in within
+    bounded = report(1.87, 0.06)
+    bounded["ratios_by_round"]["preparation"] = {"median": 0.62, "trusted": True}
+    assert "below about 1.62: the target is out of reach" in read_mining(bounded)
+    bounded["ratios_by_round"]["preparation"]["median"] = 0.3
+    assert "below about 1.30: that leaves room under the target" in read_mining(bounded)

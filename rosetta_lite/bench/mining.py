@@ -5,16 +5,18 @@
     python -m rosetta_lite bench mining --zoo full-untrained --device cuda --tables host --json
 
 Measures full one-pass mining against (a) the models' forward passes alone, (b) the
-cross-product matrix multiplies alone on data of the same shapes, and (c) a
-re-implementation of the official code's algorithm: a statistics pass, then a
+cross-product matrix multiplies alone on data of the same shapes, (c) mining's work on
+the rows alone (built, centred and carried to the products' sides, without products),
+and (d) a re-implementation of the official code's algorithm: a statistics pass, then a
 correlation pass that resizes every layer pair separately and averages per-batch
-scores. Mining, forward passes, multiplies and the two-pass algorithm are timed in
-``repeats`` rounds; the overhead (mining's time outside the models' passes, which the
-mining run times itself, over the multiplies alone) and the speed-up are computed within a round
-and reported as the rounds' median with its spread, marked untrusted when the spread
+scores. All are timed in ``repeats`` rounds; the overhead (mining's time outside the
+models' passes, which the mining run times itself, over the multiplies alone), the
+preparation (c over b: the overhead cannot fall below one plus it while mining
+prepares its rows this way) and the speed-up are computed within a round and
+reported as the rounds' median with its spread, marked untrusted when the spread
 exceeds :data:`TRUSTED_SPREAD` (the machine's load changed between rounds); the
-speeds shown are each part's fastest time. Also the error against a float64 Pearson of all float32 activations
-held at once (per precision on a GPU), how far the official approximation's best buddies
+speeds shown are each part's fastest time. Also the error against a float64 Pearson
+of all float32 activations held at once (per precision on a GPU), how far the official approximation's best buddies
 are from the exact ones, and peak memory at two image counts 10x apart (each in a fresh
 process; GPU memory on CUDA). ``tables`` places the float64 tables of every mining run
 (:func:`rosetta_lite.mining.plan.choose_tables`); the report gives where they went and their size.
@@ -40,10 +42,11 @@ from rosetta_lite import zoo as zoo_registry
 from rosetta_lite.capture import record_encoder, record_generator
 from rosetta_lite.device import PRECISIONS, check_precision, precision_context, resolve_device
 from rosetta_lite.dictionary.match import best_buddies
-from rosetta_lite.mining.loop import mine
+from rosetta_lite.mining.loop import mine, pearson_blocks
 from rosetta_lite.mining.plan import plan, size_groups, table_bytes
 from rosetta_lite.mining.reference import float64_error, latent_batches
 from rosetta_lite.mining.settings import MiningResult, check_tables
+from rosetta_lite.stats.resample import Resampler
 from rosetta_lite.zoo.member import Member
 from rosetta_lite.zoo.registry import ZOOS, split_zoo, zoo_members
 
@@ -117,6 +120,35 @@ def matmul_only(gan: Member, encoders: list[Member], images: int, batch_size: in
     return total
 
 
+def preparation_only(gan: Member, encoders: list[Member], images: int, batch_size: int, device: str = "cpu",
+                     precision: str = "fp32", grid: int | None = None) -> float:
+    """Seconds for mining's work on the rows alone, with no products and no tables.
+
+        preparation_only(gan, encoders, 256, 32)
+
+    Every model's rows built and centred as on its grid, the generator's carried to every
+    side its products meet: :func:`~rosetta_lite.mining.loop.pearson_blocks`, as the mining
+    run calls it, each batch's blocks made and let go. The models run outside the timing.
+    Mining does this and the multiplies (:func:`matmul_only`), so the two together bound
+    its time outside the models from below.
+    """
+    layers, units, sides, grids = plan(gan, encoders, grid, device)
+    groups = {name: size_groups(layers[name], units[name], sides[name], grids[name]) for name in layers}
+    resamplers = {side: Resampler(side, device) for side in set(grids.values())}
+    total = 0.0
+    for z in latent_batches(gan, images, batch_size, device=device):
+        with torch.no_grad(), precision_context(precision, device):
+            generated, g_maps = record_generator(gan, z)
+            tables = [(e.name, record_encoder(e, generated), None) for e in encoders] + [(gan.name, g_maps, None)]
+
+        def prepare():
+            with torch.no_grad():
+                for _ in pearson_blocks(tables, g_maps, gan, sides, grids, groups, resamplers):
+                    pass
+        total += _timed(prepare, device)[0]
+    return total
+
+
 def two_pass(gan: Member, encoders: list[Member], images: int, batch_size: int,
              device: str = "cpu") -> dict[str, torch.Tensor]:
     """The official algorithm: per-unit statistics pass, then a per-layer-pair correlation pass.
@@ -178,13 +210,16 @@ TRUSTED_SPREAD = 0.2
 
 
 def round_ratios(times: dict[str, list[float]]) -> dict[str, dict]:
-    """Per round, the overhead and the speed-up over the two-pass algorithm; their median, spread and trust.
+    """Per round, the overhead, the preparation and the speed-up over the two-pass algorithm; their median,
+    spread and trust.
 
         round_ratios({"mining": [2.8], "statistics": [1.0], "matmul": [0.6], "two_pass": [11.0]})
 
     The overhead is mining's time outside the models' passes (``statistics``, timed by the
     mining run itself: :attr:`MiningResult.seconds`) over the multiplies alone; the
-    speed-up, the two-pass algorithm's time over mining's. Each ratio divides times of one
+    preparation (when ``times`` holds it), the work on the rows alone
+    (:func:`preparation_only`) over the multiplies alone; the speed-up, the two-pass
+    algorithm's time over mining's. Each ratio divides times of one
     round, so a slow spell of a shared machine, which hits the round's measurements alike,
     cancels; the median of the rounds is reported, and the spread ((max - min) / median)
     says whether the machine stayed steady enough to trust it.
@@ -192,6 +227,8 @@ def round_ratios(times: dict[str, list[float]]) -> dict[str, dict]:
     rounds = range(len(times["mining"]))
     values = {"overhead": [times["statistics"][i] / times["matmul"][i] for i in rounds],
               "speedup": [times["two_pass"][i] / times["mining"][i] for i in rounds]}
+    if "preparation" in times:
+        values["preparation"] = [times["preparation"][i] / times["matmul"][i] for i in rounds]
     out = {}
     for name, v in values.items():
         median = statistics.median(v)
@@ -297,6 +334,7 @@ def run(zoo: str = "lite", images: int = 256, *, options: BenchOptions | None = 
         "mining_s": round(mining_s, 3), "forward_only_s": round(forward_s, 3),
         "all_times_s": {k: [round(t, 3) for t in v] for k, v in times.items()},
         "overhead_vs_limit": ratios["overhead"]["median"], "overhead_target": 1.5,
+        "preparation_vs_matmul": ratios["preparation"]["median"],
         "two_pass_images_per_s": round(images / two_pass_s, 2),
         "speedup_vs_two_pass": ratios["speedup"]["median"], "speedup_target": 3,
         "ratios_by_round": ratios, "ratios_trusted": all(r["trusted"] for r in ratios.values()),
@@ -326,7 +364,7 @@ def _rounds(gan: Member, members: list[Member], images: int,
             o: BenchOptions) -> tuple[dict[str, list[float]], float, MiningResult, dict[str, torch.Tensor]]:
     """Each part's seconds per round, the peak GPU memory of mining, and the last round's two results."""
     cuda = torch.device(o.device).type == "cuda"
-    times = {"mining": [], "statistics": [], "forward": [], "matmul": [], "two_pass": []}
+    times = {"mining": [], "statistics": [], "forward": [], "matmul": [], "preparation": [], "two_pass": []}
     peak_gpu = 0.0
     for _ in range(o.repeats):  # rounds: each ratio is taken within one round, where the machine's load was alike
         if cuda:
@@ -340,6 +378,8 @@ def _rounds(gan: Member, members: list[Member], images: int,
         times["statistics"].append(result.seconds["statistics"])
         times["forward"].append(forward_only(gan, members, images, o.batch_size, o.device, o.precision))
         times["matmul"].append(matmul_only(gan, members, images, o.batch_size, o.device, o.precision, o.grid))
+        times["preparation"].append(preparation_only(gan, members, images, o.batch_size, o.device, o.precision,
+                                                     o.grid))
         two_pass_s, approx = _timed(lambda: two_pass(gan, members, images, o.batch_size, o.device), o.device)
         times["two_pass"].append(two_pass_s)
     return times, peak_gpu, result, approx

@@ -25,6 +25,7 @@ import dataclasses
 import logging
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -368,11 +369,27 @@ def _update_pearson(tables: list, g_maps: dict, generator: Member, sides: dict, 
                     resamplers: dict[int, Resampler]) -> None:
     """One batch of the Pearson pass: every table's blocks of rows, on their sides, into its co-moments.
 
-        _update_pearson(tables, g_maps, gan, sides, grids, groups, resamplers)
-
     A function of its own so that the batch's rows (the generator's carried to every
-    side are cached for the batch) are freed when it returns. The generator's own table
-    meets the generator's rows centred once for every table, not centred again.
+    side are cached for the batch) are freed when it returns.
+    """
+    for accumulator, blocks in pearson_blocks(tables, g_maps, generator, sides, grids, groups, resamplers):
+        accumulator.update_blocks(blocks)
+
+
+def pearson_blocks(tables: list, g_maps: dict, generator: Member, sides: dict, grids: dict, groups: dict,
+                   resamplers: dict[int, Resampler]) -> Iterator[tuple[Any, list]]:
+    """Every table's blocks of centred rows for one batch, one table at a time: (accumulator, blocks).
+
+        for accumulator, blocks in pearson_blocks(tables, g_maps, gan, sides, grids, groups, resamplers): ...
+
+    ``tables`` holds (model name, maps, accumulator) with the generator's own table last;
+    a block is (the generator's rows on the side of a group of the model's layers, the
+    group's rows centred as on the table's grid, the group's columns), as
+    :meth:`~rosetta_lite.stats.moments.CoMoments.update_blocks` takes them. A table's
+    blocks live until the next table's are made (their rows are reused buffers). The
+    generator's rows are centred once for every table, its own included. ``bench
+    mining`` times this alone: the work on the rows that mining does besides the
+    products.
     """
     g_rows = _GeneratorRows(g_maps, generator, sides[generator.name], resamplers)
     for name, maps, accumulator in tables:
@@ -384,7 +401,7 @@ def _update_pearson(tables: list, g_maps: dict, generator: Member, sides: dict, 
             else:
                 rows = resampler.centre(maps_to_rows(maps, group, side, f"rows/{name}/{side}"), side)
             blocks.append((g_rows.on(resampler.grid, side), rows, columns))
-        accumulator.update_blocks(blocks)
+        yield accumulator, blocks
 
 
 def _count_binary(tables: list, g_maps: dict, generator: Member, layers: dict, grids: dict,
