@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from rosetta_lite.stats.moments import CoMoments, centre
+from rosetta_lite.stats.moments import Centred, CoMoments, centre
 
 
 def reference(a, b):
@@ -119,6 +119,25 @@ def test_host_tables_in_chunks_equal_device_tables(monkeypatch):
     assert (host.correlation() - reference(a, b)).abs().max() < 1e-5
     assert (host.correlation()[0] - rho.double()).abs().max() < 0.05
     assert host.count == device.count and torch.allclose(host.m2_b, device.m2_b, rtol=1e-12)
+
+
+def test_blocks_that_fill_rows_and_columns_of_the_table_equal_one_update():
+    """Blocks of a's units (a slice, an index) by b's (an index, a slice), a's statistics whole in each."""
+    a, b, _ = correlated(seed=6)
+    rows_1, rows_2 = slice(0, 1), torch.tensor([1, 2])
+    cols_1, cols_2 = torch.tensor([0, 2, 3]), slice(1, 2)
+    for host_tables in (False, True):
+        blocked, whole = CoMoments(3, 4, host_tables=host_tables), CoMoments(3, 4)
+        for part_a, part_b in zip(a.split(700), b.split(700)):
+            c = centre(part_a)
+            blocks = []
+            for rows in (rows_1, rows_2):
+                a_rows = Centred(c.count, c.rows[:, rows].contiguous(), c.mean, c.m2, c.residual)
+                blocks += [(a_rows, centre(part_b[:, cols]), cols, rows) for cols in (cols_1, cols_2)]
+            blocked.update_blocks(blocks)
+            whole.update(part_a, part_b)
+        assert (blocked.correlation() - whole.correlation()).abs().max() < 1e-6
+        assert (blocked.correlation() - reference(a, b)).abs().max() < 1e-5
 
 
 def test_host_tables_take_the_host_path_and_stay_on_the_host(monkeypatch):

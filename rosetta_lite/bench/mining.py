@@ -43,7 +43,7 @@ from rosetta_lite.capture import record_encoder, record_generator
 from rosetta_lite.device import PRECISIONS, check_precision, precision_context, resolve_device
 from rosetta_lite.dictionary.match import best_buddies
 from rosetta_lite.mining.loop import mine, pearson_blocks
-from rosetta_lite.mining.plan import plan, size_groups, table_bytes
+from rosetta_lite.mining.plan import meetings, plan, size_groups, table_bytes, width
 from rosetta_lite.mining.reference import float64_error, latent_batches
 from rosetta_lite.mining.settings import MiningResult, check_tables
 from rosetta_lite.stats.resample import Resampler
@@ -106,16 +106,16 @@ def matmul_only(gan: Member, encoders: list[Member], images: int, batch_size: in
         matmul_only(gan, encoders, 256, 32)
     """
     layers, units, sides, grids = plan(gan, encoders, grid, device)
-    n_g = sum(units[gan.name])
     total = 0.0
     with precision_context(precision, device):
         for first in range(0, images, batch_size):
             count = min(batch_size, images - first)
             for name in [e.name for e in encoders] + [gan.name]:
-                for side, _, columns in size_groups(layers[name], units[name], sides[name], grids[name]):
-                    width = len(range(sum(units[name]))[columns])
-                    a = torch.randn(count * side * side, n_g, device=device)
-                    b = torch.randn(count * side * side, width, device=device)
+                g_groups = size_groups(layers[gan.name], units[gan.name], sides[gan.name], grids[name])
+                groups = size_groups(layers[name], units[name], sides[name], grids[name])
+                for (_, _, columns), (_, _, g_columns), meet, _ in meetings(g_groups, groups):
+                    a = torch.randn(count * meet * meet, width(g_columns), device=device)
+                    b = torch.randn(count * meet * meet, width(columns), device=device)
                     total += _timed(lambda: a.T @ b, device)[0]
     return total
 

@@ -4,8 +4,9 @@
     result = mine(gan, encoders, images=2000, similarity="mi")   # mutual information instead
 
 Latents -> generator (its layers recorded) -> images -> every encoder (each with its
-own preprocessing, its layers recorded) -> all maps of a model pair brought to one grid
--> one matrix multiply per pair and batch into :class:`~rosetta_lite.stats.moments.CoMoments`
+own preprocessing, its layers recorded) -> every pair of layer groups of a model pair
+meeting at the smaller of their map sides, as if both were resized to the pair's grid
+-> one matrix multiply per pair of groups and batch into :class:`~rosetta_lite.stats.moments.CoMoments`
 (Pearson) or :class:`~rosetta_lite.stats.binary.BinaryMoments` (mutual information of
 binarised maps). Each image goes through the generator and through each encoder exactly
 once. Runs checkpoint their accumulators and resume; runs over disjoint latent ranges
@@ -33,10 +34,10 @@ from typing import Any
 import torch
 
 from rosetta_lite.capture import maps_to_rows, record_encoder, record_generator
-from rosetta_lite.device import check_precision, native_bf16, precision_context, resolve_device, scratch
+from rosetta_lite.device import check_precision, native_bf16, precision_context, resolve_device
 from rosetta_lite.files import run_lock, writable_dir
 from rosetta_lite.mining import processes as distributed
-from rosetta_lite.mining.plan import choose_tables, plan, size_groups, table_bytes
+from rosetta_lite.mining.plan import choose_tables, meetings, plan, size_groups, table_bytes
 from rosetta_lite.mining.ranges import add_range, count, missing_ranges
 from rosetta_lite.mining.settings import (
     ACCUMULATORS,
@@ -54,7 +55,7 @@ from rosetta_lite.mining.settings import (
 from rosetta_lite.progress import progress_bar
 from rosetta_lite.stats.binary import top_quantile_thresholds
 from rosetta_lite.stats.moments import DEFAULT_CHUNK_BYTES, Centred, CoMoments, centre, check_chunk_bytes
-from rosetta_lite.stats.resample import Resampler, apply_both_axes
+from rosetta_lite.stats.resample import Resampler
 from rosetta_lite.zoo.member import Member
 
 LATENT_BLOCK = 1024  # latents come in seeded blocks, so any range is the same whoever draws it
@@ -382,9 +383,11 @@ def pearson_blocks(tables: list, g_maps: dict, generator: Member, sides: dict, g
 
         for accumulator, blocks in pearson_blocks(tables, g_maps, gan, sides, grids, groups, resamplers): ...
 
-    ``tables`` holds (model name, maps, accumulator) with the generator's own table last;
-    a block is (the generator's rows on the side of a group of the model's layers, the
-    group's rows centred as on the table's grid, the group's columns), as
+    ``tables`` holds (model name, maps, accumulator) with the generator's own table last.
+    Every group of the model's layers of one side meets every group of the generator's at
+    the smaller of their sides (:func:`~rosetta_lite.mining.plan.meetings`): a block is
+    (the generator group's rows there, the model group's rows there, both centred as on
+    the table's grid, the table's columns and rows they fill), as
     :meth:`~rosetta_lite.stats.moments.CoMoments.update_blocks` takes them. A table's
     blocks live until the next table's are made (their rows are reused buffers). The
     generator's rows are centred once for every table, its own included. ``bench
@@ -394,13 +397,17 @@ def pearson_blocks(tables: list, g_maps: dict, generator: Member, sides: dict, g
     g_rows = _GeneratorRows(g_maps, generator, sides[generator.name], resamplers)
     for name, maps, accumulator in tables:
         resampler = resamplers[grids[name]]
-        blocks = []
-        for side, group, columns in groups[name]:
-            if name == generator.name:
-                rows = g_rows.group(resampler.grid, side)
+        grid, blocks, rows = resampler.grid, [], None
+        for (side, group, columns), (g_side, _, g_columns), meet, carried in meetings(g_rows.groups(grid),
+                                                                                     groups[name]):
+            if rows is None or rows[0] != side:  # the pairs of one model group come together
+                rows = side, (g_rows.group(grid, side) if name == generator.name else
+                              resampler.centre(maps_to_rows(maps, group, side, f"rows/{name}/{side}"), side))
+            if carried == "generator":
+                a, b = g_rows.on(grid, g_side, meet), rows[1]
             else:
-                rows = resampler.centre(maps_to_rows(maps, group, side, f"rows/{name}/{side}"), side)
-            blocks.append((g_rows.on(resampler.grid, side), rows, columns))
+                a, b = g_rows.on(grid, g_side), resampler.carry(rows[1], side, meet, f"rows/{name}/{side}/{meet}")
+            blocks.append((a, b, columns, g_columns))
         yield accumulator, blocks
 
 
@@ -425,57 +432,58 @@ def _count_binary(tables: list, g_maps: dict, generator: Member, layers: dict, g
 
 
 class _GeneratorRows:
-    """The generator's rows of one batch on each map side, built from its native maps.
+    """The generator's rows of one batch, per group of layers of one side, carried down to every smaller side.
 
-    Each group of layers of one side is centred once at its own size, with the statistics
-    of its maps resized to the grid (:meth:`Resampler.centre`). The rows that meet an
-    encoder's ``side`` x ``side`` maps are ``(A (x) A) g`` per group with
-    ``A = P_side^T P_group`` (bilinear resize of the group to the grid, then the adjoint
-    down to ``side``): a small matrix on the group's own raster, so coarse layers are
-    never blown up to the grid and shrunk back.
+    Each group is centred once per grid at its own size, with the statistics of its maps
+    resized to the grid (:meth:`Resampler.centre`). A group meets a model's rows of a
+    smaller side carried down by ``(A (x) A)`` with ``A = P_side^T P_group`` (bilinear
+    resize to the grid, then its adjoint down to ``side``), a small matrix on the group's
+    own raster; carried rows are kept for the batch, since every table meets them.
     """
 
     def __init__(self, maps: dict[str, torch.Tensor], generator: Member, sides: list[int | None],
                  resamplers: dict[int, Resampler]) -> None:
         self.maps, self.generator, self.sides, self.resamplers = maps, generator, sides, resamplers
-        self.native: dict[int, tuple[dict[int, tuple[Centred, slice | torch.Tensor]], Centred]] = {}
-        self.cache: dict[tuple[int, int], Centred] = {}
+        self.native: dict[int, tuple[list[tuple], dict[int, Centred], Centred]] = {}
+        self.cache: dict[tuple[int, int, int], Centred] = {}
 
-    def _centred(self, grid: int) -> tuple[dict[int, tuple[Centred, slice | torch.Tensor]], Centred]:
-        """Per own side, the centred rows of the layers of that side and their columns; and the statistics."""
+    def _centred(self, grid: int) -> tuple[list[tuple], dict[int, Centred], Centred]:
+        """The groups on ``grid``, each group's centred rows by its side, and the statistics of every unit."""
         if grid not in self.native:
             resampler = self.resamplers[grid]
             units = [self.maps[layer].shape[1] for layer in self.generator.layers]
+            groups = size_groups(self.generator.layers, units, self.sides, grid)
             parts = {}
             stats = [torch.empty(sum(units), dtype=torch.float64, device=resampler.device) for _ in range(3)]
-            for own, group, columns in size_groups(self.generator.layers, units, self.sides, grid):
-                centred = resampler.centre(maps_to_rows(self.maps, group, own, f"generator/{grid}/{own}"), own)
-                parts[own] = centred, columns
-                for whole, part in zip(stats, (centred.mean, centred.m2, centred.residual)):
+            for own, group, columns in groups:
+                parts[own] = resampler.centre(maps_to_rows(self.maps, group, own, f"generator/{grid}/{own}"), own)
+                for whole, part in zip(stats, (parts[own].mean, parts[own].m2, parts[own].residual)):
                     whole[columns] = part
-            self.native[grid] = parts, Centred(next(iter(parts.values()))[0].count, None, *stats)
+            self.native[grid] = groups, parts, Centred(parts[groups[0][0]].count, None, *stats)
         return self.native[grid]
 
-    def group(self, grid: int, side: int) -> Centred:
-        """The centred rows of the generator's layers of ``side`` (the generator's own table meets them)."""
-        return self._centred(grid)[0][side][0]
+    def groups(self, grid: int) -> list[tuple]:
+        """The generator's :func:`size_groups` on ``grid``."""
+        return self._centred(grid)[0]
 
-    def on(self, grid: int, side: int) -> Centred:
-        """Centred generator rows on a ``side`` x ``side`` raster, with the statistics of its maps on ``grid``."""
-        if (grid, side) not in self.cache:
-            parts, stats = self._centred(grid)
-            resampler = self.resamplers[grid]
-            own, (first, _) = next(iter(parts.items()))
-            images = first.rows.shape[0] // (own * own)
-            units = stats.mean.shape[0]
-            out = scratch(f"generator/{grid}/on/{side}", (images, side, side, units), first.rows)
-            for own, (centred, columns) in parts.items():
-                maps_bhwu = centred.rows.view(images, own, own, -1)
-                transfer = resampler.transfer(own, side)
-                out[..., columns] = maps_bhwu if transfer is None else \
-                    apply_both_axes(transfer, maps_bhwu, "transfer")  # consumed at once: one buffer serves all
-            self.cache[grid, side] = Centred(stats.count, out.view(-1, units), stats.mean, stats.m2, stats.residual)
-        return self.cache[grid, side]
+    def group(self, grid: int, own: int) -> Centred:
+        """The centred rows of the group of side ``own``, with its own statistics."""
+        return self._centred(grid)[1][own]
+
+    def on(self, grid: int, own: int, side: int | None = None) -> Centred:
+        """The group of side ``own`` as a block's ``a``: with the statistics of every generator unit.
+
+        With ``side``, carried there (:meth:`Resampler.carry`; through the resizing's Gram
+        matrix when ``side`` is ``own``), once per batch.
+        """
+        rows = self.group(grid, own).rows
+        if side is not None:
+            if (grid, own, side) not in self.cache:
+                self.cache[grid, own, side] = self.resamplers[grid].carry(self.group(grid, own), own, side,
+                                                                          f"generator/{grid}/{own}/{side}")
+            rows = self.cache[grid, own, side].rows
+        stats = self._centred(grid)[2]
+        return Centred(stats.count, rows, stats.mean, stats.m2, stats.residual)
 
 
 def _check_finite_maps(tables: list, first: int, stop: int) -> None:

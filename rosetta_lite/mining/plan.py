@@ -102,8 +102,8 @@ def size_groups(layers: list[str], units: list[int], sides: list[int | None], gr
     """Layers of one model grouped by map side: [(side, layers, column slice or index), ...].
 
     Maps of the grid's side, non-square maps and maps larger than the grid (all resized to
-    the grid first) form the grid group; every smaller side meets the generator's rows
-    carried to that side.
+    the grid first) form the grid group; each group meets each of the other model's at the
+    smaller of their sides (:func:`meetings`).
     """
     offsets = [0]
     for count in units:
@@ -119,6 +119,32 @@ def size_groups(layers: list[str], units: list[int], sides: list[int | None], gr
         contiguous = columns == list(range(columns[0], columns[-1] + 1))
         result.append((side, names, slice(columns[0], columns[-1] + 1) if contiguous else torch.tensor(columns)))
     return result
+
+
+def meetings(g_groups: list[tuple], groups: list[tuple]) -> list[tuple[tuple, tuple, int, str]]:
+    """Every product of one table: (model group, generator group, the side they meet at, which is carried).
+
+        for group, g_group, meet, carried in meetings(g_sizes, model_sizes): ...
+
+    Both are :func:`size_groups` lists at the table's grid. A pair meets at the smaller of
+    its two sides: the rows of the larger side ("generator" or "model") are carried down
+    to it (:meth:`~rosetta_lite.stats.resample.Resampler.carry`), which gives the
+    cross-products of both resized to the grid on the fewest rows. At equal sides below
+    the grid one of the two still goes through the resizing's Gram matrix: the narrower.
+    The pairs of one model group come together.
+    """
+    out = []
+    for group in groups:
+        for g_group in g_groups:
+            side, g_side = group[0], g_group[0]
+            generator = g_side > side or (g_side == side and width(g_group[2]) <= width(group[2]))
+            out.append((group, g_group, min(side, g_side), "generator" if generator else "model"))
+    return out
+
+
+def width(columns: "slice | torch.Tensor") -> int:
+    """How many columns a group's ``columns`` (a contiguous slice or an index tensor) hold."""
+    return columns.stop - columns.start if isinstance(columns, slice) else len(columns)
 
 
 @dataclass(frozen=True)
@@ -210,10 +236,10 @@ def estimate_memory(generator: Member, encoders: list[Member], request: MemoryRe
 
         estimate_memory(gan, encoders, MemoryRequest(grid=56, batch_size=16)).device / 2**30   # GiB on the GPU
 
-    Counts the models, the float64 tables, one batch's images and recorded maps, its rows on
-    the grids (the generator's on each side an encoder's layers meet, kept for the batch;
-    the rows of all models at once, as the CPU keeps their buffers between batches), and
-    one product chunk. The Python process itself (about 0.5 GB with torch) is not counted.
+    Counts the models, the float64 tables, one batch's images and recorded maps, its rows
+    (every model's at its own sides and carried down to where its groups meet the
+    generator's, the generator's groups carried down kept for the batch; the rows of all
+    models at once, as the CPU keeps their buffers between batches), and one product chunk. The Python process itself (about 0.5 GB with torch) is not counted.
     """
     request = request or MemoryRequest()
     check_tables(request.tables)
@@ -233,21 +259,24 @@ def size_run(probe: MemberShapes, request: MemoryRequest) -> MemoryEstimate:
     maps = sum(c * h * w for per_layer in probe.shapes.values() for c, h, w in per_layer.values())
     # recorded maps are copies: the forward pass holds its own activations beside them
     batch = 4 * b * (2 * maps + probe.image_numel)
-    rows, meets, largest = 0, set(), 0
+    rows, carried, largest = 0, set(), 0
     for name in [e for e in probe.shapes if e != generator] + [generator]:
         grid = grids[name]
-        own = 0
-        for side, _, columns in size_groups(layers[name], units[name], sides[name], grid):
-            width = columns.stop - columns.start if isinstance(columns, slice) else len(columns)
-            own += 4 * b * side * side * width
-            meets.add((grid, side))
+        groups = size_groups(layers[name], units[name], sides[name], grid)
+        own = sum(4 * b * side * side * width(columns) for side, _, columns in groups)
+        for (side, _, columns), (g_side, _, g_columns), meet, which in meetings(
+                size_groups(layers[generator], units[generator], sides[generator], grid), groups):
+            if which == "model":  # the model's rows carried to the generator group's side, for this table
+                own += 4 * b * meet * meet * width(columns)
+            else:  # the generator group carried to the model's side, kept for the batch
+                carried.add((grid, g_side, meet, width(g_columns)))
         largest = max(largest, own)
         if name != generator:  # the generator's own table meets its rows centred below, not a copy
             rows += own
     for grid in set(grids.values()):  # the generator's layers centred at their own sides, per grid
         own = [grid if side is None or side > grid else side for side in sides[generator]]
         rows += 4 * b * sum(s * s * c for s, c in zip(own, units[generator]))
-    rows += sum(4 * b * side * side * n_g for _, side in meets)
+    rows += sum(4 * b * meet * meet * w for _, _, meet, w in carried)
     rows += 2 * largest  # resizing, then squaring while centring, one model's rows: two temporaries of their size
     widest = max(sum(units[name]) for name in units)
     products = int(1.5 * min(request.chunk_bytes, 8 * n_g * widest))

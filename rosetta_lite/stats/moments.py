@@ -56,6 +56,21 @@ def _sub_columns(columns: "slice | torch.Tensor", first: int, last: int, n_b: in
     return columns[first:last]
 
 
+def _with_rows(blocks: list[tuple]) -> list[tuple]:
+    """Blocks as (a, b, columns, rows), a block without rows filling every row of the table."""
+    return [(*block, slice(None)) if len(block) == 3 else tuple(block) for block in blocks]
+
+
+def _cells(rows: "slice | torch.Tensor", columns: "slice | torch.Tensor", n_a: int, n_b: int) -> tuple | None:
+    """The index of a block's cells in the table (None: the whole table), for slices or index tensors alike."""
+    if isinstance(rows, slice) and isinstance(columns, slice):
+        whole = rows.indices(n_a) == (0, n_a, 1) and columns.indices(n_b) == (0, n_b, 1)
+        return None if whole else (rows, columns)
+    if isinstance(rows, torch.Tensor) and isinstance(columns, torch.Tensor):
+        return rows[:, None], columns  # both indexed: their outer product, not pairs
+    return rows, columns
+
+
 def dead_units(variance: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
     """Boolean mask of the units whose maps are constant: no variance, or a spread lost in rounding.
 
@@ -184,18 +199,23 @@ class CoMoments:
                              f"and {tuple(b.rows.shape)}")
         self.update_blocks([(a, b, slice(None))])
 
-    def update_blocks(self, blocks: list[tuple[Centred, Centred, "slice | torch.Tensor"]]) -> None:
-        """Add a batch whose b units come in column blocks, each meeting its own view of a.
+    def update_blocks(self, blocks: list[tuple]) -> None:
+        """Add a batch whose units come in blocks of the table, each meeting its own view of a.
 
             acc.update_blocks([(g_on_8x8, vit_rows, slice(0, 2048))])
+            acc.update_blocks([(g_4x4_group, resnet_rows_at_4x4, slice(0, 16), slice(0, 128))])
 
-        Every block's ``a`` carries the same statistics (one batch of a, possibly carried
-        to another raster by :class:`rosetta_lite.stats.resample.Resampler`); one multiply per
-        block, on centred float32 rows, added straight into the float64 table. The
-        residual sums (the float32 mean not being exactly the batch mean) and Chan's
-        shift of the running means are then one rank-2 update of the whole table. A
-        product wider than ``chunk_bytes`` allows is multiplied in column chunks; with
-        ``host_tables`` every chunk, rank-2 share included, is added to the host table.
+        A block is ``(a, b, columns)`` or ``(a, b, columns, rows)``: its product fills the
+        table's ``rows`` (default: all of a's units) and ``columns``, each a contiguous slice
+        or an index tensor. Every block's ``a`` carries the statistics of all n_a units of one
+        batch (even where its rows hold only the block's ``rows``), possibly carried to
+        another raster by :class:`rosetta_lite.stats.resample.Resampler`; the blocks cover
+        every cell of the table once. One multiply per block, on centred float32 rows, added
+        straight into the float64 table. The residual sums (the float32 mean not being
+        exactly the batch mean) and Chan's shift of the running means are then one rank-2
+        update of the whole table. A product wider than ``chunk_bytes`` allows is multiplied
+        in column chunks; with ``host_tables`` every chunk, rank-2 share included, is added
+        to the host table.
         """
         first = blocks[0][0]
         count = first.count
@@ -203,7 +223,7 @@ class CoMoments:
             self.to(first.mean.device)  # a fresh accumulator follows its data (a host table stays on the host)
         device = self.device
         mean_b, m2_b, residual_b = (torch.empty(self.n_b, dtype=torch.float64, device=device) for _ in range(3))
-        for a, b, columns in blocks:
+        for a, b, columns, *_ in blocks:
             if a.count != count or b.count != count:
                 raise ValueError("every block of a batch must count the same samples")
             mean_b[columns], m2_b[columns], residual_b[columns] = b.mean, b.m2, b.residual
@@ -216,39 +236,42 @@ class CoMoments:
         if self.host_tables:
             self._add_chunks_to_host(blocks, left, right, step)
         else:
-            for a, b, columns in blocks:
+            for a, b, columns, rows in _with_rows(blocks):
                 width = b.rows.shape[1]
                 for first_column in range(0, width, step):  # one pass unless the product is over chunk_bytes
                     last = min(first_column + step, width)
                     rows_b = b.rows if last - first_column == width else b.rows[:, first_column:last]
-                    target = _sub_columns(columns, first_column, last, self.n_b)
-                    if isinstance(target, slice) and target == slice(0, self.n_b):
+                    cells = _cells(rows, _sub_columns(columns, first_column, last, self.n_b), self.n_a, self.n_b)
+                    if cells is None:
                         self.cross += a.rows.T @ rows_b
                     else:
-                        self.cross[:, target] += a.rows.T @ rows_b
+                        self.cross[cells] += a.rows.T @ rows_b
             self.cross.addmm_(left, right)
         self._merge_vectors(count, first.mean, mean_b, first.m2, m2_b)
 
-    def _add_chunks_to_host(self, blocks: list[tuple[Centred, Centred, "slice | torch.Tensor"]],
-                            left: torch.Tensor, right: torch.Tensor, step: int) -> None:
+    def _add_chunks_to_host(self, blocks: list[tuple], left: torch.Tensor, right: torch.Tensor, step: int) -> None:
         """Each block's product, chunk by chunk on the rows' device, with its share of the rank-2
         correction added there in float64, then added into the host table.
 
-        The correction is folded into each chunk (the blocks cover every column once), so
+        The correction is folded into each chunk (the blocks cover every cell once), so
         the host table is read and written once per batch, not twice: on the host that
         pass, not the device's multiply, is what a batch waits for.
         """
-        for a, b, columns in blocks:
+        for a, b, columns, rows in _with_rows(blocks):
             width = b.rows.shape[1]
             for first_column in range(0, width, step):
                 last = min(first_column + step, width)
                 target = _sub_columns(columns, first_column, last, self.n_b)
                 chunk = (a.rows.T @ b.rows[:, first_column:last]).double()  # float32 multiply, float64 sum
-                chunk.addmm_(left, right[:, target])
+                chunk.addmm_(left[rows], right[:, target])
                 if chunk.device != self.cross.device:
                     # through one reused host buffer: no fresh chunk-sized allocation per step
                     chunk = scratch("host_tables/chunk", tuple(chunk.shape), self.cross).copy_(chunk)
-                self.cross[:, target] += chunk
+                cells = _cells(rows, target, self.n_a, self.n_b)
+                if cells is None:
+                    self.cross += chunk
+                else:
+                    self.cross[cells] += chunk
 
     def _merge_vectors(self, n, mean_a, mean_b, m2_a, m2_b) -> None:
         total = self.count + n

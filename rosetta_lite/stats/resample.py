@@ -1,6 +1,6 @@
 """Exact statistics of bilinearly resized maps, without resizing them.
 
-    shrink = Resampler(grid=32); coarse = shrink.adjoint(rows_bhwu, size=8)
+    shrink = Resampler(grid=32); coarse = shrink.carry(grid_rows, size=32, side=8)
 
 Bilinear resizing of a size x size map to grid x grid is a linear map ``P`` that acts
 separably on rows and columns: ``P = P1 (x) P1`` with ``P1`` of shape (grid, size). The
@@ -64,7 +64,7 @@ def _gram_squares(maps_bhwu: torch.Tensor, gram: torch.Tensor) -> torch.Tensor:
 class Resampler:
     """Statistics of maps resized to a ``grid`` x ``grid`` raster, computed at their own size.
 
-        r = Resampler(32); d = r.centre(maps_bhwc_8x8); g_small = r.adjoint(g_rows, 8)
+        r = Resampler(32); d = r.centre(rows_8x8, 8); g_small = r.carry(g_rows, 32, 8)
     """
 
     def __init__(self, grid: int, device: torch.device | str = "cpu") -> None:
@@ -104,25 +104,27 @@ class Resampler:
             self._weights[key] = matrix
         return self._weights[key]
 
-    def adjoint(self, centred: Centred, size: int) -> Centred:
-        """Grid rows (B * grid^2, U) carried to a size x size raster by P^T; statistics kept."""
-        if size == self.grid:
+    def carry(self, centred: Centred, size: int, side: int, buffer: str | None = None) -> Centred:
+        """Centred rows of ``size`` x ``size`` maps carried to ``side`` by :meth:`transfer`; statistics kept.
+
+            r = Resampler(32); g_at_8 = r.carry(r.centre(rows_16x16, 16), 16, 8)
+
+        The carried rows meet rows of ``side`` x ``side`` maps with the cross-products of both
+        maps resized to the grid. ``buffer`` names reused buffers (see :func:`apply_both_axes`).
+        """
+        transfer = self.transfer(size, side)
+        if transfer is None:
             return centred
-        p1_t, _, _ = self._for(size)
-        units = centred.rows.shape[1]
-        b, n = centred.rows.shape[0] // (self.grid * self.grid), self.grid
-        # two passes into buffers kept per (grid, size): the batch's rows live until the next batch
-        along_x = torch.matmul(p1_t, centred.rows.view(b * n, n, units),
-                               out=scratch(f"adjoint_x/{n}/{size}", (b * n, size, units), centred.rows))
-        rows = torch.matmul(p1_t, along_x.view(b, n, size * units),
-                            out=scratch(f"adjoint/{n}/{size}", (b, size, size * units), centred.rows))
-        return Centred(centred.count, rows.view(-1, units), centred.mean, centred.m2, centred.residual)
+        images = centred.rows.shape[0] // (size * size)
+        maps_bhwu = centred.rows.view(images, size, size, -1)
+        rows = apply_both_axes(transfer, maps_bhwu, buffer).view(-1, maps_bhwu.shape[-1])
+        return Centred(centred.count, rows, centred.mean, centred.m2, centred.residual)
 
     def centre(self, rows: torch.Tensor, size: int) -> Centred:
         """Centre native rows (B * size^2, U) as if resized to the grid; rows are overwritten.
 
         ``count`` is the number of grid positions, and mean, m2 and residual are those
-        of the resized maps, so the result meets grid rows shrunk by :meth:`adjoint`.
+        of the resized maps, so the result meets grid rows shrunk by :meth:`carry`.
         Weighted sums are matrix-vector products (no temporary of the rows' size).
         """
         if size == self.grid:
