@@ -23,7 +23,7 @@ def test_full_parameter_file_plans_every_chapter():
     params = load_params(ROOT / "params" / "full.yaml")
     assert params["common"]["zoo"] == "full" and params["common"]["device"] == "cuda"
     assert params["common"]["images"] == 1000 and params["common"]["batch_size"] == 16
-    assert params["common"]["grid"] == 56  # the largest map (BigGAN's 256) would need 3 GB an image
+    assert params["common"]["grid"] == 56  # the largest map (BigGAN's 256) would hold twice the rows
     jobs = {nb.stem: (declared_parameters(nb), values) for nb, values in chapter_jobs(params, chapter_notebooks())}
     assert jobs and all(stem[:2].isdigit() for stem in jobs)
     for stem, (declared, values) in jobs.items():  # each chapter gets every full-scale value it declares
