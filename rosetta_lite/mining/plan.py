@@ -239,7 +239,8 @@ def estimate_memory(generator: Member, encoders: list[Member], request: MemoryRe
     Counts the models, the float64 tables, one batch's images and recorded maps, its rows
     (every model's at its own sides and carried down to where its groups meet the
     generator's, the generator's groups carried down kept for the batch; the rows of all
-    models at once, as the CPU keeps their buffers between batches), and one product chunk. The Python process itself (about 0.5 GB with torch) is not counted.
+    models at once, as the CPU keeps their buffers between batches), and one product
+    chunk. The Python process itself (about 0.5 GB with torch) is not counted.
     """
     request = request or MemoryRequest()
     check_tables(request.tables)
@@ -263,7 +264,8 @@ def size_run(probe: MemberShapes, request: MemoryRequest) -> MemoryEstimate:
     for name in [e for e in probe.shapes if e != generator] + [generator]:
         grid = grids[name]
         groups = size_groups(layers[name], units[name], sides[name], grid)
-        own = sum(4 * b * side * side * width(columns) for side, _, columns in groups)
+        native = sum(4 * b * side * side * width(columns) for side, _, columns in groups)
+        own = native
         for (side, _, columns), (g_side, _, g_columns), meet, which in meetings(
                 size_groups(layers[generator], units[generator], sides[generator], grid), groups):
             if which == "model":  # the model's rows carried to the generator group's side, for this table
@@ -271,8 +273,8 @@ def size_run(probe: MemberShapes, request: MemoryRequest) -> MemoryEstimate:
             else:  # the generator group carried to the model's side, kept for the batch
                 carried.add((grid, g_side, meet, width(g_columns)))
         largest = max(largest, own)
-        if name != generator:  # the generator's own table meets its rows centred below, not a copy
-            rows += own
+        # the generator's own table meets its rows centred below, not a copy; only its carried rows are new
+        rows += own if name != generator else own - native
     for grid in set(grids.values()):  # the generator's layers centred at their own sides, per grid
         own = [grid if side is None or side > grid else side for side in sides[generator]]
         rows += 4 * b * sum(s * s * c for s, c in zip(own, units[generator]))
